@@ -1,0 +1,285 @@
+"""The public contracts: what crosses the wire between alert sources, the CLI, workflows and
+activities. Changing a field name here is a breaking change for in-flight incidents and for
+users who start workflows by hand, so every model is explicit and rejects unknown input fields.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from enum import StrEnum
+from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+K8sName = Annotated[
+    str,
+    Field(min_length=1, max_length=253, pattern=r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$"),
+]
+
+
+class Contract(BaseModel):
+    """Base for input contracts: a typo in a field name is an error, never silently dropped."""
+
+    model_config = ConfigDict(extra="forbid", frozen=False)
+
+
+class RedisTarget(Contract):
+    """Which Redis an incident is about, and the Kubernetes objects around it."""
+
+    redis_url: str = Field(description="redis:// or rediss:// URL, without a password")
+    namespace: K8sName = "default"
+    statefulset: K8sName = "redis"
+    api_deployment: K8sName | None = None
+    api_replicas: int | None = Field(default=None, ge=0, le=1000)
+    fallback_replicas: int | None = Field(default=None, ge=0, le=1000)
+
+    @field_validator("redis_url")
+    @classmethod
+    def _check_url(cls, value: str) -> str:
+        parts = urlsplit(value)
+        if parts.scheme not in ("redis", "rediss"):
+            raise ValueError(
+                f"scheme must be redis:// or rediss://, got {parts.scheme or 'none'!r} "
+                "(example: redis://redis.treebeard-production.svc:6379/0)"
+            )
+        if not parts.hostname:
+            raise ValueError("has no host (example: redis://127.0.0.1:6379/0)")
+        if parts.password:
+            raise ValueError(
+                "must not carry a password: it would be stored in the workflow history; "
+                "give it to the worker as RUNBOOK_REDIS_PASSWORD instead"
+            )
+        try:
+            parts.port  # noqa: B018 - property raises on a bad port
+        except ValueError as err:
+            raise ValueError(f"has a bad port: {err}") from None
+        path = parts.path.strip("/")
+        if path and not path.isdigit():
+            raise ValueError(f"database must be a number, got {path!r}")
+        return value
+
+    @property
+    def db(self) -> int:
+        path = urlsplit(self.redis_url).path.strip("/")
+        return int(path) if path else 0
+
+    @property
+    def workflow_id(self) -> str:
+        """One incident per target: alert storms for the same Redis land in one workflow."""
+        return f"redis-cache-failure/{self.namespace}/{self.statefulset}"
+
+
+class AlertStatus(StrEnum):
+    FIRING = "firing"
+    RESOLVED = "resolved"
+
+
+class Alert(Contract):
+    """An alert from any source, normalised."""
+
+    source: str = Field(min_length=1, description="alertmanager, grafana, pagerduty, cli, ...")
+    name: str = Field(min_length=1)
+    status: AlertStatus = AlertStatus.FIRING
+    labels: dict[str, str] = Field(default_factory=dict)
+    annotations: dict[str, str] = Field(default_factory=dict)
+    starts_at: datetime | None = None
+    fingerprint: str = Field(min_length=1)
+
+
+class Mode(StrEnum):
+    AUTO = "auto"
+    DRY_RUN = "dry-run"
+
+
+class Incident(Contract):
+    """The workflow input. Secrets never travel here: the worker reads them."""
+
+    target: RedisTarget
+    mode: Mode = Mode.AUTO
+    alerts: list[Alert] = Field(default_factory=list)
+    requested_by: str = Field(default="unknown", min_length=1, max_length=200)
+
+
+class Scenario(StrEnum):
+    REDIS_DOWN = "redis_down"
+    OUT_OF_MEMORY = "out_of_memory"
+    TOO_MANY_CONNECTIONS = "too_many_connections"
+    SLOW_COMMANDS = "slow_commands"
+    HIGH_LATENCY = "high_latency"
+    HEALTHY = "healthy"
+
+
+class Finding(BaseModel):
+    """Something diagnosis noticed. Failures to reach Redis are findings, not exceptions."""
+
+    code: str
+    message: str
+
+
+class SlowlogEntry(BaseModel):
+    id: int
+    started_at: datetime
+    duration_us: int
+    command: str
+
+
+class RedisInfo(BaseModel):
+    """The INFO fields the runbook reads, typed."""
+
+    redis_version: str = ""
+    role: str = ""
+    uptime_seconds: int = 0
+    used_memory: int = 0
+    maxmemory: int = 0
+    maxmemory_policy: str = ""
+    mem_fragmentation_ratio: float = 0.0
+    connected_clients: int = 0
+    maxclients: int = 0
+    rejected_connections: int = 0
+    blocked_clients: int = 0
+    evicted_keys: int = 0
+    keyspace_hits: int = 0
+    keyspace_misses: int = 0
+    rdb_bgsave_in_progress: int = 0
+    aof_rewrite_in_progress: int = 0
+    rdb_last_bgsave_status: str = "ok"
+    aof_last_write_status: str = "ok"
+    latest_fork_usec: int = 0
+    connected_slaves: int = 0
+    master_link_status: str | None = None
+    keys: int = Field(default=0, description="keys in the target's database")
+    expires: int = Field(default=0, description="keys with a TTL in the target's database")
+
+    @property
+    def hit_rate(self) -> float | None:
+        total = self.keyspace_hits + self.keyspace_misses
+        return self.keyspace_hits / total if total else None
+
+    @property
+    def memory_ratio(self) -> float | None:
+        return self.used_memory / self.maxmemory if self.maxmemory else None
+
+    @property
+    def clients_ratio(self) -> float | None:
+        return self.connected_clients / self.maxclients if self.maxclients else None
+
+
+class Diagnosis(BaseModel):
+    """What triage saw. `reachable` False means `findings` say why."""
+
+    redis_url: str
+    taken_at: datetime
+    reachable: bool
+    findings: list[Finding] = Field(default_factory=list)
+    ping_samples_ms: list[float] = Field(default_factory=list)
+    ping_p50_ms: float | None = None
+    ping_p95_ms: float | None = None
+    info: RedisInfo | None = None
+    evictions_during_sample: int = 0
+    slowlog: list[SlowlogEntry] = Field(default_factory=list)
+    dbsize: int | None = None
+
+    def has(self, code: str) -> bool:
+        return any(f.code == code for f in self.findings)
+
+
+class StepName(StrEnum):
+    DIAGNOSE = "diagnose"
+    PING = "ping"
+    RESTART = "restart"
+    WAIT_READY = "wait_ready"
+    FORCE_DELETE_POD = "force_delete_pod"
+    MEMORY_PURGE = "memory_purge"
+    FLUSH = "flush"
+    RAISE_MEMORY_LIMIT = "raise_memory_limit"
+    SET_EVICTION_POLICY = "set_eviction_policy"
+    RAISE_MAXCLIENTS = "raise_maxclients"
+    TUNE_PERSISTENCE = "tune_persistence"
+    ENABLE_FALLBACK = "enable_fallback"
+    WARM = "warm"
+    RE_ENABLE = "re_enable"
+    SCALE = "scale"
+    WATCH_HIT_RATE = "watch_hit_rate"
+
+
+StepStatus = Literal["planned", "pending_approval", "running", "succeeded", "failed", "skipped"]
+
+
+class Step(BaseModel):
+    """One runbook step: what it does, whether it destroys anything, who must agree first."""
+
+    name: StepName
+    title: str
+    destructive: bool = False
+    requires_approval: bool = False
+    approvals_needed: int = 0
+    when: str | None = Field(default=None, description="condition under which the step runs")
+    params: dict[str, str | int | float] = Field(default_factory=dict)
+    status: StepStatus = "planned"
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
+    detail: str | None = None
+
+
+class Approval(BaseModel):
+    step: StepName
+    approver: str
+    comment: str = ""
+    approved: bool
+    at: datetime
+
+
+class PendingApproval(BaseModel):
+    step: StepName
+    reason: str
+    since: datetime
+    approvals_needed: int
+
+
+class TimelineEntry(BaseModel):
+    at: datetime
+    kind: str
+    message: str
+    actor: str | None = None
+
+
+Phase = Literal["triage", "planning", "executing", "recovering", "reporting", "done"]
+Outcome = Literal["resolved", "mitigated", "escalated", "aborted", "planned"]
+
+
+class IncidentStatus(BaseModel):
+    """Answer of the `status` query."""
+
+    phase: Phase
+    scenario: Scenario | None = None
+    reasons: list[str] = Field(default_factory=list)
+    plan: list[Step] = Field(default_factory=list)
+    current_step: StepName | None = None
+    pending_approvals: list[PendingApproval] = Field(default_factory=list)
+    timeline: list[TimelineEntry] = Field(default_factory=list)
+
+
+class IncidentReport(BaseModel):
+    """The workflow result: what happened, in the order it happened."""
+
+    workflow_id: str
+    target: RedisTarget
+    mode: Mode
+    scenario: Scenario
+    reasons: list[str] = Field(default_factory=list)
+    outcome: Outcome
+    steps: list[Step] = Field(default_factory=list)
+    approvals: list[Approval] = Field(default_factory=list)
+    diagnosis: Diagnosis
+    timeline: list[TimelineEntry] = Field(default_factory=list)
+    started_at: datetime
+    finished_at: datetime
+
+    def summary(self) -> dict[str, Any]:
+        return {
+            "workflow_id": self.workflow_id,
+            "scenario": self.scenario.value,
+            "outcome": self.outcome,
+            "steps": [s.name.value for s in self.steps],
+        }

@@ -1,0 +1,112 @@
+"""The operator's policy: thresholds that decide the scenario, and who must approve what.
+
+It is configuration (runbook.yaml) but it travels into workflows, which cannot read files, so it
+lives beside the contracts and reaches the workflow through the `current_policy` activity: the
+value a workflow acted on is then recorded in its history.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import timedelta
+from typing import Annotated, Any
+
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, PlainSerializer
+from temporalio import activity
+
+from activities.models import StepName
+
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$")
+_UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
+
+
+def parse_duration(value: Any) -> Any:
+    """Accept what people write in YAML: 15m, 30s, 1h, 250ms, or a number of seconds."""
+    if isinstance(value, timedelta):
+        return value
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return timedelta(seconds=value)
+    if isinstance(value, str):
+        match = _DURATION.match(value)
+        if match:
+            return timedelta(seconds=float(match[1]) * _UNIT_SECONDS[match[2] or "s"])
+        raise ValueError(f"{value!r} is not a duration: write it like 15m, 30s, 1h or 250ms")
+    return value
+
+
+Duration = Annotated[
+    timedelta,
+    BeforeValidator(parse_duration),
+    PlainSerializer(lambda d: d.total_seconds(), return_type=float),
+]
+
+
+class Section(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class Thresholds(Section):
+    """The runbook's numbers. Defaults follow the reference runbook's monitoring section."""
+
+    memory_ratio: float = Field(default=0.90, gt=0, le=1, description="used/maxmemory")
+    evictions_per_minute: float = Field(default=100, ge=0)
+    clients_ratio: float = Field(default=0.90, gt=0, le=1, description="connected/maxclients")
+    rejected_connections: int = Field(default=1, ge=1)
+    slowlog_ms: float = Field(default=10, gt=0)
+    slowlog_entries: int = Field(default=1, ge=1)
+    slowlog_window: Duration = timedelta(minutes=15)
+    ping_p95_ms: float = Field(default=10, gt=0)
+    fork_ms: float = Field(default=500, gt=0)
+    fragmentation_ratio: float = Field(default=1.5, gt=1)
+    hit_rate_target: float = Field(default=0.60, gt=0, le=1)
+    ping_samples: int = Field(default=5, ge=1, le=100)
+    connect_timeout: Duration = timedelta(seconds=2)
+
+
+DEFAULT_APPROVAL_STEPS = [
+    StepName.FLUSH,
+    StepName.FORCE_DELETE_POD,
+    StepName.RAISE_MEMORY_LIMIT,
+    StepName.SET_EVICTION_POLICY,
+    StepName.TUNE_PERSISTENCE,
+]
+
+
+class ApprovalPolicy(Section):
+    """Who may approve destructive steps, and which steps need it."""
+
+    approvers: list[str] = Field(default_factory=lambda: ["*"], min_length=1)
+    four_eyes: bool = False
+    timeout: Duration = timedelta(minutes=15)
+    required_for: list[StepName] = Field(default_factory=lambda: list(DEFAULT_APPROVAL_STEPS))
+    approvals_needed: dict[StepName, int] = Field(default_factory=lambda: {StepName.FLUSH: 1})
+
+    def needed(self, step: StepName) -> int:
+        if step not in self.required_for:
+            return 0
+        return max(1, self.approvals_needed.get(step, 1))
+
+
+class Limits(Section):
+    """Ceilings for steps that raise something: never past these without a person."""
+
+    maxclients_ceiling: int = Field(default=20000, ge=1)
+    fallback_replicas: int = Field(default=8, ge=1)
+    memory_limit_factor: float = Field(default=1.5, gt=1)
+
+
+class Policy(Section):
+    thresholds: Thresholds = Field(default_factory=Thresholds)
+    approvals: ApprovalPolicy = Field(default_factory=ApprovalPolicy)
+    limits: Limits = Field(default_factory=Limits)
+
+
+class PolicyActivities:
+    """Hands the worker's configured policy to workflows, which must not read files."""
+
+    def __init__(self, policy: Policy) -> None:
+        self._policy = policy
+
+    @activity.defn(name="current_policy")
+    async def current_policy(self) -> Policy:
+        return self._policy

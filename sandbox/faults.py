@@ -1,0 +1,54 @@
+"""Drive a real Redis into the states the runbook handles. For tests and the demo only."""
+
+from __future__ import annotations
+
+import time
+
+import redis
+
+
+def fill_memory(client: redis.Redis, value_size: int = 1024, batch: int = 200) -> int:
+    """Write until Redis refuses with OOM (needs maxmemory and noeviction); returns keys set."""
+    payload = "x" * value_size
+    written = 0
+    while True:
+        pipe = client.pipeline(transaction=False)
+        for i in range(batch):
+            pipe.set(f"cache:item:{written + i}", payload)
+        try:
+            pipe.execute()
+        except redis.exceptions.OutOfMemoryError:
+            return int(client.dbsize())
+        written += batch
+        if written > 5_000_000:
+            raise RuntimeError("Redis never refused a write: is maxmemory set with noeviction?")
+
+
+def hold_connections(port: int, count: int, password: str | None = None) -> list[redis.Redis]:
+    """Open `count` named connections and keep them, like a leaking connection pool."""
+    held = []
+    for i in range(count):
+        conn = redis.Redis(port=port, password=password, single_connection_client=True)
+        conn.client_setname(f"leaky-pool-{i}")
+        held.append(conn)
+    return held
+
+
+def slow_commands(client: redis.Redis, seconds: float = 0.05, count: int = 2) -> None:
+    """Block the server with DEBUG SLEEP (needs enable-debug-command yes): real SLOWLOG entries."""
+    for _ in range(count):
+        client.execute_command("DEBUG", "SLEEP", seconds)
+
+
+def break_persistence(client: redis.Redis, timeout: float = 10.0) -> None:
+    """Make BGSAVE fail (the dump cannot be written), as a full or read-only disk does.
+    Needs enable-protected-configs yes, since it moves `dir`."""
+    client.config_set("dir", "/proc")
+    client.bgsave()
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        info = client.info("persistence")
+        if not info["rdb_bgsave_in_progress"] and info["rdb_last_bgsave_status"] == "err":
+            return
+        time.sleep(0.05)
+    raise TimeoutError("BGSAVE did not fail as expected")

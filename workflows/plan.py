@@ -1,0 +1,174 @@
+"""The runbook's path for each scenario, as data: shown by `status`, executed step by step.
+
+Pure: the same scenario, diagnosis and policy always give the same plan, so a replayed workflow
+plans exactly what it planned the first time.
+"""
+
+from __future__ import annotations
+
+from activities.models import Diagnosis, Scenario, Step, StepName
+from activities.policy import Policy
+
+# Destructive: loses cached data, interrupts service, or moves load onto the database.
+DESTRUCTIVE = frozenset(
+    {
+        StepName.RESTART,
+        StepName.FORCE_DELETE_POD,
+        StepName.FLUSH,
+        StepName.RAISE_MEMORY_LIMIT,
+        StepName.SET_EVICTION_POLICY,
+        StepName.TUNE_PERSISTENCE,
+        StepName.ENABLE_FALLBACK,
+    }
+)
+EVICTING_POLICIES = ("allkeys-lru", "allkeys-lfu", "volatile-lru", "volatile-lfu")
+TUNED_PERSISTENCE: dict[str, str | int | float] = {
+    "save": "900 1 300 10",
+    "stop-writes-on-bgsave-error": "no",
+    "rdbcompression": "yes",
+}
+
+
+class _Planner:
+    """Builds steps with the policy's approval rules applied in one place."""
+
+    def __init__(self, policy: Policy) -> None:
+        self.policy = policy
+        self.steps: list[Step] = []
+
+    def add(
+        self,
+        name: StepName,
+        title: str,
+        when: str | None = None,
+        **params: str | int | float,
+    ) -> None:
+        needed = self.policy.approvals.needed(name)
+        self.steps.append(
+            Step(
+                name=name,
+                title=title,
+                destructive=name in DESTRUCTIVE,
+                requires_approval=needed > 0,
+                approvals_needed=needed,
+                when=when,
+                params=params,
+            )
+        )
+
+    def recovery(self, after: str, restore_api: bool = False) -> None:
+        self.add(StepName.WARM, "Warm the cache: critical keys first", when=after)
+        if restore_api:
+            self.add(StepName.RE_ENABLE, "CACHE_ENABLED=true on the API", when=after)
+            self.add(
+                StepName.SCALE, "Scale the API back to its replicas before fallback", when=after
+            )
+        self.add(
+            StepName.WATCH_HIT_RATE,
+            f"Watch the hit rate climb to {self.policy.thresholds.hit_rate_target:.0%}",
+            when=after,
+            target=self.policy.thresholds.hit_rate_target,
+        )
+
+
+def _redis_down(p: _Planner, d: Diagnosis) -> None:
+    if d.has("auth_failed"):
+        p.add(StepName.PING, "Ping again once the worker's Redis password is fixed")
+        return
+    p.add(StepName.PING, "Ping Redis to confirm it is down")
+    if d.has("loading"):
+        p.add(StepName.WAIT_READY, "Wait for Redis to finish loading its dataset")
+    p.add(StepName.RESTART, "Rollout-restart the Redis StatefulSet", when="still down")
+    p.add(StepName.WAIT_READY, "Wait for the StatefulSet to be ready and Redis to answer PING")
+    failed = "the restart does not bring Redis back by the deadline"
+    p.add(StepName.FORCE_DELETE_POD, "Describe the pod and PVC, force-delete the pod", when=failed)
+    p.add(StepName.WAIT_READY, "Wait for the recreated pod", when="the pod was force-deleted")
+    fallback = "Redis is still down past the fallback deadline"
+    p.add(
+        StepName.ENABLE_FALLBACK,
+        "Serve from the database: CACHE_ENABLED=false on the API and scale it up",
+        when=fallback,
+        replicas=p.policy.limits.fallback_replicas,
+    )
+    p.recovery(after="fallback was entered and Redis is back", restore_api=True)
+
+
+def _eviction_policy_for(d: Diagnosis) -> str:
+    """volatile-lru only when nearly every key has a TTL; otherwise LRU may evict anything."""
+    info = d.info
+    if info and info.keys and info.expires / info.keys >= 0.9:
+        return "volatile-lru"
+    return "allkeys-lru"
+
+
+def _out_of_memory(p: _Planner, d: Diagnosis) -> None:
+    current = d.info.maxmemory_policy if d.info else ""
+    if current not in EVICTING_POLICIES:
+        target = _eviction_policy_for(d)
+        p.add(
+            StepName.SET_EVICTION_POLICY,
+            f"Set maxmemory-policy {current or 'unknown'} -> {target}",
+            policy=target,
+        )
+    p.add(StepName.MEMORY_PURGE, "MEMORY PURGE: give fragmented memory back")
+    still = "memory is still above the threshold"
+    p.add(StepName.FLUSH, "FLUSHDB on the target's database (never FLUSHALL)", when=still)
+    p.add(
+        StepName.RAISE_MEMORY_LIMIT,
+        "Raise the Redis container's memory limit",
+        when=still + " after the flush",
+        factor=p.policy.limits.memory_limit_factor,
+    )
+    p.recovery(after="the cache was flushed")
+
+
+def _too_many_connections(p: _Planner, d: Diagnosis) -> None:
+    current = d.info.maxclients if d.info else 0
+    ceiling = p.policy.limits.maxclients_ceiling
+    if current < ceiling:
+        p.add(
+            StepName.RAISE_MAXCLIENTS,
+            f"Raise maxclients {current or '?'} -> {ceiling}",
+            maxclients=ceiling,
+        )
+
+
+def _slow_commands(p: _Planner, d: Diagnosis) -> None:
+    p.add(
+        StepName.TUNE_PERSISTENCE,
+        "Tune persistence: save 900 1 300 10, stop-writes-on-bgsave-error no",
+        **TUNED_PERSISTENCE,
+    )
+
+
+def _high_latency(p: _Planner, d: Diagnosis) -> None:
+    p.add(
+        StepName.TUNE_PERSISTENCE,
+        "Tune persistence: save 900 1 300 10, stop-writes-on-bgsave-error no",
+        **TUNED_PERSISTENCE,
+    )
+    ratio = d.info.mem_fragmentation_ratio if d.info else 0.0
+    if ratio > p.policy.thresholds.fragmentation_ratio:
+        p.add(StepName.MEMORY_PURGE, f"MEMORY PURGE: fragmentation ratio is {ratio:.2f}")
+
+
+PATHS = {
+    Scenario.REDIS_DOWN: _redis_down,
+    Scenario.OUT_OF_MEMORY: _out_of_memory,
+    Scenario.TOO_MANY_CONNECTIONS: _too_many_connections,
+    Scenario.SLOW_COMMANDS: _slow_commands,
+    Scenario.HIGH_LATENCY: _high_latency,
+}
+
+
+def plan_for(scenario: Scenario, diagnosis: Diagnosis, policy: Policy) -> list[Step]:
+    """The full runbook path: diagnose first, the scenario's steps, then verify."""
+    planner = _Planner(policy)
+    planner.add(StepName.DIAGNOSE, "Read PING, INFO, SLOWLOG and DBSIZE")
+    path = PATHS.get(scenario)
+    if path is None:
+        return planner.steps
+    path(planner, diagnosis)
+    if scenario is not Scenario.REDIS_DOWN:
+        planner.add(StepName.DIAGNOSE, "Verify: a fresh diagnosis shows the symptom gone")
+    return planner.steps
