@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 import redis.asyncio as aioredis
 from pydantic import BaseModel, ConfigDict, SecretStr
@@ -27,7 +28,7 @@ class RedisAccess(BaseModel):
 
 def open_client(target: RedisTarget, access: RedisAccess) -> aioredis.Redis:
     """One dedicated connection (no pool): triage must not leave idle sockets on a full server."""
-    extra: dict[str, object] = {}
+    extra: dict[str, Any] = {}
     if target.redis_url.startswith("rediss://") and access.tls_ca_file:
         extra["ssl_ca_certs"] = str(access.tls_ca_file)
     return aioredis.Redis.from_url(

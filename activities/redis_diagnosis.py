@@ -61,7 +61,7 @@ def finding_for(err: Exception) -> Finding:
     return Finding(code="unreachable", message=f"{type(err).__name__}: {text}")
 
 
-async def server_greeting(target: RedisTarget, timeout: float = 0.5) -> str | None:
+async def server_greeting(target: RedisTarget, wait: float = 0.5) -> str | None:
     """What a plain-TCP Redis says unprompted before closing (e.g. "max number of clients
     reached"): redis-py only reports the closed socket, not the reason the server gave."""
     parts = urlsplit(target.redis_url)
@@ -69,10 +69,10 @@ async def server_greeting(target: RedisTarget, timeout: float = 0.5) -> str | No
         return None
     with contextlib.suppress(OSError, TimeoutError):
         reader, writer = await asyncio.wait_for(
-            asyncio.open_connection(parts.hostname, parts.port or 6379), timeout
+            asyncio.open_connection(parts.hostname, parts.port or 6379), wait
         )
         try:
-            data = await asyncio.wait_for(reader.read(256), timeout)
+            data = await asyncio.wait_for(reader.read(256), wait)
         finally:
             writer.close()
         if data.startswith(b"-"):

@@ -37,7 +37,7 @@ def hold_connections(port: int, count: int, password: str | None = None) -> list
 def slow_commands(client: redis.Redis, seconds: float = 0.05, count: int = 2) -> None:
     """Block the server with DEBUG SLEEP (needs enable-debug-command yes): real SLOWLOG entries."""
     for _ in range(count):
-        client.execute_command("DEBUG", "SLEEP", seconds)
+        client.execute_command("DEBUG", "SLEEP", seconds)  # type: ignore[no-untyped-call]
 
 
 def break_persistence(client: redis.Redis, timeout: float = 10.0) -> None:

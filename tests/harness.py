@@ -10,7 +10,9 @@ from contextlib import asynccontextmanager
 from temporalio.client import Client, WorkflowHandle
 from temporalio.worker import Worker
 
-from activities.models import Incident, IncidentReport, Mode, RedisTarget
+from activities.models import Incident, IncidentReport, Mode, RedisTarget, Scenario
+from sandbox import faults
+from tests.conftest import RedisFactory
 from worker.runner import build_worker
 from worker.settings import Settings, TemporalSettings
 
@@ -51,3 +53,23 @@ async def start(
         task_queue=settings.temporal.task_queue,
         result_type=IncidentReport,
     )
+
+
+def redis_in_state(redis_server: RedisFactory, scenario: Scenario) -> tuple[str, list[object]]:
+    """Start a real Redis and put it in the state of `scenario`; returns its URL and what
+    must stay alive to keep it there (held connections)."""
+    held: list[object] = []
+    if scenario is Scenario.OUT_OF_MEMORY:
+        server = redis_server(maxmemory="4mb", **{"maxmemory-policy": "noeviction"})
+        faults.fill_memory(server.client())
+    elif scenario is Scenario.TOO_MANY_CONNECTIONS:
+        server = redis_server(maxclients="10")
+        held += faults.hold_connections(server.port, 9)
+    elif scenario is Scenario.SLOW_COMMANDS:
+        server = redis_server(**{"enable-debug-command": "yes"})
+        faults.slow_commands(server.client(), seconds=0.02)
+    else:
+        server = redis_server()
+        if scenario is Scenario.REDIS_DOWN:
+            server.kill()
+    return server.url, held

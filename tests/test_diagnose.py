@@ -114,8 +114,8 @@ async def test_wrong_password_is_a_finding(redis_server: RedisFactory) -> None:
     server = redis_server(requirepass="s3cret")
 
     without = await _diagnose(server.url)
-    wrong = await _diagnose(server.url, RedisAccess(password="nope"))  # type: ignore[arg-type]
-    right = await _diagnose(server.url, RedisAccess(password="s3cret"))  # type: ignore[arg-type]
+    wrong = await _diagnose(server.url, RedisAccess(password="nope"))
+    right = await _diagnose(server.url, RedisAccess(password="s3cret"))
 
     assert without.has("auth_failed") and wrong.has("auth_failed")
     assert "s3cret" not in without.model_dump_json() + wrong.model_dump_json()

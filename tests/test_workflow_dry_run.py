@@ -18,7 +18,7 @@ from activities.models import IncidentStatus, Mode, Scenario, StepName
 from sandbox import faults
 from sandbox.processes import binary
 from tests.conftest import RedisFactory
-from tests.harness import dry_run, running_worker, settings_for, start
+from tests.harness import dry_run, redis_in_state, running_worker, settings_for, start
 
 TEMPORAL = binary("temporal", [Path(sys.executable).parent])
 
@@ -37,31 +37,11 @@ EXPECTED_PATHS = {
 }  # fmt: skip
 
 
-def _break(redis_server: RedisFactory, scenario: Scenario) -> tuple[str, list[object]]:
-    """Start a real Redis and put it in the state of `scenario`; returns its URL and what
-    must stay alive to keep it there (held connections)."""
-    held: list[object] = []
-    if scenario is Scenario.OUT_OF_MEMORY:
-        server = redis_server(maxmemory="4mb", **{"maxmemory-policy": "noeviction"})
-        faults.fill_memory(server.client())
-    elif scenario is Scenario.TOO_MANY_CONNECTIONS:
-        server = redis_server(maxclients="10")
-        held += faults.hold_connections(server.port, 9)
-    elif scenario is Scenario.SLOW_COMMANDS:
-        server = redis_server(**{"enable-debug-command": "yes"})
-        faults.slow_commands(server.client(), seconds=0.02)
-    else:
-        server = redis_server()
-        if scenario is Scenario.REDIS_DOWN:
-            server.kill()
-    return server.url, held
-
-
 @pytest.mark.parametrize("scenario", list(EXPECTED_PATHS))
 async def test_dry_run_diagnoses_and_plans(
     temporal_env: WorkflowEnvironment, redis_server: RedisFactory, scenario: Scenario
 ) -> None:
-    url, _held = _break(redis_server, scenario)
+    url, _held = redis_in_state(redis_server, scenario)
     settings = settings_for()
     async with running_worker(temporal_env.client, settings):
         handle = await start(temporal_env.client, settings, dry_run(url))
@@ -81,7 +61,7 @@ async def test_dry_run_diagnoses_and_plans(
 async def test_plan_marks_approvals_from_policy(
     temporal_env: WorkflowEnvironment, redis_server: RedisFactory
 ) -> None:
-    url, _ = _break(redis_server, Scenario.OUT_OF_MEMORY)
+    url, _ = redis_in_state(redis_server, Scenario.OUT_OF_MEMORY)
     settings = settings_for(approvals={"required_for": ["flush"], "approvals_needed": {"flush": 2}})
     async with running_worker(temporal_env.client, settings):
         report = await (await start(temporal_env.client, settings, dry_run(url))).result()

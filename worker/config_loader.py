@@ -85,7 +85,7 @@ def _line(node: yaml.Node | None, loc: tuple[int | str, ...]) -> int | None:
 
 def _describe(err: ValidationError, path: Path | None, root: yaml.Node | None) -> str:
     lines = []
-    for e in err.errors():
+    for e in err.errors(include_url=False):
         loc = tuple(e["loc"])
         field = ".".join(str(p) for p in loc) or "(top level)"
         env = "RUNBOOK_" + "__".join(str(p) for p in loc).upper()
@@ -95,7 +95,8 @@ def _describe(err: ValidationError, path: Path | None, root: yaml.Node | None) -
             line = _line(root, loc)
             where = f"{path}:{line}" if path and line else str(path or "defaults")
         hint = HINTS.get(e["type"], "see runbook.example.yaml for the expected form")
-        lines.append(f"{where}: {field}: {e['msg']}. Fix: {hint}")
+        message = e["msg"].removeprefix("Value error, ")
+        lines.append(f"{where}: {field}: {message}. Fix: {hint}")
     return "invalid configuration:\n  " + "\n  ".join(lines)
 
 

@@ -6,6 +6,8 @@ plans exactly what it planned the first time.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 from activities.models import Diagnosis, Scenario, Step, StepName
 from activities.policy import Policy
 
@@ -41,7 +43,7 @@ class _Planner:
         name: StepName,
         title: str,
         when: str | None = None,
-        **params: str | int | float,
+        params: Mapping[str, str | int | float] | None = None,
     ) -> None:
         needed = self.policy.approvals.needed(name)
         self.steps.append(
@@ -52,7 +54,7 @@ class _Planner:
                 requires_approval=needed > 0,
                 approvals_needed=needed,
                 when=when,
-                params=params,
+                params=dict(params or {}),
             )
         )
 
@@ -67,7 +69,7 @@ class _Planner:
             StepName.WATCH_HIT_RATE,
             f"Watch the hit rate climb to {self.policy.thresholds.hit_rate_target:.0%}",
             when=after,
-            target=self.policy.thresholds.hit_rate_target,
+            params={"target": self.policy.thresholds.hit_rate_target},
         )
 
 
@@ -88,7 +90,7 @@ def _redis_down(p: _Planner, d: Diagnosis) -> None:
         StepName.ENABLE_FALLBACK,
         "Serve from the database: CACHE_ENABLED=false on the API and scale it up",
         when=fallback,
-        replicas=p.policy.limits.fallback_replicas,
+        params={"replicas": p.policy.limits.fallback_replicas},
     )
     p.recovery(after="fallback was entered and Redis is back", restore_api=True)
 
@@ -108,7 +110,7 @@ def _out_of_memory(p: _Planner, d: Diagnosis) -> None:
         p.add(
             StepName.SET_EVICTION_POLICY,
             f"Set maxmemory-policy {current or 'unknown'} -> {target}",
-            policy=target,
+            params={"policy": target},
         )
     p.add(StepName.MEMORY_PURGE, "MEMORY PURGE: give fragmented memory back")
     still = "memory is still above the threshold"
@@ -117,7 +119,7 @@ def _out_of_memory(p: _Planner, d: Diagnosis) -> None:
         StepName.RAISE_MEMORY_LIMIT,
         "Raise the Redis container's memory limit",
         when=still + " after the flush",
-        factor=p.policy.limits.memory_limit_factor,
+        params={"factor": p.policy.limits.memory_limit_factor},
     )
     p.recovery(after="the cache was flushed")
 
@@ -129,7 +131,7 @@ def _too_many_connections(p: _Planner, d: Diagnosis) -> None:
         p.add(
             StepName.RAISE_MAXCLIENTS,
             f"Raise maxclients {current or '?'} -> {ceiling}",
-            maxclients=ceiling,
+            params={"maxclients": ceiling},
         )
 
 
@@ -137,7 +139,7 @@ def _slow_commands(p: _Planner, d: Diagnosis) -> None:
     p.add(
         StepName.TUNE_PERSISTENCE,
         "Tune persistence: save 900 1 300 10, stop-writes-on-bgsave-error no",
-        **TUNED_PERSISTENCE,
+        params=TUNED_PERSISTENCE,
     )
 
 
@@ -145,7 +147,7 @@ def _high_latency(p: _Planner, d: Diagnosis) -> None:
     p.add(
         StepName.TUNE_PERSISTENCE,
         "Tune persistence: save 900 1 300 10, stop-writes-on-bgsave-error no",
-        **TUNED_PERSISTENCE,
+        params=TUNED_PERSISTENCE,
     )
     ratio = d.info.mem_fragmentation_ratio if d.info else 0.0
     if ratio > p.policy.thresholds.fragmentation_ratio:

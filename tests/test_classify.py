@@ -1,0 +1,98 @@
+"""Thresholds and precedence of classify, as a table over built diagnoses."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+
+from activities.models import Diagnosis, Finding, RedisInfo, Scenario, SlowlogEntry
+from activities.policy import Thresholds
+from workflows.classify import classify, explain
+
+NOW = datetime(2026, 11, 26, 3, 0, tzinfo=UTC)
+MB = 1024 * 1024
+
+
+def diag(reachable: bool = True, findings: tuple[str, ...] = (), **fields: Any) -> Diagnosis:
+    slowlog = fields.pop("slowlog", [])
+    p95 = fields.pop("p95", 0.3)
+    sample = fields.pop("evictions_during_sample", 0)
+    base: dict[str, Any] = {
+        "maxmemory": 100 * MB,
+        "used_memory": 10 * MB,
+        "maxclients": 1000,
+        "connected_clients": 10,
+        "uptime_seconds": 3600,
+    }
+    info = RedisInfo(**(base | fields))
+    return Diagnosis(
+        redis_url="redis://r:6379/0",
+        taken_at=NOW,
+        reachable=reachable,
+        findings=[Finding(code=c, message=c) for c in findings],
+        ping_p50_ms=0.2 if reachable else None,
+        ping_p95_ms=p95 if reachable else None,
+        info=info if reachable else None,
+        evictions_during_sample=sample,
+        slowlog=slowlog,
+    )
+
+
+def slow(ms: float, ago: timedelta = timedelta(minutes=1)) -> SlowlogEntry:
+    return SlowlogEntry(id=1, started_at=NOW - ago, duration_us=int(ms * 1000), command="KEYS *")
+
+
+CASES = [
+    ("healthy", diag(), Scenario.HEALTHY),
+    ("refused", diag(False, ("connection_refused",)), Scenario.REDIS_DOWN),
+    ("loading", diag(False, ("loading",)), Scenario.REDIS_DOWN),
+    ("timeout", diag(False, ("timeout",)), Scenario.REDIS_DOWN),
+    ("memory 89%", diag(used_memory=89 * MB), Scenario.HEALTHY),
+    ("memory 90%", diag(used_memory=90 * MB), Scenario.OUT_OF_MEMORY),
+    ("no maxmemory", diag(maxmemory=0, used_memory=900 * MB), Scenario.HEALTHY),
+    ("evicting now", diag(evictions_during_sample=3), Scenario.OUT_OF_MEMORY),
+    ("evictions 99/min", diag(evicted_keys=99 * 60), Scenario.HEALTHY),
+    ("evictions 100/min", diag(evicted_keys=100 * 60), Scenario.OUT_OF_MEMORY),
+    ("clients 89%", diag(connected_clients=899), Scenario.HEALTHY),
+    ("clients 90%", diag(connected_clients=900), Scenario.TOO_MANY_CONNECTIONS),
+    ("rejected", diag(rejected_connections=1), Scenario.TOO_MANY_CONNECTIONS),
+    ("refused us", diag(False, ("max_clients_reached",)), Scenario.TOO_MANY_CONNECTIONS),
+    ("slow 9ms", diag(slowlog=[slow(9)]), Scenario.HEALTHY),
+    ("slow 10ms", diag(slowlog=[slow(10)]), Scenario.SLOW_COMMANDS),
+    ("slow but old", diag(slowlog=[slow(50, timedelta(hours=1))]), Scenario.HEALTHY),
+    ("p95 10ms", diag(p95=10.0), Scenario.HEALTHY),
+    ("p95 11ms", diag(p95=11.0), Scenario.HIGH_LATENCY),
+    ("bgsave err", diag(rdb_last_bgsave_status="err"), Scenario.HIGH_LATENCY),
+    ("aof err", diag(aof_last_write_status="err"), Scenario.HIGH_LATENCY),
+    ("slow fork", diag(latest_fork_usec=600_000), Scenario.HIGH_LATENCY),
+    # precedence: the first rule in runbook order wins
+    ("oom>clients", diag(used_memory=95 * MB, connected_clients=990), Scenario.OUT_OF_MEMORY),
+    ("rej>slow", diag(rejected_connections=5, slowlog=[slow(50)]), Scenario.TOO_MANY_CONNECTIONS),
+    ("slow beats latency", diag(slowlog=[slow(50)], p95=40.0), Scenario.SLOW_COMMANDS),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("diagnosis", "expected"), [c[1:] for c in CASES], ids=[c[0] for c in CASES]
+)
+def test_classify(diagnosis: Diagnosis, expected: Scenario) -> None:
+    assert classify(diagnosis) is expected
+
+
+def test_thresholds_come_from_policy() -> None:
+    d = diag(used_memory=80 * MB)
+    assert classify(d) is Scenario.HEALTHY
+    assert classify(d, Thresholds(memory_ratio=0.8)) is Scenario.OUT_OF_MEMORY
+
+
+def test_explain_lists_every_rule_that_fired_in_order() -> None:
+    d = diag(used_memory=95 * MB, rejected_connections=2, p95=30.0)
+    fired = explain(d, Thresholds())
+    assert [s for s, _ in fired] == [
+        Scenario.OUT_OF_MEMORY,
+        Scenario.TOO_MANY_CONNECTIONS,
+        Scenario.HIGH_LATENCY,
+    ]
+    assert "95%" in fired[0][1]

@@ -1,0 +1,110 @@
+"""`runbook worker` and `runbook start` as a person runs them, against the real dev server."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from temporalio.testing import WorkflowEnvironment
+
+from sandbox import faults
+from sandbox.processes import stop_process
+from tests.conftest import RedisFactory
+
+RUNBOOK = str(Path(sys.executable).parent / "runbook")
+
+
+@pytest.fixture
+def cli_env(temporal_env: WorkflowEnvironment, tmp_path: Path) -> dict[str, str]:
+    env = dict(os.environ)
+    env.pop("RUNBOOK_CONFIG", None)
+    env["TEMPORAL_ADDRESS"] = temporal_env.client.service_client.config.target_host
+    env["RUNBOOK_TEMPORAL__TASK_QUEUE"] = f"cli-{uuid.uuid4().hex[:8]}"
+    env["RUNBOOK_USER"] = "oncall-alice"
+    return env
+
+
+@pytest.fixture
+def worker_process(cli_env: dict[str, str], tmp_path: Path) -> Iterator[subprocess.Popen[bytes]]:
+    log = (tmp_path / "worker.log").open("wb")
+    proc = subprocess.Popen([RUNBOOK, "worker"], env=cli_env, stdout=log, stderr=log)
+    yield proc
+    stop_process(proc)
+    assert proc.returncode == 0, (tmp_path / "worker.log").read_text()
+
+
+def runbook(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [RUNBOOK, *args], env=env, capture_output=True, text=True, timeout=60, check=False
+    )
+
+
+async def _workflows_on(env: WorkflowEnvironment, queue: str) -> int:
+    return len([w async for w in env.client.list_workflows(f"TaskQueue='{queue}'")])
+
+
+def test_start_dry_run_waits_and_prints_the_plan(
+    cli_env: dict[str, str],
+    worker_process: subprocess.Popen[bytes],
+    redis_server: RedisFactory,
+) -> None:
+    server = redis_server(maxmemory="4mb", **{"maxmemory-policy": "noeviction"})
+    faults.fill_memory(server.client())
+
+    done = runbook(cli_env, "start", "--redis-url", server.url, "--dry-run", "--wait")
+
+    assert done.returncode == 0, done.stderr
+    out = done.stdout
+    assert "started workflow redis-cache-failure/default/redis/dry-run-" in out
+    assert "scenario: out_of_memory" in out and "outcome: planned" in out
+    assert "flush" in out and "needs 1 approval(s)" in out
+    assert "memory at" in out
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--redis-url", "http://r:6379/0", "--dry-run"], "scheme must be redis://"),
+        (["--redis-url", "redis://:pw@r:6379/0", "--dry-run"], "RUNBOOK_REDIS_PASSWORD"),
+        (["--input", '{"target": {"redis_url": "redis://r/0"}, "urgency": 1}'], "urgency"),
+        (["--input", "{not json"], "not JSON"),
+        (["--redis-url", "redis://r:6379/0"], "--dry-run"),
+        (["--target", "nowhere", "--dry-run"], "no target named 'nowhere'"),
+    ],
+)
+async def test_bad_input_is_refused_and_starts_nothing(
+    temporal_env: WorkflowEnvironment, cli_env: dict[str, str], args: list[str], message: str
+) -> None:
+    done = runbook(cli_env, "start", *args)
+
+    assert done.returncode == 2
+    assert message in done.stderr
+    assert await _workflows_on(temporal_env, cli_env["RUNBOOK_TEMPORAL__TASK_QUEUE"]) == 0
+
+
+async def test_bad_config_file_is_refused_and_starts_nothing(
+    temporal_env: WorkflowEnvironment, cli_env: dict[str, str], tmp_path: Path
+) -> None:
+    config = tmp_path / "runbook.yaml"
+    config.write_text("approvals:\n  four_eyes: perhaps\n")
+    cli_env["RUNBOOK_CONFIG"] = str(config)
+
+    done = runbook(cli_env, "start", "--redis-url", "redis://r:6379/0", "--dry-run")
+    worker = runbook(cli_env, "worker")
+
+    for result in (done, worker):
+        assert result.returncode == 2
+        assert f"{config}:2: approvals.four_eyes" in result.stderr
+    assert await _workflows_on(temporal_env, cli_env["RUNBOOK_TEMPORAL__TASK_QUEUE"]) == 0
+
+
+def test_unreachable_temporal_is_a_clear_error(cli_env: dict[str, str]) -> None:
+    cli_env["TEMPORAL_ADDRESS"] = "127.0.0.1:1"
+    done = runbook(cli_env, "start", "--redis-url", "redis://r:6379/0", "--dry-run")
+    assert done.returncode == 2
+    assert "cannot reach Temporal at 127.0.0.1:1" in done.stderr

@@ -1,0 +1,98 @@
+"""plan_for: the runbook path per scenario, and the policy's approval rules on each step."""
+
+from __future__ import annotations
+
+from activities.models import Scenario, StepName
+from activities.policy import ApprovalPolicy, Limits, Policy
+from tests.test_classify import MB, diag
+from workflows.plan import plan_for
+
+POLICY = Policy()
+
+
+def names(scenario: Scenario, **fields: object) -> list[str]:
+    return [s.name.value for s in plan_for(scenario, diag(**fields), POLICY)]  # type: ignore[arg-type]
+
+
+def test_default_approvals_follow_the_runbook() -> None:
+    needs = {
+        s.name
+        for scenario in Scenario
+        for s in plan_for(scenario, diag(maxmemory_policy="noeviction"), POLICY)
+        if s.requires_approval
+    }
+    assert needs == {
+        StepName.FLUSH,
+        StepName.FORCE_DELETE_POD,
+        StepName.RAISE_MEMORY_LIMIT,
+        StepName.SET_EVICTION_POLICY,
+        StepName.TUNE_PERSISTENCE,
+    }
+    for scenario in Scenario:
+        for step in plan_for(scenario, diag(), POLICY):
+            if step.name in {StepName.RESTART, StepName.MEMORY_PURGE, StepName.RAISE_MAXCLIENTS}:
+                assert not step.requires_approval
+            assert step.approvals_needed == (1 if step.requires_approval else 0)
+
+
+def test_every_destructive_step_is_flagged() -> None:
+    steps = plan_for(Scenario.REDIS_DOWN, diag(False, ("connection_refused",)), POLICY)
+    destructive = {s.name for s in steps if s.destructive}
+    assert destructive == {StepName.RESTART, StepName.FORCE_DELETE_POD, StepName.ENABLE_FALLBACK}
+
+
+def test_out_of_memory_sets_an_evicting_policy_only_when_missing() -> None:
+    assert "set_eviction_policy" in names(Scenario.OUT_OF_MEMORY, maxmemory_policy="noeviction")
+    assert "set_eviction_policy" not in names(
+        Scenario.OUT_OF_MEMORY, maxmemory_policy="allkeys-lru"
+    )
+
+
+def test_eviction_policy_is_volatile_only_when_nearly_all_keys_expire() -> None:
+    def chosen(keys: int, expires: int) -> object:
+        d = diag(maxmemory_policy="noeviction", keys=keys, expires=expires)
+        return plan_for(Scenario.OUT_OF_MEMORY, d, POLICY)[1].params["policy"]
+
+    assert chosen(100, 95) == "volatile-lru"
+    assert chosen(100, 50) == "allkeys-lru"
+    assert chosen(0, 0) == "allkeys-lru"
+
+
+def test_maxclients_raised_to_the_ceiling_never_lowered() -> None:
+    policy = Policy(limits=Limits(maxclients_ceiling=5000))
+    plan = plan_for(Scenario.TOO_MANY_CONNECTIONS, diag(maxclients=1000), policy)
+    assert plan[1].name is StepName.RAISE_MAXCLIENTS and plan[1].params == {"maxclients": 5000}
+    at_ceiling = plan_for(Scenario.TOO_MANY_CONNECTIONS, diag(maxclients=5000), policy)
+    assert StepName.RAISE_MAXCLIENTS not in [s.name for s in at_ceiling]
+
+
+def test_high_latency_purges_only_fragmented_memory() -> None:
+    assert "memory_purge" not in names(Scenario.HIGH_LATENCY, mem_fragmentation_ratio=1.1)
+    assert "memory_purge" in names(Scenario.HIGH_LATENCY, mem_fragmentation_ratio=2.0)
+
+
+def test_redis_down_that_is_loading_waits_first() -> None:
+    plan = names(Scenario.REDIS_DOWN, reachable=False, findings=("loading",))
+    assert plan[:3] == ["diagnose", "ping", "wait_ready"]
+
+
+def test_auth_failure_plans_no_restart() -> None:
+    plan = names(Scenario.REDIS_DOWN, reachable=False, findings=("auth_failed",))
+    assert plan == ["diagnose", "ping"]
+
+
+def test_policy_can_demand_more_approvals_and_more_steps() -> None:
+    policy = Policy(
+        approvals=ApprovalPolicy(
+            required_for=[StepName.FLUSH, StepName.RESTART],
+            approvals_needed={StepName.FLUSH: 2},
+        )
+    )
+    down = plan_for(Scenario.REDIS_DOWN, diag(False, ("connection_refused",)), policy)
+    assert next(s for s in down if s.name is StepName.RESTART).requires_approval
+    oom = plan_for(Scenario.OUT_OF_MEMORY, diag(used_memory=99 * MB), policy)
+    assert next(s for s in oom if s.name is StepName.FLUSH).approvals_needed == 2
+
+
+def test_healthy_plans_only_the_diagnosis() -> None:
+    assert names(Scenario.HEALTHY) == ["diagnose"]
