@@ -75,10 +75,10 @@ class RedisProcess:
 
     def __init__(self, data_dir: Path, config: Mapping[str, str] | None = None) -> None:
         self.port = free_port()
-        self.data_dir = data_dir
+        self.data_dir = data_dir.resolve()
         self.config = {"save": "", "appendonly": "no", **(config or {})}
         self.proc: subprocess.Popen[bytes] | None = None
-        data_dir.mkdir(parents=True, exist_ok=True)
+        self.data_dir.mkdir(parents=True, exist_ok=True)
 
     @property
     def url(self) -> str:
@@ -93,7 +93,9 @@ class RedisProcess:
         args += ["--dir", str(self.data_dir), "--logfile", str(self.data_dir / "redis.log")]
         for key, value in self.config.items():
             args += [f"--{key}", *(value.split() if key != "save" else [value])]
-        self.proc = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL)
+        self.proc = subprocess.Popen(
+            args, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, start_new_session=True
+        )
         wait_for_port(self.port, proc=self.proc)
         return self
 

@@ -1,0 +1,40 @@
+# make test: lint, types and the whole suite against real Redis and Temporal.
+# make demo: a local Temporal (with its Web UI), an out-of-memory Redis, a worker, a dry run.
+# Both set themselves up: .venv with the project and its test tools, redis-server if missing.
+
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed-stamp
+ARGS   ?=
+
+.PHONY: test demo setup lint typecheck pytest record-histories clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --disable-pip-version-check -e '.[test]'
+	touch $(STAMP)
+
+setup: $(STAMP)
+	@scripts/ensure-system-deps.sh
+
+lint: setup
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+typecheck: setup
+	$(BIN)/mypy
+
+pytest: setup
+	$(BIN)/pytest
+
+test: lint typecheck pytest
+
+demo: setup
+	$(BIN)/python -m worker.demo $(ARGS)
+
+record-histories: setup
+	$(BIN)/python -m tests.record_histories
+
+clean:
+	rm -rf $(VENV) .runbook .pytest_cache .mypy_cache .ruff_cache *.egg-info
