@@ -258,6 +258,7 @@ class IncidentStatus(BaseModel):
     current_step: StepName | None = None
     pending_approvals: list[PendingApproval] = Field(default_factory=list)
     timeline: list[TimelineEntry] = Field(default_factory=list)
+    alerts: list[Alert] = Field(default_factory=list)
 
 
 class IncidentReport(BaseModel):
@@ -273,6 +274,7 @@ class IncidentReport(BaseModel):
     approvals: list[Approval] = Field(default_factory=list)
     diagnosis: Diagnosis
     timeline: list[TimelineEntry] = Field(default_factory=list)
+    alerts: list[Alert] = Field(default_factory=list)
     started_at: datetime
     finished_at: datetime
 

@@ -14,7 +14,7 @@ from temporalio.client import WorkflowExecutionStatus, WorkflowFailureError
 from temporalio.exceptions import ApplicationError
 from temporalio.testing import WorkflowEnvironment
 
-from activities.models import IncidentStatus, Mode, Scenario, StepName
+from activities.models import Alert, IncidentReport, IncidentStatus, Mode, Scenario, StepName
 from sandbox import faults
 from sandbox.processes import binary
 from tests.conftest import RedisFactory
@@ -169,3 +169,26 @@ async def test_bad_input_from_plain_cli_fails_the_workflow_naming_the_field(
     description = await handle.describe()
     assert description.status is WorkflowExecutionStatus.FAILED
     assert field in str(failure.value.cause)
+
+
+async def test_alerts_are_recorded_once_per_fingerprint(
+    temporal_env: WorkflowEnvironment, redis_server: RedisFactory
+) -> None:
+    server = redis_server()
+    settings = settings_for()
+    first = Alert(source="alertmanager", name="RedisDown", fingerprint="f1")
+    incident = dry_run(server.url).model_copy(update={"alerts": [first]})
+    async with running_worker(temporal_env.client, settings):
+        handle = await temporal_env.client.start_workflow(
+            "RedisCacheFailure",
+            incident,
+            id=f"alerts-{uuid.uuid4().hex[:8]}",
+            task_queue=settings.temporal.task_queue,
+            start_signal="alert",
+            start_signal_args=[first],
+            result_type=IncidentReport,
+        )
+        report = await handle.result()
+
+    assert [a.fingerprint for a in report.alerts] == ["f1"]
+    assert [e.kind for e in report.timeline].count("alert") == 0

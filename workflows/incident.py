@@ -14,6 +14,8 @@ with workflow.unsafe.imports_passed_through():
     from pydantic import ValidationError
 
     from activities.models import (
+        Alert,
+        AlertStatus,
         Diagnosis,
         Incident,
         IncidentReport,
@@ -52,6 +54,9 @@ class RedisCacheFailure:
         self._current: StepName | None = None
         self._pending: list[PendingApproval] = []
         self._timeline: list[TimelineEntry] = []
+        self._alerts: dict[str, Alert] = {}
+        for alert in incident.alerts:
+            self._alerts.setdefault(alert.fingerprint, alert)
 
     @workflow.run
     async def run(self, incident: Incident) -> IncidentReport:
@@ -78,6 +83,21 @@ class RedisCacheFailure:
         self._note("finished", "dry run: planned, nothing changed")
         return self._report(diagnosis, "planned", started)
 
+    @workflow.signal(
+        name="alert",
+        description='A new or resolved alert for this target: {"source", "name", "status": '
+        '"firing"|"resolved", "labels", "annotations", "starts_at", "fingerprint"}. '
+        "Deduplicated by fingerprint.",
+    )
+    def alert(self, alert: Alert) -> None:
+        """Record an alert; repeats of a known fingerprint with the same status are ignored."""
+        known = self._alerts.get(alert.fingerprint)
+        if known is not None and known.status is alert.status:
+            return
+        self._alerts[alert.fingerprint] = alert
+        verb = "resolved" if alert.status is AlertStatus.RESOLVED else "firing"
+        self._note("alert", f"{alert.name} {verb} ({alert.source}, {alert.fingerprint})")
+
     @workflow.query(name="status")
     def status(self) -> IncidentStatus:
         """Where the incident stands: phase, scenario, plan, pending approvals, timeline."""
@@ -89,6 +109,7 @@ class RedisCacheFailure:
             current_step=self._current,
             pending_approvals=self._pending,
             timeline=self._timeline,
+            alerts=list(self._alerts.values()),
         )
 
     async def _policy(self) -> Policy:
@@ -147,6 +168,7 @@ class RedisCacheFailure:
             approvals=[],
             diagnosis=diagnosis,
             timeline=self._timeline,
+            alerts=list(self._alerts.values()),
             started_at=started,
             finished_at=workflow.now(),
         )
