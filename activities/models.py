@@ -12,6 +12,9 @@ from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from activities.analysis_models import Analysis
+from activities.finding import Finding as Finding  # re-exported: part of the contracts
+
 K8sName = Annotated[
     str,
     Field(min_length=1, max_length=253, pattern=r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$"),
@@ -110,13 +113,6 @@ class Scenario(StrEnum):
     HEALTHY = "healthy"
 
 
-class Finding(BaseModel):
-    """Something diagnosis noticed. Failures to reach Redis are findings, not exceptions."""
-
-    code: str
-    message: str
-
-
 class SlowlogEntry(BaseModel):
     id: int
     started_at: datetime
@@ -206,6 +202,29 @@ class StepName(StrEnum):
 StepStatus = Literal["planned", "pending_approval", "running", "succeeded", "failed", "skipped"]
 
 
+class Condition(StrEnum):
+    """When a conditional step runs; evaluated by the workflow at the moment the step is due."""
+
+    STILL_DOWN = "still_down"
+    RESTART_FAILED = "restart_failed"
+    FORCE_DELETED = "force_deleted"
+    STILL_DOWN_PAST_FALLBACK_DEADLINE = "still_down_past_fallback_deadline"
+    FALLBACK_ENTERED = "fallback_entered"
+    STILL_OUT_OF_MEMORY = "still_out_of_memory"
+    STILL_OUT_OF_MEMORY_AFTER_FLUSH = "still_out_of_memory_after_flush"
+    FLUSHED = "flushed"
+    MEMORY_FRAGMENTED = "memory_fragmented"
+
+
+class StepResult(BaseModel):
+    """What a step did, for the report: whether it changed anything, and the values around it."""
+
+    changed: bool
+    summary: str
+    before: dict[str, str | int | float | None] = Field(default_factory=dict)
+    after: dict[str, str | int | float | None] = Field(default_factory=dict)
+
+
 class Step(BaseModel):
     """One runbook step: what it does, whether it destroys anything, who must agree first."""
 
@@ -215,14 +234,28 @@ class Step(BaseModel):
     requires_approval: bool = False
     approvals_needed: int = 0
     when: str | None = Field(default=None, description="condition under which the step runs")
+    condition: Condition | None = None
     params: dict[str, str | int | float] = Field(default_factory=dict)
+    available: bool = True
     status: StepStatus = "planned"
     started_at: datetime | None = None
     finished_at: datetime | None = None
     detail: str | None = None
+    result: StepResult | None = None
+
+
+class Decision(Contract):
+    """The payload of `approve` / `reject`, and of `decide` with its `decision`."""
+
+    step: StepName
+    approver: str = Field(min_length=1, max_length=200)
+    comment: str = Field(default="", max_length=2000)
+    decision: Literal["approve", "reject"] = "approve"
 
 
 class Approval(BaseModel):
+    """A decision the workflow accepted (refused ones are only in the timeline)."""
+
     step: StepName
     approver: str
     comment: str = ""
@@ -233,8 +266,10 @@ class Approval(BaseModel):
 class PendingApproval(BaseModel):
     step: StepName
     reason: str
+    action: str = ""
     since: datetime
     approvals_needed: int
+    approved_by: list[str] = Field(default_factory=list)
 
 
 class TimelineEntry(BaseModel):
@@ -273,6 +308,9 @@ class IncidentReport(BaseModel):
     steps: list[Step] = Field(default_factory=list)
     approvals: list[Approval] = Field(default_factory=list)
     diagnosis: Diagnosis
+    verification: Diagnosis | None = None
+    analysis: Analysis = Field(default_factory=lambda: Analysis())
+    escalations: list[str] = Field(default_factory=list)
     timeline: list[TimelineEntry] = Field(default_factory=list)
     alerts: list[Alert] = Field(default_factory=list)
     started_at: datetime

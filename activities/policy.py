@@ -101,12 +101,20 @@ class Policy(Section):
     limits: Limits = Field(default_factory=Limits)
 
 
+class RunbookConfig(BaseModel):
+    """What a workflow needs from the worker that runs it: the policy, and which steps this
+    worker can actually perform (a worker without Kubernetes access cannot restart a pod)."""
+
+    policy: Policy = Field(default_factory=Policy)
+    available_steps: list[StepName] = Field(default_factory=list)
+
+
 class PolicyActivities:
-    """Hands the worker's configured policy to workflows, which must not read files."""
+    """Hands the worker's configuration to workflows, which must not read files."""
 
-    def __init__(self, policy: Policy) -> None:
-        self._policy = policy
+    def __init__(self, config: RunbookConfig) -> None:
+        self._config = config
 
-    @activity.defn(name="current_policy")
-    async def current_policy(self) -> Policy:
-        return self._policy
+    @activity.defn(name="runbook_config")
+    async def runbook_config(self) -> RunbookConfig:
+        return self._config

@@ -24,12 +24,14 @@ def fill_memory(client: redis.Redis, value_size: int = 1024, batch: int = 200) -
             raise RuntimeError("Redis never refused a write: is maxmemory set with noeviction?")
 
 
-def hold_connections(port: int, count: int, password: str | None = None) -> list[redis.Redis]:
+def hold_connections(
+    port: int, count: int, password: str | None = None, name: str = "leaky-pool"
+) -> list[redis.Redis]:
     """Open `count` named connections and keep them, like a leaking connection pool."""
     held = []
-    for i in range(count):
+    for _ in range(count):
         conn = redis.Redis(port=port, password=password, single_connection_client=True)
-        conn.client_setname(f"leaky-pool-{i}")
+        conn.client_setname(name)
         held.append(conn)
     return held
 

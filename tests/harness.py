@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections.abc import AsyncIterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 
+import redis
 from temporalio.client import Client, WorkflowHandle
 from temporalio.worker import Worker
 
-from activities.models import Incident, IncidentReport, Mode, RedisTarget, Scenario
+from activities.models import Incident, IncidentReport, IncidentStatus, Mode, RedisTarget, Scenario
 from sandbox import faults
 from tests.conftest import RedisFactory
 from worker.runner import build_worker
@@ -30,7 +32,7 @@ async def running_worker(client: Client, settings: Settings) -> AsyncIterator[Wo
             yield worker
 
 
-def dry_run(redis_url: str) -> Incident:
+def dry_run(redis_url: str, mode: Mode = Mode.DRY_RUN, requested_by: str = "tests") -> Incident:
     return Incident(
         target=RedisTarget(
             redis_url=redis_url,
@@ -38,9 +40,13 @@ def dry_run(redis_url: str) -> Incident:
             statefulset="redis",
             api_deployment="treebeard-api",
         ),
-        mode=Mode.DRY_RUN,
-        requested_by="tests",
+        mode=mode,
+        requested_by=requested_by,
     )
+
+
+def auto(redis_url: str, requested_by: str = "tests") -> Incident:
+    return dry_run(redis_url, Mode.AUTO, requested_by)
 
 
 async def start(
@@ -73,3 +79,23 @@ def redis_in_state(redis_server: RedisFactory, scenario: Scenario) -> tuple[str,
         if scenario is Scenario.REDIS_DOWN:
             server.kill()
     return server.url, held
+
+
+async def wait_for_pending(
+    handle: WorkflowHandle[object, IncidentReport], step: str, within: float = 30.0
+) -> IncidentStatus:
+    """Poll the `status` query until `step` waits for approval."""
+    deadline = asyncio.get_running_loop().time() + within
+    while True:
+        status = await handle.query("status", result_type=IncidentStatus)
+        if any(p.step.value == step for p in status.pending_approvals):
+            return status
+        if asyncio.get_running_loop().time() > deadline:
+            raise TimeoutError(f"{step} never became pending; phase {status.phase}")
+        await asyncio.sleep(0.1)
+
+
+def command_calls(client: redis.Redis, command: str) -> int:
+    """How often Redis itself says it ran `command` (INFO commandstats, e.g. 'flushdb')."""
+    stats = client.info("commandstats")
+    return int(stats.get(f"cmdstat_{command}", {}).get("calls", 0))

@@ -1,6 +1,6 @@
 """Re-record the replay corpus in tests/histories/ on purpose:
 
-    .venv/bin/python -m tests.record_histories
+    make record-histories
 
 Run it only when a workflow change is *meant* to be incompatible with in-flight incidents
 (and say so in the commit); otherwise the replay test is what catches the accident.
@@ -11,18 +11,71 @@ from __future__ import annotations
 import asyncio
 import sys
 import tempfile
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
+from temporalio.client import Client, WorkflowHandle
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 
-from activities.models import Scenario
+from activities.models import Decision, IncidentReport, Scenario
+from sandbox import faults
 from sandbox.processes import binary
 from tests.conftest import RedisFactory
-from tests.harness import dry_run, redis_in_state, running_worker, settings_for, start
+from tests.harness import (
+    auto,
+    dry_run,
+    redis_in_state,
+    running_worker,
+    settings_for,
+    start,
+    wait_for_pending,
+)
+from worker.settings import Settings
 
 HISTORIES = Path(__file__).parent / "histories"
-RECORDED = [Scenario.OUT_OF_MEMORY, Scenario.REDIS_DOWN, Scenario.HEALTHY]
+Handle = WorkflowHandle[object, IncidentReport]
+Case = Callable[[Client, Settings, RedisFactory], Awaitable[Handle]]
+
+
+async def _dry(scenario: Scenario, c: Client, s: Settings, f: RedisFactory) -> Handle:
+    url, _held = redis_in_state(f, scenario)
+    return await start(c, s, dry_run(url))
+
+
+async def _oom(c: Client, s: Settings, f: RedisFactory, flush: str) -> Handle:
+    server = f(maxmemory="4mb", **{"maxmemory-policy": "noeviction"})
+    faults.fill_memory(server.client())
+    handle = await start(c, s, auto(server.url))
+    await wait_for_pending(handle, "set_eviction_policy")
+    decision = {"step": "set_eviction_policy", "approver": "bob"}
+    await handle.execute_update("decide", Decision.model_validate(decision))
+    await wait_for_pending(handle, "flush")
+    await handle.signal(flush, {"step": "flush", "approver": "carol"})
+    return handle
+
+
+async def _connections(c: Client, s: Settings, f: RedisFactory) -> Handle:
+    url, _held = redis_in_state(f, Scenario.TOO_MANY_CONNECTIONS)
+    handle = await start(c, s, auto(url))
+    await handle.result()
+    return handle
+
+
+CASES: dict[str, Case] = {
+    "dry_run_healthy": lambda c, s, f: _dry(Scenario.HEALTHY, c, s, f),
+    "dry_run_out_of_memory": lambda c, s, f: _dry(Scenario.OUT_OF_MEMORY, c, s, f),
+    "dry_run_redis_down": lambda c, s, f: _dry(Scenario.REDIS_DOWN, c, s, f),
+    "auto_out_of_memory_approved": lambda c, s, f: _oom(c, s, f, "approve"),
+    "auto_out_of_memory_flush_rejected": lambda c, s, f: _oom(c, s, f, "reject"),
+    "auto_redis_down_without_kubernetes": lambda c, s, f: _auto_down(c, s, f),
+    "auto_too_many_connections": _connections,
+}
+
+
+async def _auto_down(c: Client, s: Settings, f: RedisFactory) -> Handle:
+    url, _ = redis_in_state(f, Scenario.REDIS_DOWN)
+    return await start(c, s, auto(url))
 
 
 async def record() -> None:
@@ -36,12 +89,11 @@ async def record() -> None:
             async with env:
                 settings = settings_for()
                 async with running_worker(env.client, settings):
-                    for scenario in RECORDED:
-                        url, _held = redis_in_state(factory, scenario)
-                        handle = await start(env.client, settings, dry_run(url))
+                    for name, case in CASES.items():
+                        handle = await case(env.client, settings, factory)
                         await handle.result()
                         history = await handle.fetch_history()
-                        path = HISTORIES / f"dry_run_{scenario.value}.json"
+                        path = HISTORIES / f"{name}.json"
                         path.write_text(history.to_json())
                         print(f"recorded {path}")
         finally:

@@ -96,3 +96,21 @@ def test_explain_lists_every_rule_that_fired_in_order() -> None:
         Scenario.HIGH_LATENCY,
     ]
     assert "95%" in fired[0][1]
+
+
+def test_since_counts_only_what_happened_after_the_baseline() -> None:
+    old = slow(50, timedelta(minutes=2))
+    before = diag(rejected_connections=7, slowlog=[old])
+    later = before.model_copy(update={"taken_at": NOW + timedelta(minutes=1)})
+    assert classify(later) is Scenario.TOO_MANY_CONNECTIONS
+    assert classify(later, since=before) is Scenario.HEALTHY
+
+    fresh_slow = SlowlogEntry(id=2, started_at=NOW, duration_us=50_000, command="KEYS *")
+    slower = later.model_copy(update={"slowlog": [fresh_slow, old]})
+    assert classify(slower, since=before) is Scenario.SLOW_COMMANDS
+
+
+def test_since_ignores_a_restarted_server_baseline() -> None:
+    before = diag(rejected_connections=7)
+    restarted = diag(rejected_connections=3, uptime_seconds=10)
+    assert classify(restarted, since=before) is Scenario.TOO_MANY_CONNECTIONS

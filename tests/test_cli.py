@@ -73,7 +73,6 @@ def test_start_dry_run_waits_and_prints_the_plan(
         (["--redis-url", "redis://:pw@r:6379/0", "--dry-run"], "RUNBOOK_REDIS_PASSWORD"),
         (["--input", '{"target": {"redis_url": "redis://r/0"}, "urgency": 1}'], "urgency"),
         (["--input", "{not json"], "not JSON"),
-        (["--redis-url", "redis://r:6379/0"], "--dry-run"),
         (["--target", "nowhere", "--dry-run"], "no target named 'nowhere'"),
     ],
 )

@@ -78,7 +78,7 @@ def test_redis_down_that_is_loading_waits_first() -> None:
 
 def test_auth_failure_plans_no_restart() -> None:
     plan = names(Scenario.REDIS_DOWN, reachable=False, findings=("auth_failed",))
-    assert plan == ["diagnose", "ping"]
+    assert plan == ["diagnose", "ping", "diagnose"]
 
 
 def test_policy_can_demand_more_approvals_and_more_steps() -> None:

@@ -101,11 +101,6 @@ def build_incident(args: argparse.Namespace, settings: Settings) -> Incident:
             f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in err.errors()
         )
         raise UsageError(f"invalid incident: {problems}") from None
-    if incident.mode is Mode.AUTO:
-        raise UsageError(
-            "mode 'auto' is not available in this version (remediation is not installed yet): "
-            "add --dry-run to diagnose and plan without changing anything"
-        )
     return incident
 
 

@@ -11,9 +11,12 @@ from typing import Any
 from temporalio.client import Client
 from temporalio.worker import Worker
 
-from activities.policy import PolicyActivities
+from activities.policy import PolicyActivities, RunbookConfig
+from activities.redis_analysis import RedisAnalysisActivities
 from activities.redis_diagnosis import RedisDiagnosisActivities
+from activities.redis_remediation import RedisRemediationActivities
 from worker.settings import Settings
+from workflows.executor import REDIS_STEPS
 from workflows.incident import RedisCacheFailure
 
 log = logging.getLogger("runbook.worker")
@@ -21,9 +24,24 @@ log = logging.getLogger("runbook.worker")
 
 def activities_for(settings: Settings) -> Sequence[Any]:
     """Bind every activity to the worker's settings; secrets stay in this process."""
-    redis = RedisDiagnosisActivities(settings.redis_access, settings.thresholds.ping_samples)
-    policy = PolicyActivities(settings.policy)
-    return [redis.diagnose_redis, policy.current_policy]
+    access = settings.redis_access
+    diagnosis = RedisDiagnosisActivities(access, settings.thresholds.ping_samples)
+    analysis = RedisAnalysisActivities(access, slow_ms=settings.thresholds.slowlog_ms)
+    fix = RedisRemediationActivities(access)
+    config = RunbookConfig(policy=settings.policy, available_steps=sorted(REDIS_STEPS))
+    return [
+        diagnosis.diagnose_redis,
+        analysis.slowlog_report,
+        analysis.client_report,
+        analysis.keyspace_report,
+        fix.ping,
+        fix.memory_purge,
+        fix.flush,
+        fix.set_eviction_policy,
+        fix.raise_maxclients,
+        fix.tune_persistence,
+        PolicyActivities(config).runbook_config,
+    ]
 
 
 def build_worker(client: Client, settings: Settings, executor: ThreadPoolExecutor) -> Worker:

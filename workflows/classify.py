@@ -11,72 +11,110 @@ Precedence, first match wins (the order a person would act in):
   5. high_latency          - ping p95 above ping_p95_ms, or persistence blocking writes (last
                              bgsave or AOF write failed, or a fork slower than fork_ms)
   6. healthy
+
+Redis counters (evicted_keys, rejected_connections) and the SLOWLOG only ever grow. Given
+`since`, an earlier diagnosis of the same server, only what happened after it counts: that is
+how verification after a fix tells "fixed" from "it happened once an hour ago".
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 
-from activities.models import Diagnosis, Scenario
+from activities.models import Diagnosis, RedisInfo, Scenario, SlowlogEntry
 from activities.policy import Thresholds
 
-Rule = Callable[[Diagnosis, Thresholds], str | None]
+
+@dataclass(frozen=True)
+class Context:
+    d: Diagnosis
+    t: Thresholds
+    since: Diagnosis | None = None
+
+    def earlier(self) -> RedisInfo | None:
+        """The baseline INFO, when it is the same server run (counters reset on restart)."""
+        info, before = self.d.info, self.since.info if self.since else None
+        if info is None or before is None or info.uptime_seconds < before.uptime_seconds:
+            return None
+        return before
+
+    def minutes(self) -> float:
+        if self.earlier() is not None and self.since is not None:
+            return max((self.d.taken_at - self.since.taken_at).total_seconds() / 60, 1 / 60)
+        return (self.d.info.uptime_seconds if self.d.info else 0) / 60
+
+    def grown(self, counter: str) -> int:
+        now = getattr(self.d.info, counter, 0) if self.d.info else 0
+        before = self.earlier()
+        return int(now - getattr(before, counter)) if before is not None else int(now)
+
+    def new_slowlog(self) -> list[SlowlogEntry]:
+        seen = {e.id for e in self.since.slowlog} if self.earlier() and self.since else set()
+        return [e for e in self.d.slowlog if e.id not in seen]
 
 
-def _down(d: Diagnosis, t: Thresholds) -> str | None:
-    if d.has("max_clients_reached"):
+Rule = Callable[[Context], str | None]
+
+
+def _down(c: Context) -> str | None:
+    if c.d.has("max_clients_reached") or c.d.reachable:
         return None
-    if not d.reachable:
-        return "; ".join(f.message for f in d.findings) or "Redis is unreachable"
-    return None
+    return "; ".join(f.message for f in c.d.findings) or "Redis is unreachable"
 
 
-def _out_of_memory(d: Diagnosis, t: Thresholds) -> str | None:
-    info = d.info
+def _out_of_memory(c: Context) -> str | None:
+    info, t = c.d.info, c.t
     if info is None:
         return None
     ratio = info.memory_ratio
     if ratio is not None and ratio >= t.memory_ratio:
         return f"memory at {ratio:.0%} of maxmemory (threshold {t.memory_ratio:.0%})"
-    if d.evictions_during_sample > 0:
-        return f"{d.evictions_during_sample} keys evicted while sampling: evictions are climbing"
-    minutes = info.uptime_seconds / 60
-    if minutes >= 1 and info.evicted_keys / minutes >= t.evictions_per_minute:
-        rate = info.evicted_keys / minutes
-        return f"{rate:.0f} evictions/min on average (threshold {t.evictions_per_minute:.0f})"
+    if c.d.evictions_during_sample > 0:
+        return f"{c.d.evictions_during_sample} keys evicted while sampling: evictions are climbing"
+    minutes = c.minutes()
+    if minutes >= 1 / 60 and c.grown("evicted_keys") / minutes >= t.evictions_per_minute:
+        rate = c.grown("evicted_keys") / minutes
+        return f"{rate:.0f} evictions/min (threshold {t.evictions_per_minute:.0f})"
     return None
 
 
-def _too_many_connections(d: Diagnosis, t: Thresholds) -> str | None:
-    if d.has("max_clients_reached"):
+def _too_many_connections(c: Context) -> str | None:
+    if c.d.has("max_clients_reached"):
         return "Redis refused the worker's own connection: max number of clients reached"
-    info = d.info
+    info = c.d.info
     if info is None:
         return None
     ratio = info.clients_ratio
-    if ratio is not None and ratio >= t.clients_ratio:
+    if ratio is not None and ratio >= c.t.clients_ratio:
         return (
             f"{info.connected_clients} of {info.maxclients} clients connected "
-            f"({ratio:.0%}, threshold {t.clients_ratio:.0%})"
+            f"({ratio:.0%}, threshold {c.t.clients_ratio:.0%})"
         )
-    if info.rejected_connections >= t.rejected_connections:
-        return f"{info.rejected_connections} connections rejected since start"
+    rejected = c.grown("rejected_connections")
+    if rejected >= c.t.rejected_connections:
+        return f"{rejected} connections rejected" + (" since start" if c.since is None else "")
     return None
 
 
-def _slow_commands(d: Diagnosis, t: Thresholds) -> str | None:
-    since = d.taken_at - t.slowlog_window
-    slow = [e for e in d.slowlog if e.duration_us >= t.slowlog_ms * 1000 and e.started_at >= since]
-    if len(slow) < t.slowlog_entries:
+def _slow_commands(c: Context) -> str | None:
+    since = c.d.taken_at - c.t.slowlog_window
+    slow = [
+        e
+        for e in c.new_slowlog()
+        if e.duration_us >= c.t.slowlog_ms * 1000 and e.started_at >= since
+    ]
+    if len(slow) < c.t.slowlog_entries:
         return None
     worst = max(slow, key=lambda e: e.duration_us)
     return (
-        f"{len(slow)} commands slower than {t.slowlog_ms:g} ms in the last "
-        f"{t.slowlog_window}; worst {worst.duration_us / 1000:.1f} ms: {worst.command}"
+        f"{len(slow)} commands slower than {c.t.slowlog_ms:g} ms in the last "
+        f"{c.t.slowlog_window}; worst {worst.duration_us / 1000:.1f} ms: {worst.command}"
     )
 
 
-def _high_latency(d: Diagnosis, t: Thresholds) -> str | None:
+def _high_latency(c: Context) -> str | None:
+    d, t = c.d, c.t
     if d.ping_p95_ms is not None and d.ping_p95_ms > t.ping_p95_ms:
         return f"ping p95 {d.ping_p95_ms:.1f} ms (threshold {t.ping_p95_ms:g} ms)"
     info = d.info
@@ -100,16 +138,21 @@ RULES: list[tuple[Scenario, Rule]] = [
 ]
 
 
-def explain(diagnosis: Diagnosis, thresholds: Thresholds) -> list[tuple[Scenario, str]]:
+def explain(
+    diagnosis: Diagnosis, thresholds: Thresholds, since: Diagnosis | None = None
+) -> list[tuple[Scenario, str]]:
     """Every rule that fires, in precedence order: the first decides, the rest are context."""
+    context = Context(diagnosis, thresholds, since)
     fired = []
     for scenario, rule in RULES:
-        reason = rule(diagnosis, thresholds)
+        reason = rule(context)
         if reason:
             fired.append((scenario, reason))
     return fired
 
 
-def classify(diagnosis: Diagnosis, thresholds: Thresholds | None = None) -> Scenario:
-    fired = explain(diagnosis, thresholds or Thresholds())
+def classify(
+    diagnosis: Diagnosis, thresholds: Thresholds | None = None, since: Diagnosis | None = None
+) -> Scenario:
+    fired = explain(diagnosis, thresholds or Thresholds(), since)
     return fired[0][0] if fired else Scenario.HEALTHY

@@ -1,42 +1,60 @@
 """The RedisCacheFailure workflow: one durable incident per Redis target.
 
-Triage (diagnose), classify, plan; in dry-run mode report the plan and touch nothing.
+Triage (diagnose, classify, plan, gather evidence); in dry-run mode report the plan and touch
+nothing; in auto mode run the plan step by step, every destructive step behind the approval
+gate, then verify with a fresh diagnosis and report.
 """
 
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Any
 
 from temporalio import workflow
-from temporalio.exceptions import ApplicationError
+from temporalio.exceptions import ActivityError, ApplicationError
 
 with workflow.unsafe.imports_passed_through():
     from pydantic import ValidationError
 
+    from activities.analysis_models import Analysis, ClientReport, KeyspaceReport, SlowlogReport
     from activities.models import (
         Alert,
         AlertStatus,
+        Condition,
+        Decision,
         Diagnosis,
         Incident,
         IncidentReport,
         IncidentStatus,
         Mode,
-        Outcome,
         PendingApproval,
         Phase,
         Scenario,
         Step,
         StepName,
+        StepResult,
         StepStatus,
         TimelineEntry,
     )
-    from activities.policy import Policy, PolicyActivities
+    from activities.policy import PolicyActivities, RunbookConfig
     from activities.redis_diagnosis import RedisDiagnosisActivities
     from workflows import retries
+    from workflows.approvals import ApprovalBook, Verdict
     from workflows.classify import explain
-    from workflows.plan import plan_for
+    from workflows.executor import run_step
+    from workflows.outcome import outcome_for
+    from workflows.plan import mark_unavailable, plan_for
 
 WORKFLOW_TYPE = "RedisCacheFailure"
+DECISION_HINT = '{"step": "flush", "approver": "your-name", "comment": "why"}'
+# The read-only report that helps a person judge each scenario's fix: (field, activity, type).
+EVIDENCE: dict[Scenario, tuple[str, str, type[Any]]] = {
+    Scenario.OUT_OF_MEMORY: ("keyspace", "keyspace_report", KeyspaceReport),
+    Scenario.TOO_MANY_CONNECTIONS: ("clients", "client_report", ClientReport),
+    Scenario.SLOW_COMMANDS: ("slowlog", "slowlog_report", SlowlogReport),
+    Scenario.HIGH_LATENCY: ("slowlog", "slowlog_report", SlowlogReport),
+}
+RECOVERY = frozenset({StepName.WARM, StepName.RE_ENABLE, StepName.SCALE, StepName.WATCH_HIT_RATE})
 
 
 @workflow.defn(name=WORKFLOW_TYPE, failure_exception_types=[ValidationError])
@@ -52,36 +70,61 @@ class RedisCacheFailure:
         self._reasons: list[str] = []
         self._plan: list[Step] = []
         self._current: StepName | None = None
-        self._pending: list[PendingApproval] = []
+        self._pending: dict[StepName, PendingApproval] = {}
         self._timeline: list[TimelineEntry] = []
         self._alerts: dict[str, Alert] = {}
+        self._book: ApprovalBook | None = None
+        self._inbox: list[Decision] = []
+        self._problems: list[str] = []
+        self._analysis = Analysis()
+        self._config = RunbookConfig()
+        self._latest: Diagnosis | None = None
+        self._previous: Diagnosis | None = None
         for alert in incident.alerts:
             self._alerts.setdefault(alert.fingerprint, alert)
 
     @workflow.run
     async def run(self, incident: Incident) -> IncidentReport:
         started = workflow.now()
-        self._note(
-            "started",
-            f"{incident.mode.value} run for {incident.target.redis_url}",
-            actor=incident.requested_by,
-        )
-        if incident.mode is Mode.AUTO:
-            raise ApplicationError(
-                "mode 'auto' is not available on this worker yet: the remediation activities "
-                "(restart, flush, raise_maxclients, ...) are not installed. "
-                "Start the incident with mode 'dry-run' to get the diagnosis and the plan.",
-                type="ModeNotAvailable",
-                non_retryable=True,
-            )
-        policy = await self._policy()
-        began = workflow.now()
-        diagnosis = await self._diagnose()
-        self._classify(diagnosis, policy)
-        self._mark(StepName.DIAGNOSE, "succeeded", began)
-        self._phase = "done"
-        self._note("finished", "dry run: planned, nothing changed")
-        return self._report(diagnosis, "planned", started)
+        self._note("started", f"{incident.mode.value} run for {incident.target.redis_url}",
+                   actor=incident.requested_by)  # fmt: skip
+        self._config = await self._load_config()
+        diagnosis = await self._triage_and_plan()
+        if incident.mode is Mode.DRY_RUN:
+            return await self._finish(diagnosis, started, verified=None)
+        self._phase = "executing"
+        for step in self._plan[1:]:
+            await self._execute(step)
+        self._current = None
+        verified = self._scenario_of(self._latest) if self._latest is not diagnosis else None
+        return await self._finish(diagnosis, started, verified)
+
+    # ---- messages -------------------------------------------------------------------------
+
+    @workflow.signal(name="approve", description=f"Approve a pending step: {DECISION_HINT}")
+    def approve(self, payload: Any) -> None:
+        self._signalled(payload, "approve")
+
+    @workflow.signal(name="reject", description=f"Reject a pending step: {DECISION_HINT}")
+    def reject(self, payload: Any) -> None:
+        self._signalled(payload, "reject")
+
+    @workflow.update(
+        name="decide",
+        description='Approve or reject a step and get the verdict at once: {"step": "flush", '
+        '"approver": "your-name", "comment": "why", "decision": "approve" | "reject"}',
+    )
+    async def decide(self, decision: Decision) -> str:
+        await workflow.wait_condition(lambda: self._book is not None)
+        verdict = self._submit(decision)
+        if not verdict.accepted:
+            raise ApplicationError(verdict.reason, type="ApprovalRefused", non_retryable=True)
+        return verdict.reason
+
+    @decide.validator
+    def _decide_allowed(self, decision: Decision) -> None:
+        if self._phase == "done":
+            raise ValueError("the incident has ended: nothing waits for approval")
 
     @workflow.signal(
         name="alert",
@@ -98,65 +141,236 @@ class RedisCacheFailure:
         verb = "resolved" if alert.status is AlertStatus.RESOLVED else "firing"
         self._note("alert", f"{alert.name} {verb} ({alert.source}, {alert.fingerprint})")
 
-    @workflow.query(name="status")
+    @workflow.query(name="status", description="Phase, scenario, plan, pending approvals.")
     def status(self) -> IncidentStatus:
-        """Where the incident stands: phase, scenario, plan, pending approvals, timeline."""
+        pending = [
+            p.model_copy(update={"approved_by": self._book.approvers_of(p.step)})
+            if self._book
+            else p
+            for p in self._pending.values()
+        ]
         return IncidentStatus(
             phase=self._phase,
             scenario=self._scenario,
             reasons=self._reasons,
             plan=self._plan,
             current_step=self._current,
-            pending_approvals=self._pending,
+            pending_approvals=pending,
             timeline=self._timeline,
             alerts=list(self._alerts.values()),
         )
 
-    async def _policy(self) -> Policy:
+    def _signalled(self, payload: Any, decision: str) -> None:
+        """Signals cannot answer, so a malformed one is recorded rather than dropped unseen."""
+        fields = payload if isinstance(payload, dict) else {}
+        try:
+            parsed = Decision.model_validate({**fields, "decision": decision})
+        except ValidationError as err:
+            problems = "; ".join(
+                f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in err.errors()
+            )
+            self._note("approval_refused", f"malformed {decision}: {problems}",
+                       actor=str(fields.get("approver", "unknown")))  # fmt: skip
+            return
+        self._submit(parsed)
+
+    def _submit(self, decision: Decision) -> Verdict:
+        if self._book is None:
+            self._inbox.append(decision)
+            return Verdict(True, "recorded: it is applied as soon as the plan is ready")
+        verdict = self._book.submit(decision, workflow.now())
+        comment = f" ({decision.comment})" if decision.comment else ""
+        kind = "approval" if verdict.accepted else "approval_refused"
+        self._note(kind, verdict.reason + comment, actor=decision.approver)
+        return verdict
+
+    # ---- triage ---------------------------------------------------------------------------
+
+    async def _load_config(self) -> RunbookConfig:
         return await workflow.execute_activity_method(
-            PolicyActivities.current_policy,
-            start_to_close_timeout=retries.CONFIG_TIMEOUT,
-            retry_policy=retries.CONFIG,
+            PolicyActivities.runbook_config,
+            start_to_close_timeout=retries.CONFIG.timeout,
+            retry_policy=retries.CONFIG.retry,
         )
 
+    async def _triage_and_plan(self) -> Diagnosis:
+        began = workflow.now()
+        diagnosis = await self._diagnose()
+        self._phase = "planning"
+        fired = explain(diagnosis, self._config.policy.thresholds)
+        self._scenario = fired[0][0] if fired else Scenario.HEALTHY
+        self._reasons = [f"{scenario.value}: {reason}" for scenario, reason in fired]
+        why = fired[0][1] if fired else "no threshold crossed"
+        self._note("classified", f"{self._scenario.value}: {why}")
+        plan = plan_for(self._scenario, diagnosis, self._config.policy)
+        self._plan = mark_unavailable(plan, frozenset(self._config.available_steps))
+        self._book = ApprovalBook.for_plan(
+            self._config.policy.approvals, self._incident.requested_by, self._plan
+        )
+        self._note("planned", ", ".join(s.name.value for s in self._plan))
+        for decision in self._inbox:
+            self._submit(decision)
+        self._inbox.clear()
+        await self._gather_evidence()
+        self._mark(self._plan[0], "succeeded", began, detail="; ".join(self._reasons) or "healthy")
+        return diagnosis
+
     async def _diagnose(self) -> Diagnosis:
-        self._current = StepName.DIAGNOSE
         diagnosis = await workflow.execute_activity_method(
             RedisDiagnosisActivities.diagnose_redis,
             self._incident.target,
-            start_to_close_timeout=retries.PROBE_TIMEOUT,
-            retry_policy=retries.PROBE,
+            start_to_close_timeout=retries.PROBE.timeout,
+            retry_policy=retries.PROBE.retry,
         )
-        self._current = None
+        self._previous, self._latest = self._latest, diagnosis
         state = "reachable" if diagnosis.reachable else "unreachable"
-        self._note("step", f"diagnose: Redis {state}, {len(diagnosis.findings)} findings")
+        self._note("diagnosed", f"Redis {state}, {len(diagnosis.findings)} findings")
         return diagnosis
 
-    def _classify(self, diagnosis: Diagnosis, policy: Policy) -> None:
-        self._phase = "planning"
-        fired = explain(diagnosis, policy.thresholds)
-        self._scenario = fired[0][0] if fired else Scenario.HEALTHY
-        self._reasons = [f"{scenario.value}: {reason}" for scenario, reason in fired]
-        self._note(
-            "classified",
-            f"{self._scenario.value}: " + (fired[0][1] if fired else "no threshold crossed"),
-        )
-        self._plan = plan_for(self._scenario, diagnosis, policy)
-        self._note("planned", ", ".join(s.name.value for s in self._plan))
+    async def _gather_evidence(self) -> None:
+        report = EVIDENCE.get(self._scenario or Scenario.HEALTHY)
+        if report is None:
+            return
+        field, activity_name, result_type = report
+        try:
+            result = await workflow.execute_activity(
+                activity_name,
+                self._incident.target,
+                start_to_close_timeout=retries.PROBE.timeout,
+                retry_policy=retries.PROBE.retry,
+                result_type=result_type,
+            )
+        except ActivityError as err:
+            self._note("evidence", f"{field} report failed: {_cause(err)}")
+            return
+        setattr(self._analysis, field, result)
+        self._note("evidence", f"{field} report gathered")
 
-    def _mark(self, name: StepName, status: StepStatus, began: datetime) -> None:
-        """Record the outcome on the first still-planned step of that name."""
-        for step in self._plan:
-            if step.name is name and step.status == "planned":
-                step.status, step.started_at, step.finished_at = status, began, workflow.now()
-                return
+    # ---- execution ------------------------------------------------------------------------
+
+    async def _execute(self, step: Step) -> None:
+        self._current = step.name
+        if step.condition and not await self._holds(step.condition):
+            return self._skip(step, f"not needed: it runs when {step.when}")
+        if not step.available:
+            self._skip(step, "not available on this worker (needs an integration it lacks)")
+            if step.name not in RECOVERY and step.name is not StepName.WAIT_READY:
+                self._problems.append(f"{step.name.value} was needed but is not available")
+            return None
+        if step.requires_approval and not await self._gate(step):
+            return None
+        if step.requires_approval and step.condition and not await self._holds(step.condition):
+            return self._skip(step, f"no longer needed after approval: {step.when} no more")
+        await self._perform(step)
+        return None
+
+    async def _perform(self, step: Step) -> None:
+        began = workflow.now()
+        step.status, step.started_at = "running", began
+        self._note("step", f"{step.name.value}: started")
+        try:
+            if step.name is StepName.DIAGNOSE:
+                result = await self._verify()
+            else:
+                result = await run_step(self._incident.target, step)
+        except ActivityError as err:
+            detail = _cause(err)
+            self._mark(step, "failed", began, detail=detail)
+            self._problems.append(f"{step.name.value} failed: {detail}")
+            return
+        step.result = result
+        self._mark(step, "succeeded", began, detail=result.summary)
+
+    async def _verify(self) -> StepResult:
+        diagnosis = await self._diagnose()
+        fired = explain(diagnosis, self._config.policy.thresholds, since=self._previous)
+        if not fired:
+            return StepResult(changed=False, summary="healthy: no threshold crossed")
+        return StepResult(changed=False, summary="; ".join(f"{s.value}: {r}" for s, r in fired))
+
+    async def _gate(self, step: Step) -> bool:
+        """Wait for the approvals the policy demands; a timeout is a no, and an escalation."""
+        book = self._book
+        assert book is not None
+        timeout = self._config.policy.approvals.timeout
+        if book.state(step.name) == "waiting":
+            self._pending[step.name] = PendingApproval(
+                step=step.name,
+                reason="; ".join(self._reasons[:1]) or step.title,
+                action=step.title,
+                since=workflow.now(),
+                approvals_needed=step.approvals_needed,
+            )
+            step.status = "pending_approval"
+            self._note("approval_requested", f"{step.name.value}: {step.title} (within {timeout})")
+            try:
+                await workflow.wait_condition(
+                    lambda: book.state(step.name) != "waiting", timeout=timeout
+                )
+            except TimeoutError:
+                book.expire(step.name)
+                self._note("approval_timeout", f"{step.name.value}: no decision within {timeout}")
+            finally:
+                self._pending.pop(step.name, None)
+        state = book.state(step.name)
+        if state == "approved":
+            return True
+        self._skip(step, f"not approved ({state})")
+        self._problems.append(f"{step.name.value} was not approved ({state}): escalate")
+        return False
+
+    async def _holds(self, condition: Condition) -> bool:
+        """Evaluate a step's condition now, with a fresh diagnosis where it needs one."""
+        done = {s.name for s in self._plan if s.status == "succeeded"}
+        if condition is Condition.FLUSHED:
+            return StepName.FLUSH in done
+        if condition is Condition.FALLBACK_ENTERED:
+            return StepName.ENABLE_FALLBACK in done
+        if condition is Condition.FORCE_DELETED:
+            return StepName.FORCE_DELETE_POD in done
+        diagnosis = await self._diagnose()
+        if condition in (Condition.STILL_OUT_OF_MEMORY, Condition.STILL_OUT_OF_MEMORY_AFTER_FLUSH):
+            fired = explain(diagnosis, self._config.policy.thresholds, since=self._previous)
+            return any(s is Scenario.OUT_OF_MEMORY for s, _ in fired)
+        if condition is Condition.MEMORY_FRAGMENTED:
+            ratio = diagnosis.info.mem_fragmentation_ratio if diagnosis.info else 0.0
+            return ratio > self._config.policy.thresholds.fragmentation_ratio
+        return not diagnosis.reachable
+
+    # ---- bookkeeping ----------------------------------------------------------------------
+
+    def _scenario_of(self, diagnosis: Diagnosis | None) -> Scenario | None:
+        if diagnosis is None:
+            return None
+        fired = explain(diagnosis, self._config.policy.thresholds, since=self._previous)
+        return fired[0][0] if fired else Scenario.HEALTHY
+
+    def _skip(self, step: Step, reason: str) -> None:
+        self._mark(step, "skipped", workflow.now(), detail=reason)
+
+    def _mark(self, step: Step, status: StepStatus, began: datetime, detail: str) -> None:
+        step.status, step.started_at, step.finished_at = status, began, workflow.now()
+        step.detail = detail
+        self._note("step", f"{step.name.value}: {status}: {detail}")
 
     def _note(self, kind: str, message: str, actor: str | None = None) -> None:
         self._timeline.append(
             TimelineEntry(at=workflow.now(), kind=kind, message=message, actor=actor)
         )
 
-    def _report(self, diagnosis: Diagnosis, outcome: Outcome, started: datetime) -> IncidentReport:
+    async def _finish(
+        self, diagnosis: Diagnosis, started: datetime, verified: Scenario | None
+    ) -> IncidentReport:
+        if self._incident.mode is Mode.DRY_RUN:
+            outcome = "planned"
+        else:
+            original = self._scenario or Scenario.HEALTHY
+            outcome = outcome_for(original, verified, self._problems)
+            if original is Scenario.HEALTHY:
+                outcome = "resolved"
+        self._phase = "done"
+        self._note("finished", f"outcome {outcome}")
+        await workflow.wait_condition(workflow.all_handlers_finished)
         return IncidentReport(
             workflow_id=workflow.info().workflow_id,
             target=self._incident.target,
@@ -165,10 +379,20 @@ class RedisCacheFailure:
             reasons=self._reasons,
             outcome=outcome,
             steps=self._plan,
-            approvals=[],
+            approvals=self._book.approvals if self._book else [],
             diagnosis=diagnosis,
+            verification=self._latest if self._latest is not diagnosis else None,
+            analysis=self._analysis,
+            escalations=self._problems,
             timeline=self._timeline,
             alerts=list(self._alerts.values()),
             started_at=started,
             finished_at=workflow.now(),
         )
+
+
+def _cause(err: ActivityError) -> str:
+    cause = err.cause
+    if isinstance(cause, ApplicationError) and cause.type:
+        return f"{cause.type}: {cause.message}"
+    return str(cause or err)

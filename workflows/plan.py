@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from activities.models import Diagnosis, Scenario, Step, StepName
+from activities.models import Condition, Diagnosis, Scenario, Step, StepName
 from activities.policy import Policy
 
 # Destructive: loses cached data, interrupts service, or moves load onto the database.
@@ -31,6 +31,19 @@ TUNED_PERSISTENCE: dict[str, str | int | float] = {
 }
 
 
+WHEN = {
+    Condition.STILL_DOWN: "Redis is still down",
+    Condition.RESTART_FAILED: "the restart does not bring Redis back by the deadline",
+    Condition.FORCE_DELETED: "the pod was force-deleted",
+    Condition.STILL_DOWN_PAST_FALLBACK_DEADLINE: "Redis is still down past the fallback deadline",
+    Condition.FALLBACK_ENTERED: "fallback was entered and Redis is back",
+    Condition.STILL_OUT_OF_MEMORY: "memory is still above the threshold",
+    Condition.STILL_OUT_OF_MEMORY_AFTER_FLUSH: "memory is still too high after the flush",
+    Condition.FLUSHED: "the cache was flushed",
+    Condition.MEMORY_FRAGMENTED: "memory is fragmented",
+}
+
+
 class _Planner:
     """Builds steps with the policy's approval rules applied in one place."""
 
@@ -42,7 +55,7 @@ class _Planner:
         self,
         name: StepName,
         title: str,
-        when: str | None = None,
+        when: Condition | None = None,
         params: Mapping[str, str | int | float] | None = None,
     ) -> None:
         needed = self.policy.approvals.needed(name)
@@ -53,12 +66,13 @@ class _Planner:
                 destructive=name in DESTRUCTIVE,
                 requires_approval=needed > 0,
                 approvals_needed=needed,
-                when=when,
+                when=WHEN[when] if when else None,
+                condition=when,
                 params=dict(params or {}),
             )
         )
 
-    def recovery(self, after: str, restore_api: bool = False) -> None:
+    def recovery(self, after: Condition, restore_api: bool = False) -> None:
         self.add(StepName.WARM, "Warm the cache: critical keys first", when=after)
         if restore_api:
             self.add(StepName.RE_ENABLE, "CACHE_ENABLED=true on the API", when=after)
@@ -80,19 +94,21 @@ def _redis_down(p: _Planner, d: Diagnosis) -> None:
     p.add(StepName.PING, "Ping Redis to confirm it is down")
     if d.has("loading"):
         p.add(StepName.WAIT_READY, "Wait for Redis to finish loading its dataset")
-    p.add(StepName.RESTART, "Rollout-restart the Redis StatefulSet", when="still down")
+    p.add(StepName.RESTART, "Rollout-restart the Redis StatefulSet", when=Condition.STILL_DOWN)
     p.add(StepName.WAIT_READY, "Wait for the StatefulSet to be ready and Redis to answer PING")
-    failed = "the restart does not bring Redis back by the deadline"
-    p.add(StepName.FORCE_DELETE_POD, "Describe the pod and PVC, force-delete the pod", when=failed)
-    p.add(StepName.WAIT_READY, "Wait for the recreated pod", when="the pod was force-deleted")
-    fallback = "Redis is still down past the fallback deadline"
+    p.add(
+        StepName.FORCE_DELETE_POD,
+        "Describe the pod and PVC, force-delete the pod",
+        when=Condition.RESTART_FAILED,
+    )
+    p.add(StepName.WAIT_READY, "Wait for the recreated pod", when=Condition.FORCE_DELETED)
     p.add(
         StepName.ENABLE_FALLBACK,
         "Serve from the database: CACHE_ENABLED=false on the API and scale it up",
-        when=fallback,
+        when=Condition.STILL_DOWN_PAST_FALLBACK_DEADLINE,
         params={"replicas": p.policy.limits.fallback_replicas},
     )
-    p.recovery(after="fallback was entered and Redis is back", restore_api=True)
+    p.recovery(after=Condition.FALLBACK_ENTERED, restore_api=True)
 
 
 def _eviction_policy_for(d: Diagnosis) -> str:
@@ -113,15 +129,18 @@ def _out_of_memory(p: _Planner, d: Diagnosis) -> None:
             params={"policy": target},
         )
     p.add(StepName.MEMORY_PURGE, "MEMORY PURGE: give fragmented memory back")
-    still = "memory is still above the threshold"
-    p.add(StepName.FLUSH, "FLUSHDB on the target's database (never FLUSHALL)", when=still)
+    p.add(
+        StepName.FLUSH,
+        "FLUSHDB on the target's database (never FLUSHALL)",
+        when=Condition.STILL_OUT_OF_MEMORY,
+    )
     p.add(
         StepName.RAISE_MEMORY_LIMIT,
         "Raise the Redis container's memory limit",
-        when=still + " after the flush",
+        when=Condition.STILL_OUT_OF_MEMORY_AFTER_FLUSH,
         params={"factor": p.policy.limits.memory_limit_factor},
     )
-    p.recovery(after="the cache was flushed")
+    p.recovery(after=Condition.FLUSHED)
 
 
 def _too_many_connections(p: _Planner, d: Diagnosis) -> None:
@@ -171,6 +190,12 @@ def plan_for(scenario: Scenario, diagnosis: Diagnosis, policy: Policy) -> list[S
     if path is None:
         return planner.steps
     path(planner, diagnosis)
-    if scenario is not Scenario.REDIS_DOWN:
-        planner.add(StepName.DIAGNOSE, "Verify: a fresh diagnosis shows the symptom gone")
+    planner.add(StepName.DIAGNOSE, "Verify: a fresh diagnosis shows the symptom gone")
     return planner.steps
+
+
+def mark_unavailable(plan: list[Step], available: frozenset[StepName]) -> list[Step]:
+    """Steps this worker cannot perform stay in the plan, marked, so a person sees the gap."""
+    for step in plan:
+        step.available = step.name in available
+    return plan

@@ -1,0 +1,140 @@
+"""The runbook's Redis-side actions. Each reads before it writes and sets absolute values, so
+a retried attempt finds the work done and changes nothing more."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+from temporalio import activity
+from temporalio.exceptions import ApplicationError
+
+from activities.models import RedisTarget, StepResult
+from activities.redis_access import RedisAccess
+from activities.redis_errors import REFUSED_BY_POLICY, redis_session
+
+EVICTION_POLICIES = ("allkeys-lru", "volatile-lru", "allkeys-lfu", "volatile-lfu")
+PERSISTENCE_KEYS = ("save", "stop-writes-on-bgsave-error", "rdbcompression")
+LAZYFREE_WAIT_S = 30.0
+
+
+def _beat(detail: str) -> None:
+    if activity.in_activity():
+        activity.heartbeat(detail)
+
+
+class RedisRemediationActivities:
+    def __init__(self, access: RedisAccess) -> None:
+        self._access = access
+
+    @activity.defn(name="ping")
+    async def ping(self, target: RedisTarget) -> StepResult:
+        """A probe: a Redis that does not answer is a result, not an error."""
+        began = time.perf_counter()
+        try:
+            async with redis_session(target, self._access) as client:
+                await client.ping()
+        except Exception as err:
+            return StepResult(changed=False, summary=f"no answer: {err}", after={"ok": 0})
+        ms = round((time.perf_counter() - began) * 1000, 2)
+        return StepResult(changed=False, summary=f"PONG in {ms} ms", after={"ok": 1, "ms": ms})
+
+    @activity.defn(name="memory_purge")
+    async def memory_purge(self, target: RedisTarget) -> StepResult:
+        async with redis_session(target, self._access) as client:
+            before = await client.info("memory")
+            await client.memory_purge()
+            after = await client.info("memory")
+        keys = ("used_memory_rss", "mem_fragmentation_ratio")
+        return StepResult(
+            changed=True,
+            summary=f"fragmentation {before['mem_fragmentation_ratio']} -> "
+            f"{after['mem_fragmentation_ratio']}",
+            before={k: before.get(k) for k in keys},
+            after={k: after.get(k) for k in keys},
+        )
+
+    @activity.defn(name="flush")
+    async def flush(self, target: RedisTarget) -> StepResult:
+        """FLUSHDB of the target's database only, in the background (ASYNC) so Redis keeps
+        answering; waits until the memory is actually given back. FLUSHALL is never used."""
+        async with redis_session(target, self._access) as client:
+            keys_before = int(await client.dbsize())
+            used_before = (await client.info("memory"))["used_memory"]
+            await client.flushdb(asynchronous=True)
+            deadline = time.monotonic() + LAZYFREE_WAIT_S
+            while time.monotonic() < deadline:
+                memory = await client.info("memory")
+                if not memory.get("lazyfree_pending_objects"):
+                    break
+                _beat("waiting for lazy free")
+                await asyncio.sleep(0.1)
+            keys_after = int(await client.dbsize())
+        return StepResult(
+            changed=keys_before > 0,
+            summary=f"FLUSHDB db{target.db}: {keys_before} keys removed",
+            before={"keys": keys_before, "used_memory": used_before},
+            after={"keys": keys_after, "used_memory": memory["used_memory"]},
+        )
+
+    @activity.defn(name="set_eviction_policy")
+    async def set_eviction_policy(self, target: RedisTarget, policy: str) -> StepResult:
+        if policy not in EVICTION_POLICIES:
+            raise ApplicationError(
+                f"{policy!r} is not an evicting policy ({', '.join(EVICTION_POLICIES)})",
+                type=REFUSED_BY_POLICY,
+                non_retryable=True,
+            )
+        return await self._set_config(target, {"maxmemory-policy": policy})
+
+    @activity.defn(name="raise_maxclients")
+    async def raise_maxclients(self, target: RedisTarget, ceiling: int) -> StepResult:
+        """Raise to the policy's ceiling; never lower a limit someone already raised."""
+        async with redis_session(target, self._access) as client:
+            current = int((await client.config_get("maxclients"))["maxclients"] or 0)
+            if current >= ceiling:
+                return StepResult(
+                    changed=False,
+                    summary=f"maxclients already {current} (ceiling {ceiling})",
+                    before={"maxclients": current},
+                    after={"maxclients": current},
+                )
+            await client.config_set("maxclients", ceiling)
+            now = int((await client.config_get("maxclients"))["maxclients"] or 0)
+        return StepResult(
+            changed=now != current,
+            summary=f"maxclients {current} -> {now}"
+            + ("" if now == ceiling else f" (the server capped the requested {ceiling})"),
+            before={"maxclients": current},
+            after={"maxclients": now},
+        )
+
+    @activity.defn(name="tune_persistence")
+    async def tune_persistence(
+        self, target: RedisTarget, settings: dict[str, str | int | float]
+    ) -> StepResult:
+        unknown = set(settings) - set(PERSISTENCE_KEYS)
+        if unknown:
+            raise ApplicationError(
+                f"tune_persistence only sets {', '.join(PERSISTENCE_KEYS)}; refused {unknown}",
+                type=REFUSED_BY_POLICY,
+                non_retryable=True,
+            )
+        return await self._set_config(target, {k: str(v) for k, v in settings.items()})
+
+    async def _set_config(self, target: RedisTarget, wanted: dict[str, str]) -> StepResult:
+        """CONFIG SET only what differs from the live value, and report both sides."""
+        async with redis_session(target, self._access) as client:
+            before = {k: (await client.config_get(k)).get(k) for k in wanted}
+            for key, value in wanted.items():
+                if before[key] != value:
+                    await client.config_set(key, value)
+            after = {k: (await client.config_get(k)).get(k) for k in wanted}
+        changed = [k for k in wanted if before[k] != after[k]]
+        summary = ", ".join(f"{k} {before[k]!r} -> {after[k]!r}" for k in changed)
+        return StepResult(
+            changed=bool(changed),
+            summary=summary or "already set: " + ", ".join(f"{k} {v!r}" for k, v in after.items()),
+            before=dict(before),
+            after=dict(after),
+        )

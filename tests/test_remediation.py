@@ -1,0 +1,190 @@
+"""Auto mode on real Redis servers: each path acts, verifies, and no destructive command runs
+before the approvals the policy demands (read from Redis's own INFO commandstats)."""
+
+from __future__ import annotations
+
+import pytest
+from temporalio.client import WorkflowUpdateFailedError
+from temporalio.testing import WorkflowEnvironment
+
+from activities.models import Decision, IncidentReport, StepName
+from sandbox import faults
+from tests.conftest import RedisFactory
+from tests.harness import auto, command_calls, running_worker, settings_for, start, wait_for_pending
+
+
+def step(report: IncidentReport, name: StepName) -> str:
+    return next(s.status for s in report.steps if s.name is name)
+
+
+def approval(step_name: str, who: str, decision: str = "approve") -> Decision:
+    return Decision.model_validate({"step": step_name, "approver": who, "decision": decision})
+
+
+async def test_out_of_memory_is_resolved_only_after_approvals(
+    temporal_env: WorkflowEnvironment, redis_server: RedisFactory
+) -> None:
+    server = redis_server(maxmemory="4mb", **{"maxmemory-policy": "noeviction"})
+    client = server.client()
+    keys = faults.fill_memory(client)
+    settings = settings_for()
+    async with running_worker(temporal_env.client, settings):
+        handle = await start(temporal_env.client, settings, auto(server.url))
+
+        status = await wait_for_pending(handle, "set_eviction_policy")
+        assert client.config_get("maxmemory-policy")["maxmemory-policy"] == "noeviction"
+        assert command_calls(client, "config|set") == 0
+        assert status.pending_approvals[0].approvals_needed == 1
+        answer = await handle.execute_update("decide", approval("set_eviction_policy", "bob"))
+        assert "approved" in answer
+
+        await wait_for_pending(handle, "flush")
+        assert 0 < client.dbsize() <= keys  # the new policy may evict, nothing is flushed
+        assert command_calls(client, "flushdb") == 0
+        await handle.signal("approve", {"step": "flush", "approver": "carol", "comment": "ok"})
+        report = await handle.result()
+
+    assert report.outcome == "resolved", report.escalations
+    assert client.config_get("maxmemory-policy")["maxmemory-policy"] == "allkeys-lru"
+    assert client.dbsize() == 0
+    assert command_calls(client, "flushdb") == 1
+    assert [(a.step.value, a.approver) for a in report.approvals] == [
+        ("set_eviction_policy", "bob"),
+        ("flush", "carol"),
+    ]
+    assert step(report, StepName.FLUSH) == "succeeded"
+    assert step(report, StepName.RAISE_MEMORY_LIMIT) == "skipped"
+    assert report.analysis.keyspace is not None
+    assert report.analysis.keyspace.prefixes[0].prefix == "cache:item"
+    assert report.verification is not None and report.verification.info is not None
+    assert report.verification.info.memory_ratio is not None
+    assert report.verification.info.memory_ratio < 0.9
+
+
+async def test_rejected_flush_escalates_and_flushes_nothing(
+    temporal_env: WorkflowEnvironment, redis_server: RedisFactory
+) -> None:
+    server = redis_server(maxmemory="4mb", **{"maxmemory-policy": "allkeys-lru"})
+    client = server.client()
+    client.config_set("maxmemory-policy", "noeviction")
+    faults.fill_memory(client)
+    client.config_set("maxmemory-policy", "allkeys-lru")
+    settings = settings_for()
+    async with running_worker(temporal_env.client, settings):
+        handle = await start(temporal_env.client, settings, auto(server.url))
+        await wait_for_pending(handle, "flush")
+        await handle.signal("reject", {"step": "flush", "approver": "bob", "comment": "no"})
+        report = await handle.result()
+
+    assert report.outcome == "escalated"
+    assert any("flush was not approved (rejected)" in e for e in report.escalations)
+    assert client.dbsize() > 1000  # evictions may trim it, nothing flushed it
+    assert command_calls(client, "flushdb") == 0
+    assert step(report, StepName.MEMORY_PURGE) == "succeeded"
+
+
+async def test_too_many_connections_resolved_unattended(
+    temporal_env: WorkflowEnvironment, redis_server: RedisFactory
+) -> None:
+    server = redis_server(maxclients="10")
+    held = faults.hold_connections(server.port, 9)
+    settings = settings_for(limits={"maxclients_ceiling": 500})
+    async with running_worker(temporal_env.client, settings):
+        report = await (await start(temporal_env.client, settings, auto(server.url))).result()
+
+    assert report.outcome == "resolved", report.escalations
+    assert server.client().config_get("maxclients")["maxclients"] == "500"
+    assert report.analysis.clients is not None
+    assert report.analysis.clients.groups[0].connections == 9
+    assert report.approvals == []
+    for conn in held:
+        conn.close()
+
+
+async def test_slow_commands_pre_approved_tuning(
+    temporal_env: WorkflowEnvironment, redis_server: RedisFactory
+) -> None:
+    server = redis_server(**{"enable-debug-command": "yes", "save": "3600 1"})
+    client = server.client()
+    faults.slow_commands(client, seconds=0.02)
+    client.execute_command("KEYS", "*")  # type: ignore[no-untyped-call]
+    settings = settings_for()
+    incident = auto(server.url)
+    async with running_worker(temporal_env.client, settings):
+        handle = await temporal_env.client.start_workflow(
+            "RedisCacheFailure",
+            incident,
+            id=f"{incident.target.workflow_id}/pre-approved",
+            task_queue=settings.temporal.task_queue,
+            start_signal="approve",
+            start_signal_args=[{"step": "tune_persistence", "approver": "bob"}],
+            result_type=IncidentReport,
+        )
+        report = await handle.result()
+
+    assert report.outcome == "resolved", report.escalations
+    assert client.config_get("save")["save"] == "900 1 300 10"
+    assert client.config_get("stop-writes-on-bgsave-error")["stop-writes-on-bgsave-error"] == "no"
+    assert report.analysis.slowlog is not None
+    advice = {o.advice for o in report.analysis.slowlog.offenders}
+    assert "DEBUG commands do not belong in production traffic" in advice
+
+
+async def test_refused_approvals_change_nothing_and_are_kept(
+    temporal_env: WorkflowEnvironment, redis_server: RedisFactory
+) -> None:
+    server = redis_server(maxmemory="4mb", **{"maxmemory-policy": "allkeys-lru"})
+    client = server.client()
+    client.config_set("maxmemory-policy", "noeviction")
+    faults.fill_memory(client)
+    client.config_set("maxmemory-policy", "allkeys-lru")
+    settings = settings_for(approvals={"approvers": ["alice", "bob"], "four_eyes": True})
+    async with running_worker(temporal_env.client, settings):
+        handle = await start(temporal_env.client, settings, auto(server.url, "alice"))
+        await wait_for_pending(handle, "flush")
+        with pytest.raises(WorkflowUpdateFailedError) as stranger:
+            await handle.execute_update("decide", approval("flush", "mallory"))
+        with pytest.raises(WorkflowUpdateFailedError) as own:
+            await handle.execute_update("decide", approval("flush", "alice"))
+        await handle.signal("approve", {"step": "flush"})
+        assert command_calls(client, "flushdb") == 0
+        await handle.execute_update("decide", approval("flush", "bob"))
+        with pytest.raises(WorkflowUpdateFailedError) as twice:
+            await handle.execute_update("decide", approval("flush", "bob", "reject"))
+        report = await handle.result()
+
+    assert "not an approver" in str(stranger.value.cause)
+    assert "four eyes" in str(own.value.cause)
+    assert "already decided" in str(twice.value.cause)
+    refused = [(e.actor, e.message) for e in report.timeline if e.kind == "approval_refused"]
+    assert [actor for actor, _ in refused] == ["mallory", "alice", "unknown", "bob"]
+    assert "approver: Field required" in refused[2][1]
+    assert command_calls(client, "flushdb") == 1
+    assert report.outcome == "resolved"
+
+
+async def test_renamed_flushdb_is_a_clear_finding_not_a_retry_loop(
+    temporal_env: WorkflowEnvironment, redis_server: RedisFactory
+) -> None:
+    server = redis_server(
+        maxmemory="4mb", **{"maxmemory-policy": "allkeys-lru", "rename-command": 'FLUSHDB ""'}
+    )
+    client = server.client()
+    client.config_set("maxmemory-policy", "noeviction")
+    faults.fill_memory(client)
+    client.config_set("maxmemory-policy", "allkeys-lru")
+    settings = settings_for()
+    async with running_worker(temporal_env.client, settings):
+        handle = await start(temporal_env.client, settings, auto(server.url))
+        await handle.execute_update("decide", approval("flush", "bob"))
+        report = await handle.result()
+
+    flush = next(s for s in report.steps if s.name is StepName.FLUSH)
+    assert flush.status == "failed"
+    assert flush.detail is not None and flush.detail.startswith("CommandUnavailable: FLUSHDB")
+    assert report.outcome == "escalated"
+    history = await handle.fetch_history()
+    failed_attempts = [
+        e for e in history.events if e.HasField("activity_task_failed_event_attributes")
+    ]
+    assert len(failed_attempts) == 1
