@@ -7,6 +7,7 @@ import uuid
 from collections.abc import AsyncIterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
+from typing import Any
 
 import redis
 from temporalio.client import Client, WorkflowHandle
@@ -82,12 +83,12 @@ def redis_in_state(redis_server: RedisFactory, scenario: Scenario) -> tuple[str,
 
 
 async def wait_for_pending(
-    handle: WorkflowHandle[object, IncidentReport], step: str, within: float = 30.0
+    handle: WorkflowHandle[Any, Any], step: str, within: float = 30.0
 ) -> IncidentStatus:
     """Poll the `status` query until `step` waits for approval."""
     deadline = asyncio.get_running_loop().time() + within
     while True:
-        status = await handle.query("status", result_type=IncidentStatus)
+        status: IncidentStatus = await handle.query("status", result_type=IncidentStatus)
         if any(p.step.value == step for p in status.pending_approvals):
             return status
         if asyncio.get_running_loop().time() > deadline:

@@ -15,6 +15,7 @@ from temporalio.testing import WorkflowEnvironment
 from sandbox import faults
 from sandbox.processes import stop_process
 from tests.conftest import RedisFactory
+from tests.harness import command_calls, wait_for_pending
 
 RUNBOOK = str(Path(sys.executable).parent / "runbook")
 
@@ -107,3 +108,52 @@ def test_unreachable_temporal_is_a_clear_error(cli_env: dict[str, str]) -> None:
     done = runbook(cli_env, "start", "--redis-url", "redis://r:6379/0", "--dry-run")
     assert done.returncode == 2
     assert "cannot reach Temporal at 127.0.0.1:1" in done.stderr
+
+
+async def test_status_approve_and_list_drive_an_incident(
+    temporal_env: WorkflowEnvironment,
+    cli_env: dict[str, str],
+    redis_server: RedisFactory,
+    tmp_path: Path,
+) -> None:
+    server = redis_server(maxmemory="4mb", **{"maxmemory-policy": "noeviction"})
+    client = server.client()
+    faults.fill_memory(client)
+    client.config_set("maxmemory-policy", "allkeys-lru")
+    cli_env["RUNBOOK_APPROVALS__APPROVERS"] = '["bob"]'
+    log = (tmp_path / "worker.log").open("wb")
+    worker = subprocess.Popen([RUNBOOK, "worker"], env=cli_env, stdout=log, stderr=log)  # noqa: ASYNC220
+    namespace = f"cli-{uuid.uuid4().hex[:6]}"
+    try:
+        started = runbook(cli_env, "start", "--redis-url", server.url, "--namespace", namespace)
+        assert started.returncode == 0, started.stderr
+        workflow_id = f"redis-cache-failure/{namespace}/redis"
+        assert workflow_id in started.stdout
+        handle = temporal_env.client.get_workflow_handle(workflow_id)
+        await wait_for_pending(handle, "flush")
+
+        status = runbook(cli_env, "status", workflow_id)
+        assert "Waiting for approval: flush" in status.stdout
+        assert f"runbook approve {workflow_id} flush --as YOUR-NAME" in status.stdout
+        assert "--name decide" in status.stdout
+        listed = runbook(cli_env, "list")
+        assert workflow_id in listed.stdout
+
+        refused = runbook(cli_env, "approve", workflow_id, "flush", "--as", "mallory")
+        assert refused.returncode == 1
+        assert "refused: mallory is not an approver" in refused.stderr
+        assert command_calls(client, "flushdb") == 0
+        assert "Refused: mallory" in runbook(cli_env, "status", workflow_id).stdout
+
+        approved = runbook(cli_env, "approve", workflow_id, "flush", "--as", "bob")
+        assert approved.returncode == 0, approved.stderr
+        assert "flush approved (1/1)" in approved.stdout
+        report = await handle.result()
+    finally:
+        stop_process(worker)
+
+    assert report["outcome"] == "resolved"
+    assert command_calls(client, "flushdb") == 1
+    missing = runbook(cli_env, "status", "redis-cache-failure/nope/redis")
+    assert missing.returncode == 2
+    assert "no incident" in missing.stderr

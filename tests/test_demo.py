@@ -28,9 +28,9 @@ def processes_under(folder: Path) -> list[str]:
     return found
 
 
-def test_demo_shows_the_out_of_memory_plan_and_cleans_up(tmp_path: Path) -> None:
+def test_demo_remediates_out_of_memory_after_approval_and_cleans_up(tmp_path: Path) -> None:
     done = subprocess.run(
-        [PYTHON, "-m", "worker.demo", "--exit-when-done"],
+        [PYTHON, "-m", "worker.demo", "--exit-when-done", "--approve-as", "demo-operator"],
         cwd=tmp_path,
         env=dict(os.environ, PYTHONPATH=str(Path(__file__).parent.parent)),
         capture_output=True,
@@ -40,7 +40,10 @@ def test_demo_shows_the_out_of_memory_plan_and_cleans_up(tmp_path: Path) -> None
     )
     assert done.returncode == 0, done.stdout + done.stderr
     assert "scenario: out_of_memory" in done.stdout
-    assert "flush" in done.stdout
+    assert "flush waits for approval" in done.stdout
+    assert "approve redis-cache-failure/treebeard-production/redis flush --as" in done.stdout
+    assert "outcome: resolved" in done.stdout
+    assert "Approval: flush approved by demo-operator" in done.stdout
     assert "Web UI: http://127.0.0.1:" in done.stdout
     assert processes_under(tmp_path) == []
 
@@ -57,7 +60,7 @@ def test_ctrl_c_stops_every_process(tmp_path: Path) -> None:
     assert proc.stdout is not None
     deadline = time.monotonic() + 120
     for line in proc.stdout:
-        if "press Ctrl-C" in line or time.monotonic() > deadline:
+        if "Ctrl-C stops everything" in line or time.monotonic() > deadline:
             break
     assert processes_under(tmp_path) != []
     proc.send_signal(signal.SIGINT)

@@ -1,26 +1,42 @@
-"""`make demo`: the whole local stack on this machine, then a dry-run incident.
+"""`make demo`: the whole local stack on this machine, and an out-of-memory incident fixed.
 
 A Temporal dev server with its Web UI (persisted under .runbook/), a real redis-server driven
-out of memory, the `runbook worker` process, and a dry run that prints the diagnosis, the plan
-and the link to the incident in the UI. Ctrl-C stops every process it started.
+out of memory, the `runbook worker` process, and an auto-mode incident that stops at each
+approval and says how to give it (Web UI or terminal), then prints the report.
+Ctrl-C stops every process it started.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import os
+import shlex
 import signal
 import subprocess
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import quote
 
+from temporalio.common import WorkflowIDConflictPolicy
+
+from activities.models import (
+    Decision,
+    Incident,
+    IncidentReport,
+    IncidentStatus,
+    Mode,
+    PendingApproval,
+    RedisTarget,
+    StepName,
+)
 from sandbox import faults
 from sandbox.processes import RedisProcess, binary, free_port, stop_process, wait_for_port
-from worker.cli import workflow_id_for
+from worker.cli_start import workflow_id_for
 from worker.client import connect
 from worker.render import render_report
 from worker.settings import TemporalSettings
@@ -76,53 +92,101 @@ def out_of_memory_redis() -> Iterator[RedisProcess]:
         server.stop()
 
 
-async def run_incident(address: str, redis_url: str, ui_port: int) -> None:
-    from activities.models import Incident, IncidentReport, Mode, RedisTarget
+@dataclass(frozen=True)
+class Stack:
+    address: str
+    ui_port: int
+    redis_url: str
 
-    client = await connect(TemporalSettings(address=address))
+    def link(self, workflow_id: str, run_id: str | None) -> str:
+        path = f"{quote(workflow_id, safe='')}/{run_id}/history"
+        return f"http://127.0.0.1:{self.ui_port}/namespaces/default/workflows/{path}"
+
+
+def _how_to_decide(stack: Stack, workflow_id: str, run_id: str | None, p: PendingApproval) -> None:
+    runbook = f"TEMPORAL_ADDRESS={stack.address} {binary('runbook', VENV_BIN)}"
+    payload = json.dumps({"step": p.step.value, "approver": "YOUR-NAME", "decision": "approve"})
+    signal_payload = json.dumps({"step": p.step.value, "approver": "YOUR-NAME"})
+    print(
+        f"""
+  >>> {p.step.value} waits for approval: {p.action}
+      because {p.reason}
+      approve it in one of these ways:
+      1. Web UI: {stack.link(workflow_id, run_id)}
+         "Send an Update" -> name: decide, input: {payload}
+         (or "Send a Signal" -> name: approve, input: {signal_payload})
+      2. Terminal: {runbook} approve {shlex.quote(workflow_id)} {p.step.value} --as YOUR-NAME
+""",
+        flush=True,
+    )
+
+
+async def run_incident(stack: Stack, approve_as: str | None) -> IncidentReport:
+    """Start the auto-mode incident and narrate it: the plan, each approval it waits for."""
+    client = await connect(TemporalSettings(address=stack.address))
     incident = Incident(
         target=RedisTarget(
-            redis_url=redis_url,
+            redis_url=stack.redis_url,
             namespace="treebeard-production",
             statefulset="redis",
             api_deployment="treebeard-api",
         ),
-        mode=Mode.DRY_RUN,
+        mode=Mode.AUTO,
         requested_by="make-demo",
     )
-    workflow_id = workflow_id_for(incident, None)
     handle = await client.start_workflow(
         "RedisCacheFailure",
         incident,
-        id=workflow_id,
+        id=workflow_id_for(incident, None),
         task_queue="runbooks",
+        id_conflict_policy=WorkflowIDConflictPolicy.TERMINATE_EXISTING,
         result_type=IncidentReport,
     )
-    _log(f"started dry-run incident {workflow_id}")
-    report = await handle.result()
+    _log(f"started incident {handle.id} in auto mode")
+    result = asyncio.ensure_future(handle.result())
+    announced: set[StepName] = set()
+    while not result.done():
+        status = await handle.query("status", result_type=IncidentStatus)
+        for pending in status.pending_approvals:
+            if pending.step in announced:
+                continue
+            announced.add(pending.step)
+            _how_to_decide(stack, handle.id, handle.result_run_id, pending)
+            if approve_as:
+                decision = Decision(step=pending.step, approver=approve_as, comment="demo")
+                _log(await handle.execute_update("decide", decision, result_type=str))
+            else:
+                _log("waiting for you (Ctrl-C stops everything)")
+        await asyncio.wait([result], timeout=0.5)
+    report: IncidentReport = result.result()
     print()
     print(render_report(report))
     print()
-    path = f"{quote(workflow_id, safe='')}/{handle.result_run_id}/history"
-    link = f"http://127.0.0.1:{ui_port}/namespaces/default/workflows/{path}"
-    _log(f"Web UI: {link}")
+    _log(f"outcome: {report.outcome}. Web UI: {stack.link(handle.id, handle.result_run_id)}")
+    return report
+
+
+def _stop(*_: object) -> None:
+    raise KeyboardInterrupt
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="make demo", description=__doc__)
     parser.add_argument("--exit-when-done", action="store_true", help="stop after the report")
+    parser.add_argument("--approve-as", metavar="NAME", help="approve every step as NAME")
     parser.add_argument("--ui-port", type=int, default=0, help="Web UI port (default: free)")
     args = parser.parse_args(argv)
     STATE.mkdir(exist_ok=True)
     ui_port = args.ui_port or free_port()
-    signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
+    signal.signal(signal.SIGTERM, _stop)
     try:
         with out_of_memory_redis() as redis_proc, temporal_dev_server(ui_port) as address:
             _log(f"Temporal dev server on {address}, Web UI on http://127.0.0.1:{ui_port}")
+            stack = Stack(address=address, ui_port=ui_port, redis_url=redis_proc.url)
             with worker_process(address):
-                asyncio.run(run_incident(address, redis_proc.url, ui_port))
+                asyncio.run(run_incident(stack, args.approve_as))
                 if not args.exit_when_done:
-                    _log("browse the UI; press Ctrl-C to stop everything")
+                    _log("browse the UI; Ctrl-C stops everything")
                     signal.pause()
     except KeyboardInterrupt:
         print()

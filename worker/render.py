@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from activities.analysis_models import Analysis
 from activities.models import Diagnosis, IncidentReport, Step
 
 
@@ -46,7 +47,12 @@ def render_step(index: int, step: Step) -> str:
         flags.append(f"needs {step.approvals_needed} approval(s)")
     flag_text = f" [{', '.join(flags)}]" if flags else ""
     when = f"\n       when {step.when}" if step.when else ""
-    return f"  {index:>2}. {step.name.value:<20} {step.status:<16} {step.title}{flag_text}{when}"
+    unavailable = "" if step.available else "\n       not available on this worker"
+    done = f"\n       -> {step.detail}" if step.detail and step.status != "planned" else ""
+    return (
+        f"  {index:>2}. {step.name.value:<20} {step.status:<16} {step.title}{flag_text}"
+        f"{when}{unavailable}{done}"
+    )
 
 
 def render_report(report: IncidentReport) -> str:
@@ -57,6 +63,31 @@ def render_report(report: IncidentReport) -> str:
     ]
     lines += [f"  why: {reason}" for reason in report.reasons]
     lines += render_diagnosis(report.diagnosis)
+    lines += render_analysis(report.analysis)
     lines.append("Plan:")
     lines += [render_step(i, s) for i, s in enumerate(report.steps, 1)]
+    lines += [f"Approval: {a.step.value} {'approved' if a.approved else 'rejected'} by "
+              f"{a.approver} at {a.at:%H:%M:%S}" for a in report.approvals]  # fmt: skip
+    lines += [f"Escalate: {problem}" for problem in report.escalations]
     return "\n".join(lines)
+
+
+def render_analysis(analysis: Analysis) -> list[str]:
+    lines = []
+    if analysis.keyspace:
+        k = analysis.keyspace
+        lines.append(
+            f"Keyspace sample: {k.sampled} of {k.dbsize} keys, {k.without_ttl} without TTL"
+        )
+        lines += [f"  {p.prefix}: {p.keys} keys, {_mb(p.bytes)}" for p in k.prefixes[:5]]
+        lines += [f"  finding [{f.code}]: {f.message}" for f in k.findings]
+    if analysis.clients:
+        c = analysis.clients
+        lines.append(f"Clients: {c.total} connections")
+        lines += [f"  {g.address} {g.name or '(no name)'}: {g.connections}" for g in c.groups[:5]]
+        lines += [f"  finding [{f.code}]: {f.message}" for f in c.findings]
+    if analysis.slowlog:
+        s = analysis.slowlog
+        lines.append(f"Slowlog: {s.entries} entries")
+        lines += [f"  {o.duration_ms:.1f} ms {o.command}: {o.advice}" for o in s.offenders[:5]]
+    return lines

@@ -1,0 +1,147 @@
+"""`runbook status | approve | reject | list`: follow an incident and decide its steps."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shlex
+import sys
+from typing import Any
+
+from temporalio.client import Client, WorkflowUpdateFailedError
+from temporalio.service import RPCError, RPCStatusCode
+
+from activities.models import Decision, IncidentStatus, PendingApproval, StepName
+from worker.cli_common import UsageError, connect_or_explain
+from worker.render import render_step
+from worker.settings import Settings
+from workflows.incident import WORKFLOW_TYPE
+
+
+def add_parsers(sub: Any) -> None:
+    status = sub.add_parser("status", help="phase, plan and pending approvals of an incident")
+    status.add_argument("workflow_id")
+    status.add_argument("--json", action="store_true")
+    status.set_defaults(handler=show_status)
+    for verb in ("approve", "reject"):
+        cmd = sub.add_parser(verb, help=f"{verb} a step of an incident")
+        cmd.add_argument("workflow_id")
+        cmd.add_argument("step", help="the step name, e.g. flush")
+        cmd.add_argument("--as", dest="approver", help="who decides (default: $RUNBOOK_USER)")
+        cmd.add_argument("--comment", default="")
+        cmd.set_defaults(handler=decide, decision=verb)
+    listing = sub.add_parser("list", help="open incidents (--all: recent closed ones too)")
+    listing.add_argument("--all", action="store_true")
+    listing.add_argument("--json", action="store_true")
+    listing.set_defaults(handler=list_incidents)
+
+
+async def _status(client: Client, workflow_id: str) -> IncidentStatus:
+    try:
+        status: IncidentStatus = await client.get_workflow_handle(workflow_id).query(
+            "status", result_type=IncidentStatus
+        )
+    except RPCError as err:
+        if err.status is RPCStatusCode.NOT_FOUND:
+            raise UsageError(f"no incident {workflow_id!r}: `runbook list` shows them") from None
+        raise
+    return status
+
+
+def approval_commands(workflow_id: str, pending: PendingApproval) -> list[str]:
+    """The exact commands that decide a pending step, ready to paste."""
+    wid, step = shlex.quote(workflow_id), pending.step.value
+    payload = json.dumps({"step": step, "approver": "YOUR-NAME", "decision": "approve"})
+    return [
+        f"runbook approve {wid} {step} --as YOUR-NAME --comment 'why'",
+        f"runbook reject {wid} {step} --as YOUR-NAME --comment 'why'",
+        f"temporal workflow update execute --workflow-id {wid} --name decide "
+        f"--input {shlex.quote(payload)}",
+    ]
+
+
+def render_status(workflow_id: str, status: IncidentStatus) -> str:
+    scenario = status.scenario.value if status.scenario else "(triaging)"
+    lines = [f"Incident {workflow_id}", f"  phase: {status.phase}   scenario: {scenario}"]
+    lines += [f"  why: {reason}" for reason in status.reasons]
+    if status.plan:
+        lines.append("Plan:")
+        lines += [render_step(i, s) for i, s in enumerate(status.plan, 1)]
+    for p in status.pending_approvals:
+        got = ", ".join(p.approved_by) or "nobody yet"
+        lines += [
+            f"Waiting for approval: {p.step.value} since {p.since:%H:%M:%S} UTC "
+            f"({len(p.approved_by)}/{p.approvals_needed}, approved by {got})",
+            f"  will: {p.action}",
+            f"  because: {p.reason}",
+        ]
+        lines += [f"  $ {command}" for command in approval_commands(workflow_id, p)]
+    refused = [e for e in status.timeline if e.kind == "approval_refused"]
+    lines += [f"Refused: {e.actor}: {e.message}" for e in refused[-5:]]
+    return "\n".join(lines)
+
+
+async def show_status(args: argparse.Namespace, settings: Settings) -> int:
+    client = await connect_or_explain(settings)
+    status = await _status(client, args.workflow_id)
+    print(
+        status.model_dump_json(indent=2) if args.json else render_status(args.workflow_id, status)
+    )
+    return 0
+
+
+def _decision(args: argparse.Namespace) -> Decision:
+    approver = args.approver or os.environ.get("RUNBOOK_USER")
+    if not approver:
+        raise UsageError("say who decides: --as NAME (or set RUNBOOK_USER)")
+    if args.step not in {s.value for s in StepName}:
+        raise UsageError(
+            f"unknown step {args.step!r}: one of {', '.join(s.value for s in StepName)}"
+        )
+    return Decision.model_validate(
+        {
+            "step": args.step,
+            "approver": approver,
+            "comment": args.comment,
+            "decision": args.decision,
+        }
+    )
+
+
+async def decide(args: argparse.Namespace, settings: Settings) -> int:
+    """Uses the `decide` update, so the person learns at once whether it counted, and why not."""
+    decision = _decision(args)
+    client = await connect_or_explain(settings)
+    await _status(client, args.workflow_id)
+    handle = client.get_workflow_handle(args.workflow_id)
+    try:
+        verdict = await handle.execute_update("decide", decision, result_type=str)
+    except WorkflowUpdateFailedError as err:
+        print(f"refused: {getattr(err.cause, 'message', err.cause)}", file=sys.stderr)
+        return 1
+    print(verdict)
+    return 0
+
+
+async def list_incidents(args: argparse.Namespace, settings: Settings) -> int:
+    query = f"WorkflowType='{WORKFLOW_TYPE}'"
+    if not args.all:
+        query += " AND ExecutionStatus='Running'"
+    client = await connect_or_explain(settings)
+    rows = [
+        {
+            "workflow_id": w.id,
+            "status": w.status.name if w.status else "?",
+            "started": w.start_time.isoformat(timespec="seconds"),
+        }
+        async for w in client.list_workflows(query, limit=100)
+    ]
+    if args.json:
+        print(json.dumps(rows, indent=2))
+        return 0
+    if not rows:
+        print("no open incidents" if not args.all else "no incidents")
+    for row in rows:
+        print(f"{row['started']}  {row['status']:<11} {row['workflow_id']}")
+    return 0

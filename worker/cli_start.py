@@ -1,0 +1,120 @@
+"""`runbook start`: an incident by hand, validated before anything is started."""
+
+from __future__ import annotations
+
+import argparse
+import getpass
+import json
+import os
+import sys
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from pydantic import ValidationError
+from temporalio.client import WorkflowFailureError
+from temporalio.common import WorkflowIDConflictPolicy
+
+from activities.models import Incident, IncidentReport, Mode
+from worker.cli_common import UsageError, connect_or_explain
+from worker.render import render_report
+from worker.settings import ConfigError, Settings
+from workflows.incident import WORKFLOW_TYPE
+
+
+def add_parser(sub: Any) -> None:
+    start = sub.add_parser("start", help="start an incident for one Redis")
+    source = start.add_mutually_exclusive_group(required=True)
+    source.add_argument("--redis-url", help="redis://host:port/db (no password in it)")
+    source.add_argument("--target", help="a target name from runbook.yaml")
+    source.add_argument("--input", help="the whole Incident as JSON, or @file.json")
+    start.add_argument("--namespace", default="default")
+    start.add_argument("--statefulset", default="redis")
+    start.add_argument("--api-deployment")
+    start.add_argument("--dry-run", action="store_true", help="diagnose and plan, change nothing")
+    start.add_argument("--requested-by", help="who asks (default: $RUNBOOK_USER or login name)")
+    start.add_argument("--workflow-id", help="override the workflow id")
+    start.add_argument("--wait", action="store_true", help="wait and print the report")
+    start.add_argument("--json", action="store_true", help="print JSON instead of text")
+    start.set_defaults(handler=run)
+
+
+def _raw_input(args: argparse.Namespace, settings: Settings) -> dict[str, Any]:
+    if args.input:
+        text = args.input
+        if text.startswith("@"):
+            try:
+                text = Path(text[1:]).read_text()
+            except OSError as err:
+                raise UsageError(f"cannot read {text[1:]}: {err.strerror}") from None
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as err:
+            raise UsageError(f"--input is not JSON: {err}") from None
+        if not isinstance(data, dict):
+            raise UsageError("--input must be a JSON object with a 'target'")
+        return data
+    if args.target:
+        try:
+            target = settings.target_named(args.target).to_target().model_dump()
+        except ConfigError as err:
+            raise UsageError(str(err)) from None
+    else:
+        target = {
+            "redis_url": args.redis_url,
+            "namespace": args.namespace,
+            "statefulset": args.statefulset,
+            "api_deployment": args.api_deployment,
+        }
+    return {"target": target, "mode": Mode.DRY_RUN if args.dry_run else Mode.AUTO}
+
+
+def build_incident(args: argparse.Namespace, settings: Settings) -> Incident:
+    data = _raw_input(args, settings)
+    if args.dry_run:
+        data["mode"] = Mode.DRY_RUN
+    data.setdefault(
+        "requested_by", args.requested_by or os.environ.get("RUNBOOK_USER") or getpass.getuser()
+    )
+    try:
+        incident = Incident.model_validate(data)
+    except ValidationError as err:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in err.errors()
+        )
+        raise UsageError(f"invalid incident: {problems}") from None
+    return incident
+
+
+def workflow_id_for(incident: Incident, override: str | None) -> str:
+    """Dry runs get their own id so they never attach to, or block, the live incident."""
+    if override:
+        return override
+    base = incident.target.workflow_id
+    if incident.mode is Mode.DRY_RUN:
+        return f"{base}/dry-run-{datetime.now(UTC):%Y%m%dT%H%M%S%f}"
+    return base
+
+
+async def run(args: argparse.Namespace, settings: Settings) -> int:
+    incident = build_incident(args, settings)
+    client = await connect_or_explain(settings)
+    handle = await client.start_workflow(
+        WORKFLOW_TYPE,
+        incident,
+        id=workflow_id_for(incident, args.workflow_id),
+        task_queue=settings.temporal.task_queue,
+        id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
+        result_type=IncidentReport,
+    )
+    print(f"started workflow {handle.id}" if not args.json else json.dumps({"id": handle.id}))
+    if not args.wait:
+        return 0
+    try:
+        report = await handle.result()
+    except WorkflowFailureError as err:
+        cause = err.cause
+        print(f"error: workflow {handle.id} failed: {cause}", file=sys.stderr)
+        return 1
+    print(report.model_dump_json(indent=2) if args.json else render_report(report))
+    return 0
