@@ -124,11 +124,19 @@ def percentile(samples: list[float], pct: float) -> float:
     return ordered[rank - 1]
 
 
-async def _sample_pings(client: aioredis.Redis, count: int) -> list[float]:
+async def _sample_pings(client: aioredis.Redis, count: int, findings: list[Finding]) -> list[float]:
+    """PING latency. A master whose last save failed refuses PING with MISCONF (and every
+    write) while INFO still answers: that is a persistence finding, not an outage."""
     samples = []
     for _ in range(count):
         began = time.perf_counter()
-        await client.ping()
+        try:
+            await client.ping()
+        except rexc.ResponseError as err:
+            if not str(err).startswith("MISCONF"):
+                raise
+            findings.append(Finding(code="persistence_blocking_writes", message=str(err)))
+            return []
         samples.append(round((time.perf_counter() - began) * 1000, 3))
     return samples
 
@@ -162,7 +170,7 @@ async def diagnose(target: RedisTarget, access: RedisAccess, ping_samples: int) 
     client = open_client(target, access)
     try:
         evicted_before = _int(await client.info("stats"), "evicted_keys")
-        samples = await _sample_pings(client, ping_samples)
+        samples = await _sample_pings(client, ping_samples, findings)
         info = parse_info(await client.info(), target.db)
         slowlog = await _slowlog(client, findings)
         dbsize = int(await client.dbsize())
@@ -182,8 +190,8 @@ async def diagnose(target: RedisTarget, access: RedisAccess, ping_samples: int) 
         reachable=True,
         findings=findings,
         ping_samples_ms=samples,
-        ping_p50_ms=statistics.median(samples),
-        ping_p95_ms=percentile(samples, 95),
+        ping_p50_ms=statistics.median(samples) if samples else None,
+        ping_p95_ms=percentile(samples, 95) if samples else None,
         info=info,
         evictions_during_sample=max(0, info.evicted_keys - evicted_before),
         slowlog=slowlog,

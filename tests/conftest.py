@@ -52,8 +52,9 @@ class RedisFactory:
         return server.start()
 
     def stop_all(self) -> None:
+        """SIGKILL: a graceful shutdown of a server whose disk was broken on purpose waits."""
         for server in self.started:
-            server.stop()
+            server.kill()
 
 
 @pytest.fixture

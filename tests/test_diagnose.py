@@ -152,3 +152,15 @@ async def test_target_database_keyspace(redis_server: RedisFactory) -> None:
 
     assert d.info is not None and (d.info.keys, d.info.expires) == (2, 1)
     assert d.dbsize == 2
+
+
+async def test_misconf_refusing_ping_is_persistence_not_down(redis_server: RedisFactory) -> None:
+    server = redis_server(**{"enable-protected-configs": "yes", "save": "3600 1"})
+    faults.break_persistence(server.client())
+
+    d = await _diagnose(server.url)
+
+    assert d.reachable
+    assert d.has("persistence_blocking_writes")
+    assert d.ping_p95_ms is None
+    assert classify(d) is Scenario.HIGH_LATENCY

@@ -188,3 +188,43 @@ async def test_renamed_flushdb_is_a_clear_finding_not_a_retry_loop(
         e for e in history.events if e.HasField("activity_task_failed_event_attributes")
     ]
     assert len(failed_attempts) == 1
+
+
+async def test_approval_racing_the_start_is_honoured_when_the_step_is_reached(
+    temporal_env: WorkflowEnvironment, redis_server: RedisFactory
+) -> None:
+    server = redis_server(maxmemory="4mb", **{"maxmemory-policy": "noeviction"})
+    client = server.client()
+    faults.fill_memory(client)
+    client.config_set("maxmemory-policy", "allkeys-lru")
+    settings = settings_for()
+    async with running_worker(temporal_env.client, settings):
+        handle = await start(temporal_env.client, settings, auto(server.url))
+        answer = await handle.execute_update("decide", approval("flush", "bob"))
+        report = await handle.result()
+
+    assert "flush approved (1/1)" in answer
+    assert report.outcome == "resolved", report.escalations
+    assert command_calls(client, "flushdb") == 1
+    kinds = [e.kind for e in report.timeline]
+    assert "approval_requested" not in kinds  # decided before the gate opened: no wait at all
+
+
+async def test_high_latency_from_failing_persistence_runs_its_path(
+    temporal_env: WorkflowEnvironment, redis_server: RedisFactory
+) -> None:
+    server = redis_server(**{"enable-protected-configs": "yes", "save": "3600 1"})
+    client = server.client()
+    faults.break_persistence(client)
+    settings = settings_for(approvals={"required_for": []})
+    async with running_worker(temporal_env.client, settings):
+        report = await (await start(temporal_env.client, settings, auto(server.url))).result()
+
+    assert report.scenario.value == "high_latency"
+    assert step(report, StepName.TUNE_PERSISTENCE) == "succeeded"
+    assert client.config_get("stop-writes-on-bgsave-error")["stop-writes-on-bgsave-error"] == "no"
+    # The last save still failed (the disk is still bad): verification says so, a person must act.
+    assert report.outcome == "escalated"
+    assert report.verification is not None
+    assert report.verification.info is not None
+    assert report.verification.info.rdb_last_bgsave_status == "err"

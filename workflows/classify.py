@@ -117,6 +117,8 @@ def _high_latency(c: Context) -> str | None:
     d, t = c.d, c.t
     if d.ping_p95_ms is not None and d.ping_p95_ms > t.ping_p95_ms:
         return f"ping p95 {d.ping_p95_ms:.1f} ms (threshold {t.ping_p95_ms:g} ms)"
+    if d.has("persistence_blocking_writes"):
+        return "Redis refuses writes and PING (MISCONF): the last RDB save failed"
     info = d.info
     if info is None:
         return None
