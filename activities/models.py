@@ -253,6 +253,16 @@ class Decision(Contract):
     decision: Literal["approve", "reject"] = "approve"
 
 
+class Abort(Contract):
+    """The payload of `abort`: stop after the current step, skip the rest."""
+
+    by: str = Field(min_length=1, max_length=200)
+    reason: str = Field(default="", max_length=2000)
+    restore_api: bool = Field(
+        default=True, description="still undo fallback (cache back on, replicas back)"
+    )
+
+
 class Approval(BaseModel):
     """A decision the workflow accepted (refused ones are only in the timeline)."""
 
@@ -294,6 +304,20 @@ class IncidentStatus(BaseModel):
     pending_approvals: list[PendingApproval] = Field(default_factory=list)
     timeline: list[TimelineEntry] = Field(default_factory=list)
     alerts: list[Alert] = Field(default_factory=list)
+    review: str = ""
+
+
+class Figures(BaseModel):
+    """The numbers a post-incident review asks for."""
+
+    time_to_detect_s: float | None = Field(default=None, description="first alert -> start")
+    time_to_mitigate_s: float | None = Field(default=None, description="start -> first fix")
+    time_to_resolve_s: float | None = Field(default=None, description="start -> verified")
+    approval_wait_s: float = 0.0
+    hit_rate_before: float | None = None
+    hit_rate_after: float | None = None
+    evictions: int | None = None
+    restarts: int = 0
 
 
 class IncidentReport(BaseModel):
@@ -313,6 +337,9 @@ class IncidentReport(BaseModel):
     escalations: list[str] = Field(default_factory=list)
     timeline: list[TimelineEntry] = Field(default_factory=list)
     alerts: list[Alert] = Field(default_factory=list)
+    requested_by: str = ""
+    figures: Figures = Field(default_factory=Figures)
+    review: str = Field(default="", description="the post-incident review, Markdown")
     started_at: datetime
     finished_at: datetime
 

@@ -95,10 +95,46 @@ class Limits(Section):
     memory_limit_factor: float = Field(default=1.5, gt=1)
 
 
+class EscalationLevel(Section):
+    after: Duration
+    notify: list[str] = Field(min_length=1, description="who is paged, named in the message")
+    message: str
+
+
+def _default_levels() -> list[EscalationLevel]:
+    return [
+        EscalationLevel(
+            after=timedelta(minutes=5),
+            notify=["on-call escalation"],
+            message="Redis cache incident unresolved after 5 minutes",
+        ),
+        EscalationLevel(
+            after=timedelta(minutes=15),
+            notify=["senior DevOps"],
+            message="Redis cache incident unresolved after 15 minutes",
+        ),
+        EscalationLevel(
+            after=timedelta(minutes=30),
+            notify=["senior DevOps", "incident commander"],
+            message="Unresolved after 30 minutes: consider maintenance mode",
+        ),
+    ]
+
+
+class Communication(Section):
+    """The runbook's cadence: escalate at 5/15/30 minutes, a status update every 10."""
+
+    escalation: list[EscalationLevel] = Field(default_factory=_default_levels)
+    status_every: Duration = timedelta(minutes=10)
+    severity: str = Field(default="critical", description="when no alert carries a severity")
+    notify_timeout: Duration = timedelta(minutes=2)
+
+
 class Policy(Section):
     thresholds: Thresholds = Field(default_factory=Thresholds)
     approvals: ApprovalPolicy = Field(default_factory=ApprovalPolicy)
     limits: Limits = Field(default_factory=Limits)
+    communication: Communication = Field(default_factory=Communication)
 
 
 class RunbookConfig(BaseModel):
@@ -107,6 +143,7 @@ class RunbookConfig(BaseModel):
 
     policy: Policy = Field(default_factory=Policy)
     available_steps: list[StepName] = Field(default_factory=list)
+    channels: list[str] = Field(default_factory=list, description="notification channel names")
 
 
 class PolicyActivities:

@@ -154,6 +154,11 @@ async def test_status_approve_and_list_drive_an_incident(
 
     assert report["outcome"] == "resolved"
     assert command_calls(client, "flushdb") == 1
+    review = runbook(cli_env, "report", workflow_id)
+    assert review.returncode == 0, review.stderr
+    assert review.stdout.startswith(f"# Post-incident review: {workflow_id}")
+    assert "**Outcome:** resolved" in review.stdout
+    assert "| approval | bob | flush approved (1/1) |" in review.stdout
     missing = runbook(cli_env, "status", "redis-cache-failure/nope/redis")
     assert missing.returncode == 2
     assert "no incident" in missing.stderr

@@ -59,6 +59,15 @@ async def test_out_of_memory_is_resolved_only_after_approvals(
     assert report.verification is not None and report.verification.info is not None
     assert report.verification.info.memory_ratio is not None
     assert report.verification.info.memory_ratio < 0.9
+    figures = report.figures
+    assert figures.time_to_mitigate_s is not None
+    assert figures.time_to_resolve_s is not None
+    assert 0 < figures.time_to_mitigate_s <= figures.time_to_resolve_s
+    assert figures.approval_wait_s > 0
+    assert figures.evictions is not None and figures.evictions > 0  # allkeys-lru made room
+    assert "| flush | succeeded | FLUSHDB db0:" in report.review
+    assert "| time to resolve |" in report.review
+    assert "- [ ] Root cause identified" in report.review
 
 
 async def test_rejected_flush_escalates_and_flushes_nothing(

@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import os
 import signal
 import sys
 from pathlib import Path
@@ -35,13 +36,15 @@ def _parser() -> argparse.ArgumentParser:
 
 
 async def _worker(args: argparse.Namespace, settings: Settings) -> int:
-    configure_tracing("redis-runbook-worker")
+    tracing = configure_tracing("redis-runbook-worker")
     client = await connect_or_explain(settings)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
     await run_worker(client, settings, stop)
+    if tracing is not None:
+        tracing.shutdown()
     return 0
 
 
@@ -56,5 +59,15 @@ def main(argv: list[str] | None = None) -> int:
         return 2
 
 
+def run() -> None:
+    """Console entry point. Exits with os._exit once output is flushed: the Temporal core's
+    native threads can abort a normal interpreter shutdown (SIGABRT in PyGILState_Release),
+    which would turn a finished command into a crash."""
+    code = main()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    run()

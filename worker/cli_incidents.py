@@ -9,10 +9,15 @@ import shlex
 import sys
 from typing import Any
 
-from temporalio.client import Client, WorkflowUpdateFailedError
+from temporalio.client import (
+    Client,
+    WorkflowExecutionStatus,
+    WorkflowFailureError,
+    WorkflowUpdateFailedError,
+)
 from temporalio.service import RPCError, RPCStatusCode
 
-from activities.models import Decision, IncidentStatus, PendingApproval, StepName
+from activities.models import Decision, IncidentReport, IncidentStatus, PendingApproval, StepName
 from worker.cli_common import UsageError, connect_or_explain
 from worker.render import render_step
 from worker.settings import Settings
@@ -31,6 +36,10 @@ def add_parsers(sub: Any) -> None:
         cmd.add_argument("--as", dest="approver", help="who decides (default: $RUNBOOK_USER)")
         cmd.add_argument("--comment", default="")
         cmd.set_defaults(handler=decide, decision=verb)
+    report = sub.add_parser("report", help="the post-incident review (Markdown) of an incident")
+    report.add_argument("workflow_id")
+    report.add_argument("--json", action="store_true", help="the whole report as JSON")
+    report.set_defaults(handler=show_report)
     listing = sub.add_parser("list", help="open incidents (--all: recent closed ones too)")
     listing.add_argument("--all", action="store_true")
     listing.add_argument("--json", action="store_true")
@@ -45,6 +54,10 @@ async def _status(client: Client, workflow_id: str) -> IncidentStatus:
     except RPCError as err:
         if err.status is RPCStatusCode.NOT_FOUND:
             raise UsageError(f"no incident {workflow_id!r}: `runbook list` shows them") from None
+        if "no poller" in str(err):
+            raise UsageError(
+                f"no worker answers for {workflow_id!r}: start one (`runbook worker`)"
+            ) from None
         raise
     return status
 
@@ -144,4 +157,26 @@ async def list_incidents(args: argparse.Namespace, settings: Settings) -> int:
         print("no open incidents" if not args.all else "no incidents")
     for row in rows:
         print(f"{row['started']}  {row['status']:<11} {row['workflow_id']}")
+    return 0
+
+
+async def show_report(args: argparse.Namespace, settings: Settings) -> int:
+    """The final review of a closed incident, or the draft of a running one."""
+    client = await connect_or_explain(settings)
+    handle = client.get_workflow_handle(args.workflow_id, result_type=IncidentReport)
+    try:
+        running = (await handle.describe()).status is WorkflowExecutionStatus.RUNNING
+    except RPCError as err:
+        if err.status is RPCStatusCode.NOT_FOUND:
+            raise UsageError(f"no incident {args.workflow_id!r}") from None
+        raise
+    if running:
+        status = await _status(client, args.workflow_id)
+        print(status.model_dump_json(indent=2) if args.json else status.review)
+        return 0
+    try:
+        report = await handle.result()
+    except WorkflowFailureError as err:
+        raise UsageError(f"{args.workflow_id} failed, it has no report: {err.cause}") from None
+    print(report.model_dump_json(indent=2) if args.json else report.review)
     return 0

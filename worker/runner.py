@@ -11,6 +11,7 @@ from typing import Any
 from temporalio.client import Client
 from temporalio.worker import Worker
 
+from activities.notifications import NotificationActivities
 from activities.policy import PolicyActivities, RunbookConfig
 from activities.redis_analysis import RedisAnalysisActivities
 from activities.redis_diagnosis import RedisDiagnosisActivities
@@ -28,7 +29,12 @@ def activities_for(settings: Settings) -> Sequence[Any]:
     diagnosis = RedisDiagnosisActivities(access, settings.thresholds.ping_samples)
     analysis = RedisAnalysisActivities(access, slow_ms=settings.thresholds.slowlog_ms)
     fix = RedisRemediationActivities(access)
-    config = RunbookConfig(policy=settings.policy, available_steps=sorted(REDIS_STEPS))
+    channels = settings.notifications.channels
+    config = RunbookConfig(
+        policy=settings.policy,
+        available_steps=sorted(REDIS_STEPS),
+        channels=[c.name for c in channels],
+    )
     return [
         diagnosis.diagnose_redis,
         analysis.slowlog_report,
@@ -41,6 +47,7 @@ def activities_for(settings: Settings) -> Sequence[Any]:
         fix.raise_maxclients,
         fix.tune_persistence,
         PolicyActivities(config).runbook_config,
+        NotificationActivities(channels).notify,
     ]
 
 

@@ -23,11 +23,26 @@ from pydantic.fields import FieldInfo
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from activities.models import K8sName, RedisTarget
-from activities.policy import ApprovalPolicy, Duration, Limits, Policy, Thresholds
+from activities.notify_models import Channel
+from activities.policy import (
+    ApprovalPolicy,
+    Communication,
+    Duration,
+    Limits,
+    Policy,
+    Thresholds,
+)
 from activities.redis_access import RedisAccess
+from worker.webhook_settings import WebhookSettings
 
 DEFAULT_CONFIG = Path("runbook.yaml")
-SECRET_FIELDS = ("redis_password", "webhook_token")
+SECRET_FIELDS = (
+    "redis_password",
+    "webhook_token",
+    "webhook_basic_password",
+    "grafana_secret",
+    "pagerduty_secrets",
+)
 
 
 class ConfigError(Exception):
@@ -49,6 +64,13 @@ class RedisSettings(Section):
     tls_ca_file: Path | None = None
     connect_timeout: Duration = Field(default_factory=lambda: Thresholds().connect_timeout)
     command_timeout: Duration = Field(default_factory=lambda: Thresholds().connect_timeout * 2)
+
+
+class NotificationSettings(Section):
+    channels: list[Channel] = Field(
+        default_factory=lambda: [Channel(name="log", kind="log")],
+        description="where status updates, escalations and approval requests go",
+    )
 
 
 class TargetRoute(Section):
@@ -115,11 +137,22 @@ class Settings(BaseSettings):
     thresholds: Thresholds = Field(default_factory=Thresholds)
     approvals: ApprovalPolicy = Field(default_factory=ApprovalPolicy)
     limits: Limits = Field(default_factory=Limits)
+    communication: Communication = Field(default_factory=Communication)
+    notifications: NotificationSettings = Field(default_factory=NotificationSettings)
     targets: list[TargetRoute] = Field(default_factory=list)
+    webhook: WebhookSettings = Field(default_factory=WebhookSettings)
     redis_password: SecretStr | None = None
     redis_password_file: Path | None = None
     webhook_token: SecretStr | None = None
     webhook_token_file: Path | None = None
+    webhook_basic_password: SecretStr | None = None
+    webhook_basic_password_file: Path | None = None
+    grafana_secret: SecretStr | None = None
+    grafana_secret_file: Path | None = None
+    pagerduty_secrets: SecretStr | None = Field(
+        default=None, description="comma-separated: several are valid while a secret rotates"
+    )
+    pagerduty_secrets_file: Path | None = None
 
     @classmethod
     def settings_customise_sources(
@@ -146,7 +179,12 @@ class Settings(BaseSettings):
 
     @property
     def policy(self) -> Policy:
-        return Policy(thresholds=self.thresholds, approvals=self.approvals, limits=self.limits)
+        return Policy(
+            thresholds=self.thresholds,
+            approvals=self.approvals,
+            limits=self.limits,
+            communication=self.communication,
+        )
 
     @property
     def redis_access(self) -> RedisAccess:

@@ -13,7 +13,7 @@ from typing import Literal
 from activities.models import Approval, Decision, Step, StepName
 from activities.policy import ApprovalPolicy
 
-State = Literal["waiting", "approved", "rejected", "expired"]
+State = Literal["waiting", "approved", "rejected", "expired", "withdrawn"]
 
 
 @dataclass(frozen=True)
@@ -72,6 +72,11 @@ class ApprovalBook:
     def expire(self, step: StepName) -> None:
         if step not in self.closed:
             self.closed[step] = "expired"
+
+    def withdraw(self, step: StepName) -> None:
+        """The request is moot (alerts resolved, incident aborted): later decisions are refused."""
+        if step not in self.closed:
+            self.closed[step] = "withdrawn"
 
     def _refusal(self, d: Decision) -> str | None:
         allowed = self.policy.approvers

@@ -7,6 +7,7 @@ gate, then verify with a fresh diagnosis and report.
 
 from __future__ import annotations
 
+import asyncio
 from datetime import datetime
 from typing import Any
 
@@ -18,6 +19,7 @@ with workflow.unsafe.imports_passed_through():
 
     from activities.analysis_models import Analysis, ClientReport, KeyspaceReport, SlowlogReport
     from activities.models import (
+        Abort,
         Alert,
         AlertStatus,
         Condition,
@@ -27,6 +29,7 @@ with workflow.unsafe.imports_passed_through():
         IncidentReport,
         IncidentStatus,
         Mode,
+        Outcome,
         PendingApproval,
         Phase,
         Scenario,
@@ -36,14 +39,17 @@ with workflow.unsafe.imports_passed_through():
         StepStatus,
         TimelineEntry,
     )
-    from activities.policy import PolicyActivities, RunbookConfig
+    from activities.notify_models import NotificationKind
+    from activities.policy import EscalationLevel, PolicyActivities, RunbookConfig
     from activities.redis_diagnosis import RedisDiagnosisActivities
     from workflows import retries
     from workflows.approvals import ApprovalBook, Verdict
     from workflows.classify import explain
+    from workflows.communication import notification
     from workflows.executor import run_step
     from workflows.outcome import outcome_for
     from workflows.plan import mark_unavailable, plan_for
+    from workflows.review import figures_of, render_review
 
 WORKFLOW_TYPE = "RedisCacheFailure"
 DECISION_HINT = '{"step": "flush", "approver": "your-name", "comment": "why"}'
@@ -78,26 +84,43 @@ class RedisCacheFailure:
         self._problems: list[str] = []
         self._analysis = Analysis()
         self._config = RunbookConfig()
+        self._triage: Diagnosis | None = None
         self._latest: Diagnosis | None = None
         self._previous: Diagnosis | None = None
+        self._approval_wait_s = 0.0
+        self._started = workflow.now()
+        self._outcome: Outcome | None = None
+        self._abort: Abort | None = None
+        self._stand_down = False
+        self._withdrawn: dict[StepName, str] = {}
+        self._timers: list[asyncio.Task[None]] = []
+        self._deliveries: list[asyncio.Task[None]] = []
         for alert in incident.alerts:
             self._alerts.setdefault(alert.fingerprint, alert)
 
     @workflow.run
     async def run(self, incident: Incident) -> IncidentReport:
-        started = workflow.now()
         self._note("started", f"{incident.mode.value} run for {incident.target.redis_url}",
                    actor=incident.requested_by)  # fmt: skip
         self._config = await self._load_config()
         diagnosis = await self._triage_and_plan()
         if incident.mode is Mode.DRY_RUN:
-            return await self._finish(diagnosis, started, verified=None)
+            return await self._finish(verified=None)
+        self._timers = [
+            asyncio.create_task(self._escalations()),
+            asyncio.create_task(self._status_updates()),
+        ]
         self._phase = "executing"
         for step in self._plan[1:]:
-            await self._execute(step)
+            if self._abort is not None:
+                self._skip(step, f"aborted by {self._abort.by}: {self._abort.reason}")
+            elif self._stand_down and step is not self._plan[-1]:
+                self._skip(step, "not needed: every alert resolved")
+            else:
+                await self._execute(step)
         self._current = None
         verified = self._scenario_of(self._latest) if self._latest is not diagnosis else None
-        return await self._finish(diagnosis, started, verified)
+        return await self._finish(verified)
 
     # ---- messages -------------------------------------------------------------------------
 
@@ -140,6 +163,40 @@ class RedisCacheFailure:
         self._alerts[alert.fingerprint] = alert
         verb = "resolved" if alert.status is AlertStatus.RESOLVED else "firing"
         self._note("alert", f"{alert.name} {verb} ({alert.source}, {alert.fingerprint})")
+        resolved = all(a.status is AlertStatus.RESOLVED for a in self._alerts.values())
+        if resolved and not self._stand_down and self._phase != "done":
+            self._note("alert", "every alert resolved: no further action, verify and end")
+            self._withdraw_pending("every alert resolved")
+        self._stand_down = resolved
+
+    @workflow.signal(
+        name="abort",
+        description='Stop after the current step: {"by": "your-name", "reason": "why", '
+        '"restore_api": true}. Fallback is still undone unless restore_api is false.',
+    )
+    def abort(self, payload: Any) -> None:
+        fields = payload if isinstance(payload, dict) else {}
+        try:
+            request = Abort.model_validate(fields)
+        except ValidationError as err:
+            self._note("abort_refused", f"malformed abort: {err.errors()[0]['msg']}",
+                       actor=str(fields.get("by", "unknown")))  # fmt: skip
+            return
+        if self._abort is None and self._phase != "done":
+            self._abort = request
+            self._note(
+                "abort", f"abort requested: {request.reason or 'no reason'}", actor=request.by
+            )
+            self._withdraw_pending(f"aborted by {request.by}")
+
+    def _withdraw_pending(self, why: str) -> None:
+        """At once, in the handler: an approval arriving a moment later must be refused."""
+        if self._book is None:
+            return
+        for step in list(self._pending):
+            self._book.withdraw(step)
+            self._withdrawn[step] = why
+            self._note("approval_withdrawn", f"{step.value}: {why}")
 
     @workflow.query(name="status", description="Phase, scenario, plan, pending approvals.")
     def status(self) -> IncidentStatus:
@@ -158,6 +215,7 @@ class RedisCacheFailure:
             pending_approvals=pending,
             timeline=self._timeline,
             alerts=list(self._alerts.values()),
+            review=draft.review if (draft := self._report()) else "",
         )
 
     def _signalled(self, payload: Any, decision: str) -> None:
@@ -196,6 +254,7 @@ class RedisCacheFailure:
     async def _triage_and_plan(self) -> Diagnosis:
         began = workflow.now()
         diagnosis = await self._diagnose()
+        self._triage = diagnosis
         self._phase = "planning"
         fired = explain(diagnosis, self._config.policy.thresholds)
         self._scenario = fired[0][0] if fired else Scenario.HEALTHY
@@ -303,6 +362,7 @@ class RedisCacheFailure:
             )
             step.status = "pending_approval"
             self._note("approval_requested", f"{step.name.value}: {step.title} (within {timeout})")
+            self._notify("approval_request", f"Approval needed: {step.name.value} ({step.title})")
             try:
                 await workflow.wait_condition(
                     lambda: book.state(step.name) != "waiting", timeout=timeout
@@ -311,8 +371,12 @@ class RedisCacheFailure:
                 book.expire(step.name)
                 self._note("approval_timeout", f"{step.name.value}: no decision within {timeout}")
             finally:
-                self._pending.pop(step.name, None)
+                waited = self._pending.pop(step.name)
+                self._approval_wait_s += (workflow.now() - waited.since).total_seconds()
         state = book.state(step.name)
+        if state == "withdrawn":
+            self._skip(step, f"approval withdrawn: {self._withdrawn.get(step.name, '')}")
+            return False
         if state == "approved":
             return True
         self._skip(step, f"not approved ({state})")
@@ -337,6 +401,75 @@ class RedisCacheFailure:
             return ratio > self._config.policy.thresholds.fragmentation_ratio
         return not diagnosis.reachable
 
+    # ---- communication --------------------------------------------------------------------
+
+    async def _escalations(self) -> None:
+        """Durable timers from the incident's start; cancelled when the incident ends."""
+        for level in self._config.policy.communication.escalation:
+            delay = (self._started + level.after) - workflow.now()
+            if delay.total_seconds() > 0:
+                await workflow.sleep(delay)
+            self._escalate(level)
+
+    def _escalate(self, level: EscalationLevel) -> None:
+        who = ", ".join(level.notify)
+        self._note("escalation", f"{level.message} -> {who}")
+        self._notify("escalation", level.message, recipients=level.notify)
+
+    async def _status_updates(self) -> None:
+        every = self._config.policy.communication.status_every
+        while True:
+            await workflow.sleep(every)
+            self._notify("status_update", f"Redis cache incident: {self._scenario_name()}")
+
+    def _notify(
+        self, kind: NotificationKind, title: str, recipients: list[str] | None = None
+    ) -> None:
+        """Fire and forget, per channel: a channel that is down never holds up a step."""
+        policy = self._config.policy
+        message = notification(
+            workflow_id=workflow.info().workflow_id,
+            kind=kind,
+            title=title,
+            started=self._started,
+            now=workflow.now(),
+            phase=self._phase,
+            outcome=self._outcome,
+            scenario=self._scenario,
+            plan=self._plan,
+            pending=list(self._pending.values()),
+            alerts=list(self._alerts.values()),
+            severity=policy.communication.severity,
+            approval_timeout=policy.approvals.timeout,
+            recipients=recipients,
+        )
+        for channel in self._config.channels:
+            self._deliveries.append(asyncio.create_task(self._deliver(channel, message)))
+
+    async def _deliver(self, channel: str, message: Any) -> None:
+        try:
+            await workflow.execute_activity(
+                "notify",
+                args=[channel, message],
+                schedule_to_close_timeout=self._config.policy.communication.notify_timeout,
+                retry_policy=retries.NOTIFY.retry,
+                result_type=str,
+            )
+        except ActivityError as err:
+            self._note("notification_failed", f"{message.kind} to {channel}: {_cause(err)}")
+            return
+        self._note("notified", f"{message.kind} to {channel}")
+
+    def _scenario_name(self) -> str:
+        return self._scenario.value if self._scenario else "investigating"
+
+    async def _close_communication(self) -> None:
+        for timer in self._timers:
+            timer.cancel()
+        if self._incident.mode is Mode.AUTO:
+            self._notify("final", f"Redis cache incident {self._outcome}: {self._scenario_name()}")
+        await asyncio.gather(*self._deliveries, return_exceptions=True)
+
     # ---- bookkeeping ----------------------------------------------------------------------
 
     def _scenario_of(self, diagnosis: Diagnosis | None) -> Scenario | None:
@@ -358,37 +491,55 @@ class RedisCacheFailure:
             TimelineEntry(at=workflow.now(), kind=kind, message=message, actor=actor)
         )
 
-    async def _finish(
-        self, diagnosis: Diagnosis, started: datetime, verified: Scenario | None
-    ) -> IncidentReport:
+    def _decide_outcome(self, verified: Scenario | None) -> Outcome:
         if self._incident.mode is Mode.DRY_RUN:
-            outcome = "planned"
-        else:
-            original = self._scenario or Scenario.HEALTHY
-            outcome = outcome_for(original, verified, self._problems)
-            if original is Scenario.HEALTHY:
-                outcome = "resolved"
+            return "planned"
+        if self._abort is not None:
+            return "aborted"
+        original = self._scenario or Scenario.HEALTHY
+        if original is Scenario.HEALTHY:
+            return "resolved"
+        outcome = outcome_for(original, verified, self._problems)
+        if self._stand_down and outcome == "escalated":
+            return "mitigated"  # monitoring says fine; our own thresholds still differ
+        return outcome
+
+    async def _finish(self, verified: Scenario | None) -> IncidentReport:
+        self._outcome = self._decide_outcome(verified)
         self._phase = "done"
-        self._note("finished", f"outcome {outcome}")
+        self._note("finished", f"outcome {self._outcome}")
+        await self._close_communication()
         await workflow.wait_condition(workflow.all_handlers_finished)
-        return IncidentReport(
+        report = self._report()
+        assert report is not None
+        return report
+
+    def _report(self) -> IncidentReport | None:
+        """The report as it stands: final at the end, a draft for the queries before that."""
+        if self._triage is None:
+            return None
+        report = IncidentReport(
             workflow_id=workflow.info().workflow_id,
             target=self._incident.target,
             mode=self._incident.mode,
             scenario=self._scenario or Scenario.HEALTHY,
             reasons=self._reasons,
-            outcome=outcome,
+            outcome=self._outcome or "escalated",
             steps=self._plan,
             approvals=self._book.approvals if self._book else [],
-            diagnosis=diagnosis,
-            verification=self._latest if self._latest is not diagnosis else None,
+            diagnosis=self._triage,
+            verification=self._latest if self._latest is not self._triage else None,
             analysis=self._analysis,
             escalations=self._problems,
             timeline=self._timeline,
             alerts=list(self._alerts.values()),
-            started_at=started,
+            requested_by=self._incident.requested_by,
+            started_at=self._started,
             finished_at=workflow.now(),
         )
+        report.figures = figures_of(report, self._approval_wait_s)
+        report.review = render_review(report, final=self._outcome is not None)
+        return report
 
 
 def _cause(err: ActivityError) -> str:

@@ -55,6 +55,17 @@ CONFIG = StepKind(
     timeout=timedelta(seconds=10),
 )
 
+# Notifications: keep trying a channel that is down, with backoff, within notify_timeout.
+NOTIFY = StepKind(
+    RetryPolicy(
+        initial_interval=timedelta(seconds=1),
+        backoff_coefficient=2.0,
+        maximum_interval=timedelta(seconds=30),
+        non_retryable_error_types=["UnknownChannel", "ChannelMisconfigured"],
+    ),
+    timeout=timedelta(seconds=15),
+)
+
 KIND_OF: dict[StepName, StepKind] = {
     StepName.DIAGNOSE: PROBE,
     StepName.PING: PROBE,
