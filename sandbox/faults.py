@@ -24,6 +24,31 @@ def fill_memory(client: redis.Redis, value_size: int = 1024, batch: int = 200) -
             raise RuntimeError("Redis never refused a write: is maxmemory set with noeviction?")
 
 
+def fill_memory_until_refused(
+    client: redis.Redis, value_size: int = 1024, settle: float = 0.2, rounds: int = 25
+) -> int:
+    """fill_memory, then single writes until a write made after a pause is refused too.
+    Redis gives memory back a little later (idle clients' query buffers shrink in its cron),
+    which would let the next client's write through; this fills that room as well, so the
+    Redis stays out of memory. Returns the keys set."""
+    fill_memory(client, value_size)
+    payload = "x" * value_size
+    padded = 0
+    for _ in range(rounds):
+        time.sleep(settle)
+        room = False
+        while True:
+            try:
+                client.set(f"cache:pad:{padded}", payload)
+            except redis.exceptions.OutOfMemoryError:
+                break
+            padded += 1
+            room = True
+        if not room:
+            break
+    return int(client.dbsize())
+
+
 def hold_connections(
     port: int, count: int, password: str | None = None, name: str = "leaky-pool"
 ) -> list[redis.Redis]:

@@ -1,0 +1,196 @@
+"""The JSON patches the Kubernetes steps send, as pure functions of the object they read.
+
+Each plan changes one thing (an annotation, one limit, one env var, replicas) by its JSON
+pointer, so the container's other env vars, limits and the pod's sidecars stay as they are,
+and starts with `test` ops on what it read, so a concurrent change fails the patch (422)
+instead of being overwritten. An empty plan means the object is already as wanted: that is
+how a retried attempt finds its work done and writes nothing.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from temporalio.exceptions import ApplicationError
+
+from activities.kubernetes_client import K8S_INVALID, K8S_NOT_FOUND, JSONDict, JSONPatch, pointer
+from activities.kubernetes_inspect import find_container, quantity_bytes
+from activities.kubernetes_models import ORIGINAL_REPLICAS, RESTARTED_AT
+
+TEMPLATE = ("spec", "template")
+
+
+def _container(obj: Mapping[str, Any], name: str) -> tuple[int, JSONDict]:
+    spec = ((obj.get("spec") or {}).get("template") or {}).get("spec") or {}
+    found = find_container(spec, name)
+    if found is None:
+        kind, obj_name = obj.get("kind", "object"), obj["metadata"]["name"]
+        raise ApplicationError(
+            f"{kind} {obj_name} has no container named {name!r}",
+            type=K8S_NOT_FOUND,
+            non_retryable=True,
+        )
+    return found
+
+
+def replicas_of(obj: Mapping[str, Any]) -> int:
+    return int((obj.get("spec") or {}).get("replicas", 1))
+
+
+def restart_stamp(sts: Mapping[str, Any]) -> str | None:
+    meta = (sts.get("spec") or {}).get("template", {}).get("metadata") or {}
+    value = (meta.get("annotations") or {}).get(RESTARTED_AT)
+    return None if value is None else str(value)
+
+
+def plan_restart(sts: Mapping[str, Any], stamp: str) -> JSONPatch:
+    """kubectl rollout restart, with the workflow's stamp: nothing if it is already there."""
+    template_meta = (sts.get("spec") or {}).get("template", {}).get("metadata")
+    annotations = (template_meta or {}).get("annotations")
+    previous = (annotations or {}).get(RESTARTED_AT)
+    if previous == stamp:
+        return []
+    path = pointer(*TEMPLATE, "metadata", "annotations", RESTARTED_AT)
+    if previous is not None:
+        return [
+            {"op": "test", "path": path, "value": previous},
+            {"op": "replace", "path": path, "value": stamp},
+        ]
+    if annotations is not None:
+        guard = pointer(*TEMPLATE, "metadata", "annotations")
+        return [
+            {"op": "test", "path": guard, "value": annotations},
+            {"op": "add", "path": path, "value": stamp},
+        ]
+    if template_meta is not None:
+        return [
+            {"op": "test", "path": pointer(*TEMPLATE, "metadata"), "value": template_meta},
+            {
+                "op": "add",
+                "path": pointer(*TEMPLATE, "metadata", "annotations"),
+                "value": {RESTARTED_AT: stamp},
+            },
+        ]
+    return [
+        {
+            "op": "add",
+            "path": pointer(*TEMPLATE, "metadata"),
+            "value": {"annotations": {RESTARTED_AT: stamp}},
+        }
+    ]
+
+
+def memory_limit_of(obj: Mapping[str, Any], container: str) -> str | None:
+    _, found = _container(obj, container)
+    value = ((found.get("resources") or {}).get("limits") or {}).get("memory")
+    return None if value is None else str(value)
+
+
+def plan_memory_limit(sts: Mapping[str, Any], container: str, limit: str) -> JSONPatch:
+    """Set resources.limits.memory of one container, found by name, to an absolute value."""
+    index, found = _container(sts, container)
+    resources = found.get("resources")
+    limits = (resources or {}).get("limits")
+    if (limits or {}).get("memory") == limit:
+        return []
+    base = pointer(*TEMPLATE, "spec", "containers", index)
+    request = ((resources or {}).get("requests") or {}).get("memory")
+    if request is not None and _bytes(request) > _bytes(limit):
+        raise ApplicationError(
+            f"memory limit {limit} would be below the container's request {request}",
+            type=K8S_INVALID,
+            non_retryable=True,
+        )
+    ops: JSONPatch = [{"op": "test", "path": base, "value": found}]
+    if resources is None:
+        ops.append(
+            {"op": "add", "path": f"{base}/resources", "value": {"limits": {"memory": limit}}}
+        )
+    elif limits is None:
+        ops.append({"op": "add", "path": f"{base}/resources/limits", "value": {"memory": limit}})
+    else:
+        ops.append({"op": "add", "path": f"{base}/resources/limits/memory", "value": limit})
+    return ops
+
+
+def _bytes(quantity: str) -> float:
+    return float(quantity_bytes(quantity) or 0)
+
+
+def env_value(obj: Mapping[str, Any], container: str, name: str) -> str | None:
+    _, found = _container(obj, container)
+    for env in found.get("env") or []:
+        if env.get("name") == name:
+            return None if env.get("value") is None else str(env["value"])
+    return None
+
+
+def plan_env(obj: Mapping[str, Any], container: str, name: str, value: str) -> JSONPatch:
+    """Set one env var of one container; its other env vars stay as they are."""
+    index, found = _container(obj, container)
+    base = pointer(*TEMPLATE, "spec", "containers", index)
+    env = found.get("env")
+    if env is None:
+        return [
+            {"op": "test", "path": f"{base}/name", "value": container},
+            {"op": "add", "path": f"{base}/env", "value": [{"name": name, "value": value}]},
+        ]
+    for position, item in enumerate(env):
+        if item.get("name") == name:
+            if item == {"name": name, "value": value}:
+                return []
+            path = f"{base}/env/{position}"
+            return [
+                {"op": "test", "path": path, "value": item},
+                {"op": "replace", "path": path, "value": {"name": name, "value": value}},
+            ]
+    return [
+        {"op": "test", "path": f"{base}/env", "value": env},
+        {"op": "add", "path": f"{base}/env/-", "value": {"name": name, "value": value}},
+    ]
+
+
+def plan_replicas(obj: Mapping[str, Any], replicas: int) -> JSONPatch:
+    current = replicas_of(obj)
+    if current == replicas:
+        return []
+    return [
+        {"op": "test", "path": "/spec/replicas", "value": current},
+        {"op": "replace", "path": "/spec/replicas", "value": replicas},
+    ]
+
+
+def remembered_replicas(deploy: Mapping[str, Any]) -> int | None:
+    value = ((deploy.get("metadata") or {}).get("annotations") or {}).get(ORIGINAL_REPLICAS)
+    return int(value) if value is not None and str(value).isdigit() else None
+
+
+def plan_remember_replicas(deploy: Mapping[str, Any]) -> JSONPatch:
+    """Write the replicas before the fallback into an annotation, once: a retried
+    enable_fallback then still knows the original count after it scaled."""
+    if remembered_replicas(deploy) is not None:
+        return []
+    meta = deploy["metadata"]
+    current = replicas_of(deploy)
+    guard = {"op": "test", "path": "/spec/replicas", "value": current}
+    if meta.get("annotations") is None:
+        return [
+            guard,
+            {"op": "test", "path": "/metadata/resourceVersion", "value": meta["resourceVersion"]},
+            {
+                "op": "add",
+                "path": "/metadata/annotations",
+                "value": {ORIGINAL_REPLICAS: str(current)},
+            },
+        ]
+    path = pointer("metadata", "annotations", ORIGINAL_REPLICAS)
+    return [guard, {"op": "add", "path": path, "value": str(current)}]
+
+
+def plan_forget_replicas(deploy: Mapping[str, Any]) -> JSONPatch:
+    remembered = remembered_replicas(deploy)
+    if remembered is None:
+        return []
+    path = pointer("metadata", "annotations", ORIGINAL_REPLICAS)
+    return [{"op": "test", "path": path, "value": str(remembered)}, {"op": "remove", "path": path}]

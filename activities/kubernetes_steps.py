@@ -1,0 +1,513 @@
+"""The runbook's Kubernetes steps, as sync activities on the worker's thread pool.
+
+Every mutation reads first and writes absolute values behind JSON-patch `test` guards
+(kubernetes_plans), so a retried attempt finds its work done and changes nothing more:
+restart carries the workflow's stamp, enable_fallback remembers the original replicas on the
+Deployment, scale and raise_memory_limit set absolute values, force_delete_pod deletes only
+the pod incarnation it read. The ApiClient is injected (no globals); when Kubernetes is not
+configured, inspect_kubernetes says so in its facts and the steps fail non-retryably.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Any
+
+import redis
+from kubernetes import client
+from kubernetes.client.exceptions import ApiException
+from temporalio import activity
+from temporalio.exceptions import ApplicationError
+
+from activities.finding import Finding
+from activities.kubernetes_client import (
+    K8S_BAD_REQUEST,
+    K8S_NOT_CONFIGURED,
+    K8S_NOT_FOUND,
+    RETRYABLE_TRANSPORT,
+    JSONDict,
+    KubernetesAccess,
+    KubernetesNotConfigured,
+    as_application_error,
+    guarded_patch,
+    kube_errors,
+    load_api_client,
+    read_json,
+)
+from activities.kubernetes_inspect import Inspector, label_selector, pod_facts, statefulset_facts
+from activities.kubernetes_models import (
+    CACHE_ENV,
+    FallbackResult,
+    ForceDeleteResult,
+    KubeProblem,
+    KubernetesFacts,
+    MemoryLimitResult,
+    ReadinessResult,
+    ReEnableResult,
+    RestartResult,
+    ScaleResult,
+)
+from activities.kubernetes_plans import (
+    memory_limit_of,
+    plan_env,
+    plan_forget_replicas,
+    plan_memory_limit,
+    plan_remember_replicas,
+    plan_replicas,
+    plan_restart,
+    remembered_replicas,
+    replicas_of,
+    restart_stamp,
+)
+from activities.models import RedisTarget
+from activities.redis_access import RedisAccess
+
+QUANTITY = r"^\d+(\.\d+)?(Ki|Mi|Gi|Ti|k|M|G|T)?$"
+
+
+def _beat(detail: str) -> None:
+    if activity.in_activity():
+        activity.heartbeat(detail)
+
+
+def ping_redis(target: RedisTarget, access: RedisAccess) -> bool:
+    """One PING over a fresh connection with the worker's credentials."""
+    extra: dict[str, Any] = {}
+    if target.redis_url.startswith("rediss://") and access.tls_ca_file:
+        extra["ssl_ca_certs"] = str(access.tls_ca_file)
+    conn = redis.Redis.from_url(
+        target.redis_url,
+        username=access.username,
+        password=access.password.get_secret_value() if access.password else None,
+        socket_connect_timeout=access.connect_timeout.total_seconds(),
+        socket_timeout=access.command_timeout.total_seconds(),
+        **extra,
+    )
+    try:
+        return bool(conn.ping())
+    except (redis.RedisError, OSError):
+        return False
+    finally:
+        conn.close()
+
+
+class KubernetesActivities:
+    """Activities bound to one ApiClient and the worker's Redis credentials."""
+
+    def __init__(
+        self,
+        api: client.ApiClient | None,
+        *,
+        access: KubernetesAccess | None = None,
+        redis_access: RedisAccess | None = None,
+        unavailable: str | None = None,
+        redis_container: str = "redis",
+        api_container: str = "api",
+    ) -> None:
+        self._client = api
+        self._access = access or KubernetesAccess()
+        self._redis_access = redis_access or RedisAccess()
+        self._unavailable = unavailable or "Kubernetes is not configured for this worker"
+        self.redis_container = redis_container
+        self.api_container = api_container
+
+    @classmethod
+    def from_access(
+        cls, access: KubernetesAccess, redis_access: RedisAccess | None = None
+    ) -> KubernetesActivities:
+        """Load the configuration now; a missing one is remembered, not raised, so the worker
+        still starts and inspect_kubernetes reports it."""
+        try:
+            api: client.ApiClient | None = load_api_client(access)
+            reason = None
+        except KubernetesNotConfigured as err:
+            api, reason = None, str(err)
+        return cls(api, access=access, redis_access=redis_access, unavailable=reason)
+
+    def all(self) -> list[Callable[..., Any]]:
+        """Every activity, for Worker(activities=...)."""
+        return [
+            self.inspect_kubernetes,
+            self.restart,
+            self.wait_ready,
+            self.force_delete_pod,
+            self.raise_memory_limit,
+            self.enable_fallback,
+            self.re_enable,
+            self.scale,
+        ]
+
+    # ------------------------------------------------------------------ plumbing
+
+    @property
+    def _api(self) -> client.ApiClient:
+        if self._client is None:
+            raise ApplicationError(self._unavailable, type=K8S_NOT_CONFIGURED, non_retryable=True)
+        return self._client
+
+    @property
+    def _apps(self) -> client.AppsV1Api:
+        return client.AppsV1Api(self._api)
+
+    @property
+    def _core(self) -> client.CoreV1Api:
+        return client.CoreV1Api(self._api)
+
+    def _read_sts(self, target: RedisTarget) -> JSONDict:
+        return read_json(
+            self._apps.read_namespaced_stateful_set,
+            target.statefulset,
+            target.namespace,
+            timeout=self._access.timeouts,
+        )
+
+    def _patch_sts(self, target: RedisTarget) -> Callable[[list[JSONDict]], Any]:
+        return lambda ops: self._apps.patch_namespaced_stateful_set(
+            target.statefulset, target.namespace, ops, _request_timeout=self._access.timeouts
+        )
+
+    def _deployment(self, target: RedisTarget, deployment: str | None = None) -> str:
+        name = deployment or target.api_deployment
+        if not name:
+            raise ApplicationError(
+                "the target names no api_deployment", type=K8S_BAD_REQUEST, non_retryable=True
+            )
+        return name
+
+    def _read_deploy(self, target: RedisTarget, name: str) -> JSONDict:
+        return read_json(
+            self._apps.read_namespaced_deployment,
+            name,
+            target.namespace,
+            timeout=self._access.timeouts,
+        )
+
+    def _patch_deploy(self, target: RedisTarget, name: str) -> Callable[[list[JSONDict]], Any]:
+        return lambda ops: self._apps.patch_namespaced_deployment(
+            name, target.namespace, ops, _request_timeout=self._access.timeouts
+        )
+
+    # ------------------------------------------------------------------ triage
+
+    @activity.defn(name="inspect_kubernetes")
+    def inspect_kubernetes(self, target: RedisTarget) -> KubernetesFacts:
+        """Read-only. Never raises for an unreachable, unconfigured or forbidden API."""
+        if self._client is None:
+            return KubernetesFacts(
+                taken_at=datetime.now(UTC),
+                reachable=False,
+                problem=KubeProblem.UNAVAILABLE,
+                findings=[Finding(code="kubernetes_not_configured", message=self._unavailable)],
+            )
+        inspector = Inspector(
+            self._client, self._access.timeouts, self.redis_container, self.api_container
+        )
+        return inspector.inspect(target)
+
+    # ------------------------------------------------------------------ StatefulSet steps
+
+    @activity.defn(name="restart")
+    def restart(self, target: RedisTarget, stamp: str) -> RestartResult:
+        """Rollout restart with the workflow's stamp in kubectl.kubernetes.io/restartedAt:
+        when the annotation already holds that stamp, nothing is written (a retry)."""
+        if not stamp:
+            raise ApplicationError(
+                "restart needs a stamp", type=K8S_BAD_REQUEST, non_retryable=True
+            )
+        what = f"restart statefulset {target.namespace}/{target.statefulset}"
+        before, changed = guarded_patch(
+            what,
+            lambda: self._read_sts(target),
+            lambda sts: plan_restart(sts, stamp),
+            self._patch_sts(target),
+        )
+        previous = restart_stamp(before)
+        return RestartResult(
+            changed=changed,
+            summary=f"rollout restart {stamp}" if changed else f"already restarted at {stamp}",
+            before={"restartedAt": previous},
+            after={"restartedAt": stamp},
+            statefulset=target.statefulset,
+            stamp=stamp,
+            restarted=changed,
+            previous_stamp=previous,
+        )
+
+    @activity.defn(name="wait_ready")
+    def wait_ready(
+        self, target: RedisTarget, deadline: datetime, poll_seconds: float = 1.0
+    ) -> ReadinessResult:
+        """Poll until the rollout is complete (observedGeneration, ready and updated replicas,
+        currentRevision == updateRevision) and Redis answers PING, heartbeating each poll.
+        Past the deadline it returns ready=False: waiting longer is the workflow's call."""
+        began = time.monotonic()
+        poll = min(max(poll_seconds, 0.05), 30.0)
+        if deadline.tzinfo is None:
+            deadline = deadline.replace(tzinfo=UTC)
+        while True:
+            facts = None
+            ping_ok: bool | None = None
+            try:
+                sts = self._read_sts(target)
+                facts = statefulset_facts(sts)
+                pods_reason = None if not facts.rollout_complete else self._pods_not_ready(sts)
+            except ApiException as err:
+                if err.status in (400, 401, 403, 404):
+                    raise as_application_error(err, "wait_ready") from err
+                reason = f"Kubernetes API error {err.status}"
+            except RETRYABLE_TRANSPORT as err:
+                reason = f"Kubernetes API unreachable: {err}"
+            else:
+                if not facts.rollout_complete:
+                    reason = (
+                        f"rollout: {facts.ready_replicas}/{facts.replicas} ready, "
+                        f"{facts.updated_replicas} updated, observed generation "
+                        f"{facts.observed_generation}/{facts.generation}"
+                    )
+                elif pods_reason:
+                    reason = pods_reason
+                else:
+                    ping_ok = ping_redis(target, self._redis_access)
+                    reason = "ready" if ping_ok else "rollout complete, Redis does not answer PING"
+            waited = round(time.monotonic() - began, 3)
+            if ping_ok:
+                return ReadinessResult(
+                    changed=False,
+                    summary=f"ready after {waited}s",
+                    after={"ready": 1, "waited_seconds": waited},
+                    ready=True,
+                    reason=reason,
+                    waited_seconds=waited,
+                    ping_ok=True,
+                    statefulset=facts,
+                )
+            _beat(reason)
+            remaining = (deadline - datetime.now(UTC)).total_seconds()
+            if remaining <= 0:
+                return ReadinessResult(
+                    changed=False,
+                    summary=f"not ready after {waited}s: {reason}",
+                    after={"ready": 0, "waited_seconds": waited},
+                    ready=False,
+                    reason=reason,
+                    waited_seconds=waited,
+                    ping_ok=ping_ok,
+                    statefulset=facts,
+                )
+            time.sleep(min(poll, remaining))
+
+    def _pods_not_ready(self, sts: JSONDict) -> str | None:
+        """What keeps the pods from being done, even when the StatefulSet's status (which
+        the controller updates a moment later) already says so: a pod missing, terminating,
+        not ready, or of an older revision."""
+        selector = label_selector((sts.get("spec") or {}).get("selector") or {})
+        found = read_json(
+            self._core.list_namespaced_pod,
+            sts["metadata"]["namespace"],
+            label_selector=selector,
+            timeout=self._access.timeouts,
+        )
+        pods = [pod_facts(p, self.redis_container) for p in found.get("items") or []]
+        revision = (sts.get("status") or {}).get("updateRevision")
+        wanted = int((sts.get("spec") or {}).get("replicas", 1))
+        if len(pods) != wanted:
+            return f"{len(pods)}/{wanted} pods exist"
+        for pod in pods:
+            if pod.terminating or not pod.ready or (revision and pod.revision != revision):
+                return f"pod {pod.name} is not ready yet"
+        return None
+
+    @activity.defn(name="force_delete_pod")
+    def force_delete_pod(
+        self, target: RedisTarget, pod: str = "", uid: str = ""
+    ) -> ForceDeleteResult:
+        """Delete one of the StatefulSet's pods with grace 0. DESTRUCTIVE. Only the incarnation
+        read (or `uid`, when given) is deleted: a retry finding it gone or replaced is a no-op."""
+        name = pod or f"{target.statefulset}-0"
+        what = f"force delete pod {target.namespace}/{name}"
+        try:
+            with kube_errors(f"{what} (read)"):
+                current = read_json(
+                    self._core.read_namespaced_pod,
+                    name,
+                    target.namespace,
+                    timeout=self._access.timeouts,
+                )
+        except ApplicationError as err:
+            if err.type != K8S_NOT_FOUND:
+                raise
+            return self._not_deleted(name, uid or None, "already gone")
+        meta = current["metadata"]
+        owners = [o for o in meta.get("ownerReferences") or [] if o.get("controller")]
+        if not any(
+            o.get("kind") == "StatefulSet" and o.get("name") == target.statefulset for o in owners
+        ):
+            raise ApplicationError(
+                f"pod {name} is not owned by statefulset {target.statefulset}; not deleting it",
+                type=K8S_BAD_REQUEST,
+                non_retryable=True,
+            )
+        if uid and meta["uid"] != uid:
+            return self._not_deleted(name, meta["uid"], f"already replaced (uid {meta['uid']})")
+        options = client.V1DeleteOptions(
+            grace_period_seconds=0, preconditions=client.V1Preconditions(uid=meta["uid"])
+        )
+        try:
+            self._core.delete_namespaced_pod(
+                name,
+                target.namespace,
+                body=options,
+                grace_period_seconds=0,
+                _request_timeout=self._access.timeouts,
+            )
+        except ApiException as err:
+            if err.status in (404, 409):  # gone, or replaced since we read it
+                return self._not_deleted(name, meta["uid"], "already gone or replaced")
+            raise as_application_error(err, what) from err
+        except RETRYABLE_TRANSPORT as err:
+            raise as_application_error(err, what) from err
+        return ForceDeleteResult(
+            changed=True,
+            summary=f"force-deleted {name} (uid {meta['uid']})",
+            before={"uid": meta["uid"], "phase": (current.get("status") or {}).get("phase")},
+            pod=name,
+            deleted=True,
+            uid=meta["uid"],
+        )
+
+    def _not_deleted(self, name: str, uid: str | None, why: str) -> ForceDeleteResult:
+        return ForceDeleteResult(
+            changed=False, summary=f"{name}: {why}", pod=name, deleted=False, uid=uid
+        )
+
+    @activity.defn(name="raise_memory_limit")
+    def raise_memory_limit(
+        self, target: RedisTarget, limit: str, container: str = ""
+    ) -> MemoryLimitResult:
+        """Set the Redis container's memory limit (found by name) to an absolute quantity;
+        the change rolls the pod. Other containers, limits and requests are kept."""
+        if not re.fullmatch(QUANTITY, limit):
+            raise ApplicationError(
+                f"{limit!r} is not a memory quantity (e.g. 512Mi)",
+                type=K8S_BAD_REQUEST,
+                non_retryable=True,
+            )
+        name = container or self.redis_container
+        what = f"raise memory limit of {target.namespace}/{target.statefulset}/{name}"
+        before, changed = guarded_patch(
+            what,
+            lambda: self._read_sts(target),
+            lambda sts: plan_memory_limit(sts, name, limit),
+            self._patch_sts(target),
+        )
+        previous = memory_limit_of(before, name)
+        return MemoryLimitResult(
+            changed=changed,
+            summary=f"memory limit {previous} -> {limit}" if changed else f"already {limit}",
+            before={"memory_limit": previous},
+            after={"memory_limit": limit},
+            container=name,
+            previous=previous,
+            limit=limit,
+        )
+
+    # ------------------------------------------------------------------ API Deployment steps
+
+    @activity.defn(name="enable_fallback")
+    def enable_fallback(
+        self, target: RedisTarget, fallback_replicas: int | None = None
+    ) -> FallbackResult:
+        """Serve from the database: CACHE_ENABLED=false on the API container, scaled to the
+        fallback count. The replicas before the first attempt are kept in an annotation, so
+        a retry returns the ORIGINAL count, not the fallback one."""
+        name = self._deployment(target)
+        replicas = fallback_replicas if fallback_replicas is not None else target.fallback_replicas
+        if replicas is None or replicas < 0:
+            raise ApplicationError(
+                "enable_fallback needs fallback_replicas (argument or target)",
+                type=K8S_BAD_REQUEST,
+                non_retryable=True,
+            )
+        what = f"enable fallback on deployment {target.namespace}/{name}"
+
+        def plan(deploy: JSONDict) -> list[JSONDict]:
+            ops = plan_remember_replicas(deploy)
+            ops += plan_env(deploy, self.api_container, CACHE_ENV, "false")
+            scale = plan_replicas(deploy, replicas)
+            return ops + [op for op in scale if op not in ops]
+
+        before, changed = guarded_patch(
+            what, lambda: self._read_deploy(target, name), plan, self._patch_deploy(target, name)
+        )
+        original = remembered_replicas(before)
+        if original is None:
+            original = replicas_of(before)
+        return FallbackResult(
+            changed=changed,
+            summary=f"{CACHE_ENV}=false, replicas {replicas_of(before)} -> {replicas} "
+            f"(original {original})",
+            before={"replicas": replicas_of(before), "original_replicas": original},
+            after={"replicas": replicas, CACHE_ENV: "false"},
+            deployment=name,
+            original_replicas=original,
+            replicas=replicas,
+        )
+
+    @activity.defn(name="re_enable")
+    def re_enable(self, target: RedisTarget) -> ReEnableResult:
+        """CACHE_ENABLED=true on the API container, and forget the remembered replicas (the
+        fallback is over). Scaling back is the separate `scale` step."""
+        name = self._deployment(target)
+        what = f"re-enable cache on deployment {target.namespace}/{name}"
+
+        def plan(deploy: JSONDict) -> list[JSONDict]:
+            return plan_env(deploy, self.api_container, CACHE_ENV, "true") + plan_forget_replicas(
+                deploy
+            )
+
+        before, changed = guarded_patch(
+            what, lambda: self._read_deploy(target, name), plan, self._patch_deploy(target, name)
+        )
+        original = remembered_replicas(before)
+        return ReEnableResult(
+            changed=changed,
+            summary=f"{CACHE_ENV}=true" if changed else f"{CACHE_ENV} already true",
+            before={"original_replicas": original},
+            after={CACHE_ENV: "true"},
+            deployment=name,
+            original_replicas=original,
+        )
+
+    @activity.defn(name="scale")
+    def scale(
+        self, target: RedisTarget, replicas: int | None = None, deployment: str = ""
+    ) -> ScaleResult:
+        """Scale the API Deployment to an absolute count (target.api_replicas by default)."""
+        name = self._deployment(target, deployment or None)
+        wanted = replicas if replicas is not None else target.api_replicas
+        if wanted is None or wanted < 0:
+            raise ApplicationError(
+                "scale needs replicas (argument or target.api_replicas)",
+                type=K8S_BAD_REQUEST,
+                non_retryable=True,
+            )
+        what = f"scale deployment {target.namespace}/{name}"
+        before, changed = guarded_patch(
+            what,
+            lambda: self._read_deploy(target, name),
+            lambda deploy: plan_replicas(deploy, wanted),
+            self._patch_deploy(target, name),
+        )
+        previous = replicas_of(before)
+        return ScaleResult(
+            changed=changed,
+            summary=f"replicas {previous} -> {wanted}" if changed else f"already {wanted}",
+            before={"replicas": previous},
+            after={"replicas": wanted},
+            deployment=name,
+            previous=previous,
+            replicas=wanted,
+        )

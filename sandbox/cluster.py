@@ -1,0 +1,314 @@
+"""SandboxCluster: the API emulator and its controller on a thread of their own, for the tests,
+the demo and `python -m sandbox up`.
+
+The emulator listens on 127.0.0.1 only. `kubeconfig` is the admin's; with `role_file`, a
+second kubeconfig (`runbook_kubeconfig`) carries a token that the API server holds to that
+Role's rules in the sandbox namespace, answering 403 for anything else, as a ServiceAccount
+bound to the Role would be. Every redis-server the controller started is stopped, by PID,
+when the cluster stops.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import contextlib
+import secrets
+import threading
+import time
+from collections.abc import Coroutine
+from pathlib import Path
+from types import TracebackType
+from typing import Any, TypeVar
+
+import kmock
+import redis
+import yaml
+from kubernetes import client, config
+
+from sandbox.controller import REVISION_LABEL, Controller, pod_ready
+from sandbox.kube_api import KubeAPI
+from sandbox.kube_faults import Fault, set_fault
+from sandbox.kube_rbac import Identity, load_role_rules
+from sandbox.manifests import SandboxNames, default_objects
+
+T = TypeVar("T")
+RUNBOOK_USER = "system:serviceaccount:{namespace}:redis-runbook"
+
+
+def write_kubeconfig(path: Path, server: str, token: str, user: str, namespace: str) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    document = {
+        "apiVersion": "v1",
+        "kind": "Config",
+        "clusters": [{"name": "sandbox", "cluster": {"server": server}}],
+        "users": [{"name": user, "user": {"token": token}}],
+        "contexts": [
+            {
+                "name": "sandbox",
+                "context": {"cluster": "sandbox", "user": user, "namespace": namespace},
+            }
+        ],
+        "current-context": "sandbox",
+    }
+    path.write_text(yaml.safe_dump(document, sort_keys=False))
+    path.chmod(0o600)
+    return path
+
+
+class ApiServer:
+    """KubeAPI served on 127.0.0.1 from a thread with its own event loop, so sync code (the
+    official client, sync activities, pytest) can talk to it. No controller: objects only
+    change when a client changes them."""
+
+    def __init__(self, identities: dict[str, Identity] | None = None) -> None:
+        self.api = KubeAPI(identities=identities or {})
+        self.port: int | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._stop: asyncio.Event | None = None
+        self._thread: threading.Thread | None = None
+        self._started = threading.Event()
+        self._error: BaseException | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def __enter__(self) -> ApiServer:
+        return self.start()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+    def start(self, timeout: float = 30.0) -> ApiServer:
+        self._thread = threading.Thread(target=self._run, name="sandbox-api", daemon=True)
+        self._thread.start()
+        if not self._started.wait(timeout) or self._error is not None:
+            self.stop()
+            raise RuntimeError(f"sandbox API server did not start: {self._error!r}")
+        return self
+
+    def stop(self) -> None:
+        if self._loop is not None and self._stop is not None:
+            with contextlib.suppress(RuntimeError):  # the loop is already closed
+                self._loop.call_soon_threadsafe(self._stop.set)
+        if self._thread is not None:
+            self._thread.join(30)
+            self._thread = None
+
+    def _run(self) -> None:
+        try:
+            asyncio.run(self._main())
+        except BaseException as err:  # reported to start(): the thread must not die silently
+            self._error = err
+            self._started.set()
+
+    async def _main(self) -> None:
+        self._loop = asyncio.get_running_loop()
+        self._stop = asyncio.Event()
+        async with self.api, kmock.Server(self.api, host="127.0.0.1") as server:
+            self.port = server.port
+            self._started.set()
+            await self._stop.wait()
+
+    def call(self, coro: Coroutine[Any, Any, T], timeout: float = 30.0) -> T:
+        """Run a coroutine on the server's loop (to reach the store directly) and wait."""
+        assert self._loop is not None
+        return asyncio.run_coroutine_threadsafe(coro, self._loop).result(timeout)
+
+    def spawn(self, coro: Coroutine[Any, Any, None]) -> concurrent.futures.Future[None]:
+        """Run a coroutine on the server's loop in the background; cancel() stops it."""
+        assert self._loop is not None
+        return asyncio.run_coroutine_threadsafe(coro, self._loop)
+
+
+class SandboxCluster:
+    """A local Kubernetes API whose StatefulSet pods are real redis-servers: an ApiServer
+    holding the default objects, and the Controller running on its loop.
+
+    Use as a context manager: `with SandboxCluster(tmp_path) as cluster: ...`.
+    """
+
+    def __init__(
+        self,
+        root: Path,
+        names: SandboxNames | None = None,
+        *,
+        role_file: Path | None = None,
+        tick: float = 0.05,
+        ready_timeout: float = 30.0,
+    ) -> None:
+        self.root = root.resolve()
+        self.names = names or SandboxNames()
+        self.role_file = role_file
+        self.tick = tick
+        self.ready_timeout = ready_timeout
+        self.admin_token = secrets.token_urlsafe(24)
+        self.runbook_token = secrets.token_urlsafe(24)
+        self.server = ApiServer(self._identities())
+        self.api = self.server.api
+        self.controller = Controller(self.api, self.root, tick=tick)
+        self.redis_port = self.controller.runtime(self.names.namespace, "redis-0").process.port
+        self._controller_run: concurrent.futures.Future[None] | None = None
+
+    # ------------------------------------------------------------------ where things are
+
+    @property
+    def port(self) -> int | None:
+        return self.server.port
+
+    @property
+    def url(self) -> str:
+        return self.server.url
+
+    @property
+    def kubeconfig(self) -> Path:
+        return self.root / "kubeconfig"
+
+    @property
+    def runbook_kubeconfig(self) -> Path:
+        return self.root / "kubeconfig-runbook"
+
+    @property
+    def redis_url(self) -> str:
+        return f"redis://127.0.0.1:{self.redis_port}/0"
+
+    def describe(self) -> dict[str, str]:
+        """What `python -m sandbox up --json` prints."""
+        return {
+            "kubeconfig": str(self.kubeconfig),
+            "redis_url": self.redis_url,
+            "namespace": self.names.namespace,
+            "statefulset": self.names.statefulset,
+            "api_deployment": self.names.api_deployment,
+        }
+
+    def api_client(self, kubeconfig: Path | None = None) -> client.ApiClient:
+        """An official-client ApiClient for the admin kubeconfig (or the one given)."""
+        path = str(kubeconfig or self.kubeconfig)
+        api: client.ApiClient = config.new_client_from_config(config_file=path)  # type: ignore[no-untyped-call]
+        return api
+
+    # ------------------------------------------------------------------ lifecycle
+
+    def __enter__(self) -> SandboxCluster:
+        return self.start()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+    def start(self) -> SandboxCluster:
+        self.root.mkdir(parents=True, exist_ok=True)
+        self.server.start()
+        try:
+            for plural, obj in default_objects(self.names):
+                self.server.call(self.api.create(plural, obj))
+            self._controller_run = self.server.spawn(self.controller.run())
+            write_kubeconfig(
+                self.kubeconfig, self.url, self.admin_token, "sandbox-admin", self.names.namespace
+            )
+            if self.role_file is not None:
+                write_kubeconfig(
+                    self.runbook_kubeconfig,
+                    self.url,
+                    self.runbook_token,
+                    RUNBOOK_USER.format(namespace=self.names.namespace),
+                    self.names.namespace,
+                )
+            self.wait_ready(self.ready_timeout)
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def stop(self) -> None:
+        """Stop the controller, every redis-server it started (by PID), then the API server."""
+        if self._controller_run is not None:
+            with contextlib.suppress(Exception):
+                self.server.call(self.controller.shutdown())
+            self._controller_run = None
+        self.controller.stop_all()
+        self.server.stop()
+
+    def _identities(self) -> dict[str, Identity]:
+        identities = {self.admin_token: Identity(user="sandbox-admin")}
+        if self.role_file is not None:
+            identities[self.runbook_token] = Identity(
+                user=RUNBOOK_USER.format(namespace=self.names.namespace),
+                rules=load_role_rules(self.role_file),
+                namespace=self.names.namespace,
+            )
+        return identities
+
+    # ------------------------------------------------------------------ for tests and demos
+
+    def fault(self, fault: Fault | str, timeout: float = 30.0) -> None:
+        """Inject a fault through the API (the StatefulSet's annotation) and wait until the
+        controller has acted on it."""
+        fault = Fault(fault)
+        with self.api_client() as api:
+            set_fault(api, self.names.namespace, self.names.statefulset, fault)
+        key = (self.names.namespace, self.names.statefulset)
+        deadline = time.monotonic() + timeout
+        while self.controller.faults_done.get(key, "clear") != fault:
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"the sandbox controller did not apply fault {fault}")
+            time.sleep(self.tick)
+
+    def restarts(self, pod: str | None = None) -> int:
+        """How many times the pod's Redis was started after its first start."""
+        runtime = self.controller.runtime(
+            self.names.namespace, pod or f"{self.names.statefulset}-0"
+        )
+        return max(0, runtime.starts - 1)
+
+    def redis(self) -> redis.Redis:
+        return redis.Redis.from_url(self.redis_url, decode_responses=True, socket_timeout=2)
+
+    def _pods_ready(self, revision: str | None, replicas: int | None) -> bool:
+        """The pods themselves, which may be ahead of the StatefulSet's status."""
+        pods = self.server.call(
+            self.api.list_objects("pods", self.names.namespace, {"app": self.names.statefulset})
+        )
+        return len(pods) == replicas and all(
+            pod_ready(pod)
+            and not pod["metadata"].get("deletionTimestamp")
+            and pod["metadata"]["labels"].get(REVISION_LABEL) == revision
+            for pod in pods
+        )
+
+    def wait_ready(self, timeout: float = 30.0) -> None:
+        """Until the StatefulSet's rollout is complete, its pods are ready and Redis answers
+        PING."""
+        deadline = time.monotonic() + timeout
+        with self.api_client() as api:
+            apps = client.AppsV1Api(api)
+            while True:
+                sts = apps.read_namespaced_stateful_set(
+                    self.names.statefulset, self.names.namespace
+                )
+                status = sts.status
+                assert status is not None and sts.metadata is not None and sts.spec is not None
+                done = (
+                    status.observed_generation == sts.metadata.generation
+                    and status.ready_replicas == sts.spec.replicas
+                    and status.updated_replicas == sts.spec.replicas
+                    and status.current_revision == status.update_revision
+                )
+                if done and self._pods_ready(status.update_revision, sts.spec.replicas):
+                    with contextlib.suppress(redis.RedisError), self.redis() as conn:
+                        if conn.ping():
+                            return
+                if time.monotonic() > deadline:
+                    raise TimeoutError(f"sandbox Redis not ready after {timeout}s: {status}")
+                time.sleep(self.tick)

@@ -1,0 +1,45 @@
+"""Faults of the sandbox cluster, injected through the emulated API itself.
+
+A fault is an annotation on the StatefulSet (`sandbox.redis-runbook.io/fault: down`), so the
+CLI, the tests and the demo share one mechanism and the controller sees it like any change:
+
+- `down`: the Redis process is killed and stays gone until the pod is restarted or deleted.
+- `crashloop`: Redis is killed and every start fails (CrashLoopBackOff); deleting the pod
+  gracefully hangs in Terminating, so a rollout restart does not help: only a force delete
+  (grace 0) or clearing the fault does.
+- `oom`: the container is OOMKilled once (lastState OOMKilled, restartCount+1), then Redis
+  is filled until it refuses writes.
+- `connections`: the controller holds all client slots but two (too many connections).
+- `slow`: commands that block the server (DEBUG SLEEP) land in SLOWLOG.
+- `pvc-unbound`: the pod's PVC goes Pending and the pod cannot be scheduled.
+- `clear`: the annotation is removed and the controller undoes what it can.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+from kubernetes import client
+
+from sandbox.manifests import FAULT_ANNOTATION
+
+
+class Fault(StrEnum):
+    DOWN = "down"
+    CRASHLOOP = "crashloop"
+    OOM = "oom"
+    CONNECTIONS = "connections"
+    SLOW = "slow"
+    PVC_UNBOUND = "pvc-unbound"
+    CLEAR = "clear"
+
+
+def set_fault(api: client.ApiClient, namespace: str, statefulset: str, fault: Fault) -> None:
+    """Set (or, for `clear`, remove) the fault annotation with a JSON merge patch."""
+    value = None if fault is Fault.CLEAR else fault.value
+    client.AppsV1Api(api).patch_namespaced_stateful_set(
+        statefulset,
+        namespace,
+        {"metadata": {"annotations": {FAULT_ANNOTATION: value}}},
+        _content_type="application/merge-patch+json",
+    )

@@ -1,0 +1,176 @@
+"""The objects a fresh sandbox cluster holds: a Redis StatefulSet beside the API that uses it.
+
+Both workloads carry a sidecar and several env vars and limits on purpose, so a patch that
+drops a sidecar, an env var or a limit shows in the tests instead of passing silently.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel
+
+JSONDict = dict[str, Any]
+
+FAULT_ANNOTATION = "sandbox.redis-runbook.io/fault"
+RESTARTS_ANNOTATION = "sandbox.redis-runbook.io/restarts"
+PORT_ANNOTATION = "sandbox.redis-runbook.io/redis-port"
+
+
+class SandboxNames(BaseModel):
+    """Where things are in the sandbox; `python -m sandbox up --json` prints these."""
+
+    namespace: str = "treebeard-production"
+    statefulset: str = "redis"
+    service: str = "redis"
+    api_deployment: str = "treebeard-api"
+    redis_container: str = "redis"
+    api_container: str = "api"
+    volume_claim: str = "data"
+
+    def pvc_name(self, ordinal: int = 0) -> str:
+        return f"{self.volume_claim}-{self.statefulset}-{ordinal}"
+
+
+def namespace(names: SandboxNames) -> JSONDict:
+    return {"metadata": {"name": names.namespace}, "status": {"phase": "Active"}}
+
+
+def redis_statefulset(names: SandboxNames, memory_limit: str = "32Mi") -> JSONDict:
+    """Redis with AOF persistence (DBSIZE survives a restart) and maxmemory derived from the
+    container's memory limit by the controller (3/4 of it), plus an exporter sidecar."""
+    labels = {"app": names.statefulset, "app.kubernetes.io/component": "cache"}
+    return {
+        "metadata": {"name": names.statefulset, "namespace": names.namespace, "labels": labels},
+        "spec": {
+            "replicas": 1,
+            "serviceName": names.service,
+            "podManagementPolicy": "OrderedReady",
+            "updateStrategy": {"type": "RollingUpdate"},
+            "selector": {"matchLabels": {"app": names.statefulset}},
+            "template": {
+                "metadata": {"labels": labels},
+                "spec": {
+                    "terminationGracePeriodSeconds": 30,
+                    "containers": [
+                        {
+                            "name": names.redis_container,
+                            "image": "redis:7.0",
+                            "args": [
+                                "--appendonly", "yes",
+                                "--maxmemory-policy", "noeviction",
+                                "--maxclients", "64",
+                                "--enable-debug-command", "yes",
+                            ],
+                            "env": [{"name": "REDIS_LOGLEVEL", "value": "notice"}],
+                            "ports": [{"name": "redis", "containerPort": 6379}],
+                            "resources": {
+                                "requests": {"cpu": "100m", "memory": memory_limit},
+                                "limits": {"cpu": "500m", "memory": memory_limit},
+                            },
+                            "volumeMounts": [{"name": names.volume_claim, "mountPath": "/data"}],
+                        },
+                        {
+                            "name": "exporter",
+                            "image": "oliver006/redis_exporter:v1.62.0",
+                            "env": [{"name": "REDIS_ADDR", "value": "redis://localhost:6379"}],
+                            "ports": [{"name": "metrics", "containerPort": 9121}],
+                            "resources": {"limits": {"cpu": "100m", "memory": "32Mi"}},
+                        },
+                    ],
+                },
+            },
+            "volumeClaimTemplates": [
+                {
+                    "metadata": {"name": names.volume_claim},
+                    "spec": {
+                        "accessModes": ["ReadWriteOnce"],
+                        "resources": {"requests": {"storage": "1Gi"}},
+                    },
+                }
+            ],
+        },
+        "status": {"replicas": 0, "availableReplicas": 0},
+    }  # fmt: skip
+
+
+def redis_service(names: SandboxNames) -> JSONDict:
+    return {
+        "metadata": {"name": names.service, "namespace": names.namespace},
+        "spec": {
+            "selector": {"app": names.statefulset},
+            "ports": [{"name": "redis", "port": 6379, "targetPort": 6379, "protocol": "TCP"}],
+            "type": "ClusterIP",
+        },
+        "status": {"loadBalancer": {}},
+    }
+
+
+def redis_pvc(names: SandboxNames, ordinal: int = 0) -> JSONDict:
+    return {
+        "metadata": {
+            "name": names.pvc_name(ordinal),
+            "namespace": names.namespace,
+            "labels": {"app": names.statefulset},
+        },
+        "spec": {
+            "accessModes": ["ReadWriteOnce"],
+            "resources": {"requests": {"storage": "1Gi"}},
+            "storageClassName": "standard",
+            "volumeName": f"pv-{names.pvc_name(ordinal)}",
+        },
+        "status": {
+            "phase": "Bound",
+            "accessModes": ["ReadWriteOnce"],
+            "capacity": {"storage": "1Gi"},
+        },
+    }
+
+
+def api_deployment(names: SandboxNames, replicas: int = 3) -> JSONDict:
+    labels = {"app": names.api_deployment}
+    return {
+        "metadata": {"name": names.api_deployment, "namespace": names.namespace, "labels": labels},
+        "spec": {
+            "replicas": replicas,
+            "selector": {"matchLabels": labels},
+            "template": {
+                "metadata": {"labels": labels},
+                "spec": {
+                    "containers": [
+                        {
+                            "name": names.api_container,
+                            "image": "treebeard/api:1.4.2",
+                            "env": [
+                                {"name": "DATABASE_URL", "value": "postgres://db:5432/treebeard"},
+                                {"name": "CACHE_ENABLED", "value": "true"},
+                                {"name": "REDIS_URL", "value": "redis://redis:6379/0"},
+                            ],
+                            "resources": {
+                                "requests": {"cpu": "250m", "memory": "256Mi"},
+                                "limits": {"cpu": "1", "memory": "512Mi"},
+                            },
+                        },
+                        {
+                            "name": "envoy",
+                            "image": "envoyproxy/envoy:v1.30.1",
+                            "env": [{"name": "ENVOY_LOG_LEVEL", "value": "info"}],
+                            "resources": {"limits": {"cpu": "200m", "memory": "128Mi"}},
+                        },
+                    ]
+                },
+            },
+        },
+        "status": {},
+    }
+
+
+def default_objects(names: SandboxNames) -> list[tuple[str, JSONDict]]:
+    """(plural, object) in creation order."""
+    return [
+        ("namespaces", namespace(names)),
+        ("persistentvolumeclaims", redis_pvc(names)),
+        ("services", redis_service(names)),
+        ("statefulsets", redis_statefulset(names)),
+        ("deployments", api_deployment(names)),
+    ]
