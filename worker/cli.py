@@ -14,7 +14,7 @@ import signal
 import sys
 from pathlib import Path
 
-from worker import cli_incidents, cli_start
+from worker import cli_incidents, cli_start, webhook_cli
 from worker.cli_common import UsageError, connect_or_explain
 from worker.config_loader import load_settings
 from worker.runner import run_worker
@@ -32,6 +32,7 @@ def _parser() -> argparse.ArgumentParser:
     worker.set_defaults(handler=_worker)
     cli_start.add_parser(sub)
     cli_incidents.add_parsers(sub)
+    webhook_cli.add_parser(sub)
     return parser
 
 
