@@ -87,6 +87,13 @@ class ApprovalPolicy(Section):
         return max(1, self.approvals_needed.get(step, 1))
 
 
+class Recovery(Section):
+    """How the cache is brought back after a flush or a fallback."""
+
+    watch_interval: Duration = timedelta(seconds=5)
+    watch_deadline: Duration = timedelta(minutes=10)
+
+
 class Limits(Section):
     """Ceilings for steps that raise something: never past these without a person."""
 
@@ -134,6 +141,7 @@ class Policy(Section):
     thresholds: Thresholds = Field(default_factory=Thresholds)
     approvals: ApprovalPolicy = Field(default_factory=ApprovalPolicy)
     limits: Limits = Field(default_factory=Limits)
+    recovery: Recovery = Field(default_factory=Recovery)
     communication: Communication = Field(default_factory=Communication)
 
 

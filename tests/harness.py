@@ -19,9 +19,14 @@ from tests.conftest import RedisFactory
 from worker.runner import build_worker
 from worker.settings import Settings, TemporalSettings
 
+# Tests have no traffic unless they bring it: watching the hit rate for the production
+# default of 10 minutes would only wait. Tests that watch for real override this.
+FAST_RECOVERY = {"watch_interval": "0.2s", "watch_deadline": "1s"}
+
 
 def settings_for(task_queue: str | None = None, **overrides: object) -> Settings:
     queue = task_queue or f"runbooks-{uuid.uuid4().hex[:8]}"
+    overrides.setdefault("recovery", FAST_RECOVERY)
     return Settings(temporal=TemporalSettings(task_queue=queue), **overrides)  # type: ignore[arg-type]
 
 

@@ -58,6 +58,7 @@ async def test_approval_timeout_skips_the_step_and_escalates(
 def worker_env(temporal_env: WorkflowEnvironment) -> dict[str, str]:
     env = dict(os.environ)
     env.pop("RUNBOOK_CONFIG", None)
+    env["RUNBOOK_RECOVERY__WATCH_DEADLINE"] = "1s"
     env["TEMPORAL_ADDRESS"] = temporal_env.client.service_client.config.target_host
     env["RUNBOOK_TEMPORAL__TASK_QUEUE"] = f"durable-{uuid.uuid4().hex[:8]}"
     return env

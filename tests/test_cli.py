@@ -24,6 +24,7 @@ RUNBOOK = str(Path(sys.executable).parent / "runbook")
 def cli_env(temporal_env: WorkflowEnvironment, tmp_path: Path) -> dict[str, str]:
     env = dict(os.environ)
     env.pop("RUNBOOK_CONFIG", None)
+    env["RUNBOOK_RECOVERY__WATCH_DEADLINE"] = "1s"
     env["TEMPORAL_ADDRESS"] = temporal_env.client.service_client.config.target_host
     env["RUNBOOK_TEMPORAL__TASK_QUEUE"] = f"cli-{uuid.uuid4().hex[:8]}"
     env["RUNBOOK_USER"] = "oncall-alice"

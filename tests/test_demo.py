@@ -44,6 +44,8 @@ def test_demo_remediates_out_of_memory_after_approval_and_cleans_up(tmp_path: Pa
     assert "approve redis-cache-failure/treebeard-production/redis flush --as" in done.stdout
     assert "outcome: resolved" in done.stdout
     assert "Approval: flush approved by demo-operator" in done.stdout
+    assert "watch_hit_rate       succeeded" in done.stdout
+    assert "reached 60%" in done.stdout
     assert "Web UI: http://127.0.0.1:" in done.stdout
     assert processes_under(tmp_path) == []
 

@@ -35,6 +35,7 @@ from activities.models import (
     StepName,
 )
 from sandbox import faults
+from sandbox.cache_traffic import CacheTraffic
 from sandbox.processes import RedisProcess, binary, free_port, stop_process, wait_for_port
 from worker.cli_start import workflow_id_for
 from worker.client import connect
@@ -42,6 +43,14 @@ from worker.render import render_report
 from worker.settings import TemporalSettings
 
 STATE = Path(".runbook")
+# The worker's configuration for the demo: the application's warmer, and a short watch.
+DEMO_CONFIG = """\
+warmers:
+  - {name: catalog, kind: callable, target: "sandbox.cache_traffic:warm_catalog"}
+recovery: {watch_interval: 1s, watch_deadline: 60s}
+notifications:
+  channels: [{name: log, kind: log}]
+"""
 VENV_BIN = [Path(sys.executable).parent]
 
 
@@ -67,8 +76,9 @@ def temporal_dev_server(ui_port: int) -> Iterator[str]:
 
 @contextmanager
 def worker_process(address: str) -> Iterator[subprocess.Popen[bytes]]:
-    env = dict(os.environ, TEMPORAL_ADDRESS=address)
-    env.pop("RUNBOOK_CONFIG", None)
+    config = STATE / "runbook.yaml"
+    config.write_text(DEMO_CONFIG)
+    env = dict(os.environ, TEMPORAL_ADDRESS=address, RUNBOOK_CONFIG=str(config.resolve()))
     log = (STATE / "worker.log").open("ab")
     runbook = binary("runbook", VENV_BIN)
     proc = subprocess.Popen(
@@ -183,7 +193,8 @@ def main(argv: list[str] | None = None) -> int:
         with out_of_memory_redis() as redis_proc, temporal_dev_server(ui_port) as address:
             _log(f"Temporal dev server on {address}, Web UI on http://127.0.0.1:{ui_port}")
             stack = Stack(address=address, ui_port=ui_port, redis_url=redis_proc.url)
-            with worker_process(address):
+            with worker_process(address), CacheTraffic(redis_proc.port, max_seconds=3600):
+                _log("application traffic reads the cache (cache-aside) all along")
                 asyncio.run(run_incident(stack, args.approve_as))
                 if not args.exit_when_done:
                     _log("browse the UI; Ctrl-C stops everything")

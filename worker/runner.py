@@ -11,11 +11,13 @@ from typing import Any
 from temporalio.client import Client
 from temporalio.worker import Worker
 
+from activities.hit_rate import HitRateActivities
 from activities.notifications import NotificationActivities
 from activities.policy import PolicyActivities, RunbookConfig
 from activities.redis_analysis import RedisAnalysisActivities
 from activities.redis_diagnosis import RedisDiagnosisActivities
 from activities.redis_remediation import RedisRemediationActivities
+from activities.warming import WarmingActivities
 from worker.settings import Settings
 from workflows.executor import REDIS_STEPS
 from workflows.incident import RedisCacheFailure
@@ -48,6 +50,8 @@ def activities_for(settings: Settings) -> Sequence[Any]:
         fix.tune_persistence,
         PolicyActivities(config).runbook_config,
         NotificationActivities(channels).notify,
+        WarmingActivities(access, settings.warmers).warm,
+        HitRateActivities(access).watch_hit_rate,
     ]
 
 

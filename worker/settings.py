@@ -30,9 +30,11 @@ from activities.policy import (
     Duration,
     Limits,
     Policy,
+    Recovery,
     Thresholds,
 )
 from activities.redis_access import RedisAccess
+from activities.warming import Warmer
 from worker.webhook_settings import WebhookSettings
 
 DEFAULT_CONFIG = Path("runbook.yaml")
@@ -138,6 +140,8 @@ class Settings(BaseSettings):
     approvals: ApprovalPolicy = Field(default_factory=ApprovalPolicy)
     limits: Limits = Field(default_factory=Limits)
     communication: Communication = Field(default_factory=Communication)
+    recovery: Recovery = Field(default_factory=Recovery)
+    warmers: list[Warmer] = Field(default_factory=list)
     notifications: NotificationSettings = Field(default_factory=NotificationSettings)
     targets: list[TargetRoute] = Field(default_factory=list)
     webhook: WebhookSettings = Field(default_factory=WebhookSettings)
@@ -184,6 +188,7 @@ class Settings(BaseSettings):
             approvals=self.approvals,
             limits=self.limits,
             communication=self.communication,
+            recovery=self.recovery,
         )
 
     @property

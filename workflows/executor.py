@@ -24,6 +24,13 @@ ACTIONS: dict[StepName, Arguments] = {
     StepName.SET_EVICTION_POLICY: lambda t, s: [t, s.params["policy"]],
     StepName.RAISE_MAXCLIENTS: lambda t, s: [t, int(s.params["maxclients"])],
     StepName.TUNE_PERSISTENCE: lambda t, s: [t, dict(s.params)],
+    StepName.WARM: lambda t, s: [t],
+    StepName.WATCH_HIT_RATE: lambda t, s: [
+        t,
+        float(s.params["goal"]),
+        float(s.params["interval_s"]),
+        float(s.params["deadline_s"]),
+    ],
 }
 
 # What a worker with Redis access (and nothing else) can do.

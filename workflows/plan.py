@@ -79,11 +79,16 @@ class _Planner:
             self.add(
                 StepName.SCALE, "Scale the API back to its replicas before fallback", when=after
             )
+        recovery = self.policy.recovery
         self.add(
             StepName.WATCH_HIT_RATE,
             f"Watch the hit rate climb to {self.policy.thresholds.hit_rate_target:.0%}",
             when=after,
-            params={"target": self.policy.thresholds.hit_rate_target},
+            params={
+                "goal": self.policy.thresholds.hit_rate_target,
+                "interval_s": recovery.watch_interval.total_seconds(),
+                "deadline_s": recovery.watch_deadline.total_seconds(),
+            },
         )
 
 

@@ -66,6 +66,9 @@ NOTIFY = StepKind(
     timeout=timedelta(seconds=15),
 )
 
+# Recovery runs for minutes (warmers, watching the hit rate) and heartbeats its progress.
+RECOVERY = StepKind(MUTATION.retry, timeout=timedelta(minutes=20), heartbeat=timedelta(seconds=60))
+
 KIND_OF: dict[StepName, StepKind] = {
     StepName.DIAGNOSE: PROBE,
     StepName.PING: PROBE,
@@ -74,6 +77,8 @@ KIND_OF: dict[StepName, StepKind] = {
     StepName.SET_EVICTION_POLICY: MUTATION,
     StepName.RAISE_MAXCLIENTS: MUTATION,
     StepName.TUNE_PERSISTENCE: MUTATION,
+    StepName.WARM: RECOVERY,
+    StepName.WATCH_HIT_RATE: RECOVERY,
 }
 
 

@@ -1,0 +1,53 @@
+"""After a flush the cache is warmed (critical keys first) and the workflow watches the hit
+rate climb under real cache-aside traffic, reporting the curve."""
+
+from __future__ import annotations
+
+from temporalio.testing import WorkflowEnvironment
+
+from activities.models import IncidentReport, StepName
+from sandbox import faults
+from sandbox.cache_traffic import CacheTraffic
+from tests.conftest import RedisFactory
+from tests.harness import auto, running_worker, settings_for
+
+
+async def test_flushed_cache_is_warmed_and_hit_rate_climbs(
+    temporal_env: WorkflowEnvironment, redis_server: RedisFactory
+) -> None:
+    server = redis_server(maxmemory="4mb", **{"maxmemory-policy": "noeviction"})
+    faults.fill_memory(server.client())
+    settings = settings_for(
+        approvals={"required_for": ["flush"]},
+        warmers=[
+            {"name": "catalog", "kind": "callable", "target": "sandbox.cache_traffic:warm_catalog"},
+            {"name": "broken", "kind": "http", "url": "http://127.0.0.1:9/warm"},
+        ],
+        recovery={"watch_interval": "0.5s", "watch_deadline": "20s"},
+    )
+    incident = auto(server.url)
+    with CacheTraffic(server.port) as traffic:
+        async with running_worker(temporal_env.client, settings):
+            handle = await temporal_env.client.start_workflow(
+                "RedisCacheFailure",
+                incident,
+                id=f"{incident.target.workflow_id}/recovery",
+                task_queue=settings.temporal.task_queue,
+                start_signal="approve",
+                start_signal_args=[{"step": "flush", "approver": "bob"}],
+                result_type=IncidentReport,
+            )
+            report = await handle.result()
+
+    steps = {s.name: s for s in report.steps}
+    assert steps[StepName.FLUSH].status == "succeeded"
+    warm = steps[StepName.WARM]
+    assert warm.status == "succeeded"
+    assert warm.detail is not None and "failed: broken/critical, broken/all" in warm.detail
+    assert warm.result is not None and warm.result.after["catalog/critical"] == 50
+    watch = steps[StepName.WATCH_HIT_RATE]
+    assert watch.status == "succeeded"
+    assert watch.detail is not None and "reached 60%" in watch.detail
+    assert watch.result is not None and watch.result.after  # the curve
+    assert report.outcome == "resolved", report.escalations
+    assert traffic.requests > 50
