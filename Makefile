@@ -1,5 +1,6 @@
 # make test: lint, types and the whole suite against real Redis and Temporal.
-# make demo: a local Temporal (with its Web UI), an out-of-memory Redis, a worker, a dry run.
+# make demo [SCENARIO=down|oom]: Temporal with its Web UI, the sandbox cluster with a real Redis,
+#   traffic, a worker; a failure injected and the incident run to the end.
 # Both set themselves up: .venv with the project and its test tools, redis-server if missing.
 
 PYTHON ?= python3
@@ -7,6 +8,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 ARGS   ?=
+SCENARIO ?= down
 
 .PHONY: test demo setup lint typecheck pytest record-histories clean
 
@@ -31,7 +33,7 @@ pytest: setup
 test: lint typecheck pytest
 
 demo: setup
-	$(BIN)/python -m worker.demo $(ARGS)
+	$(BIN)/python -m worker.demo --scenario $(SCENARIO) $(ARGS)
 
 record-histories: setup
 	$(BIN)/python -m tests.record_histories

@@ -13,7 +13,7 @@ from enum import StrEnum
 from pydantic import BaseModel, Field
 
 from activities.finding import Finding
-from activities.models import StepResult
+from activities.step_result import StepResult
 
 RESTARTED_AT = "kubectl.kubernetes.io/restartedAt"
 ORIGINAL_REPLICAS = "redis-runbook.io/original-replicas"

@@ -127,6 +127,11 @@ class KubernetesActivities:
             api, reason = None, str(err)
         return cls(api, access=access, redis_access=redis_access, unavailable=reason)
 
+    @property
+    def configured(self) -> bool:
+        """Whether this worker can act on Kubernetes at all (its steps are then offered)."""
+        return self._client is not None
+
     def all(self) -> list[Callable[..., Any]]:
         """Every activity, for Worker(activities=...)."""
         return [

@@ -14,6 +14,8 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from activities.analysis_models import Analysis
 from activities.finding import Finding as Finding  # re-exported: part of the contracts
+from activities.kubernetes_models import KubernetesFacts
+from activities.step_result import StepResult as StepResult  # re-exported
 
 K8sName = Annotated[
     str,
@@ -175,6 +177,7 @@ class Diagnosis(BaseModel):
     evictions_during_sample: int = 0
     slowlog: list[SlowlogEntry] = Field(default_factory=list)
     dbsize: int | None = None
+    kubernetes: KubernetesFacts | None = None
 
     def has(self, code: str) -> bool:
         return any(f.code == code for f in self.findings)
@@ -214,15 +217,7 @@ class Condition(StrEnum):
     STILL_OUT_OF_MEMORY_AFTER_FLUSH = "still_out_of_memory_after_flush"
     FLUSHED = "flushed"
     MEMORY_FRAGMENTED = "memory_fragmented"
-
-
-class StepResult(BaseModel):
-    """What a step did, for the report: whether it changed anything, and the values around it."""
-
-    changed: bool
-    summary: str
-    before: dict[str, str | int | float | None] = Field(default_factory=dict)
-    after: dict[str, str | int | float | None] = Field(default_factory=dict)
+    MEMORY_LIMIT_RAISED = "memory_limit_raised"
 
 
 class Step(BaseModel):

@@ -94,6 +94,19 @@ class Recovery(Section):
     watch_deadline: Duration = timedelta(minutes=10)
 
 
+class Outage(Section):
+    """Timings of the redis_down path on Kubernetes."""
+
+    ready_timeout: Duration = timedelta(minutes=3)
+    fallback_after: Duration = Field(
+        default=timedelta(minutes=5), description="serve from the database past this"
+    )
+    wait_for_redis: Duration = Field(
+        default=timedelta(hours=1), description="in fallback, how long to wait for Redis"
+    )
+    poll: Duration = timedelta(seconds=15)
+
+
 class Limits(Section):
     """Ceilings for steps that raise something: never past these without a person."""
 
@@ -142,6 +155,7 @@ class Policy(Section):
     approvals: ApprovalPolicy = Field(default_factory=ApprovalPolicy)
     limits: Limits = Field(default_factory=Limits)
     recovery: Recovery = Field(default_factory=Recovery)
+    outage: Outage = Field(default_factory=Outage)
     communication: Communication = Field(default_factory=Communication)
 
 

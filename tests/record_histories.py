@@ -20,6 +20,7 @@ from temporalio.testing import WorkflowEnvironment
 
 from activities.models import Decision, IncidentReport, Scenario
 from sandbox import faults
+from sandbox.cluster import SandboxCluster
 from sandbox.processes import binary
 from tests.conftest import RedisFactory
 from tests.harness import (
@@ -34,6 +35,7 @@ from tests.harness import (
 from worker.settings import Settings
 
 HISTORIES = Path(__file__).parent / "histories"
+ROLE = Path(__file__).parent.parent / "deploy" / "k8s" / "rbac" / "role.yaml"
 Handle = WorkflowHandle[object, IncidentReport]
 Case = Callable[[Client, Settings, RedisFactory], Awaitable[Handle]]
 
@@ -78,6 +80,29 @@ async def _auto_down(c: Client, s: Settings, f: RedisFactory) -> Handle:
     return await start(c, s, auto(url))
 
 
+async def _sandbox_cases(client: Client, root: Path) -> dict[str, Handle]:
+    """The redis_down path on the sandbox cluster: restarted, and crash-loop force-deleted."""
+    handles: dict[str, Handle] = {}
+    for name, fault, approve in (
+        ("auto_redis_down_restarted", "down", False),
+        ("auto_redis_crash_loop_force_deleted", "crashloop", True),
+    ):
+        with SandboxCluster(root / name, role_file=ROLE) as cluster:
+            settings = settings_for(
+                kubernetes={"kubeconfig": str(cluster.runbook_kubeconfig)},
+                outage={"ready_timeout": "3s", "poll": "0.5s"},
+            )
+            await asyncio.to_thread(cluster.fault, fault)
+            async with running_worker(client, settings):
+                handle = await start(client, settings, auto(cluster.redis_url))
+                if approve:
+                    await wait_for_pending(handle, "force_delete_pod", within=60)
+                    await handle.signal("approve", {"step": "force_delete_pod", "approver": "bob"})
+                await handle.result()
+            handles[name] = handle
+    return handles
+
+
 async def record() -> None:
     env = await WorkflowEnvironment.start_local(
         dev_server_existing_path=binary("temporal", [Path(sys.executable).parent]),
@@ -88,14 +113,16 @@ async def record() -> None:
         try:
             async with env:
                 settings = settings_for()
+                handles: dict[str, Handle] = {}
                 async with running_worker(env.client, settings):
                     for name, case in CASES.items():
-                        handle = await case(env.client, settings, factory)
-                        await handle.result()
-                        history = await handle.fetch_history()
-                        path = HISTORIES / f"{name}.json"
-                        path.write_text(history.to_json())
-                        print(f"recorded {path}")
+                        handles[name] = await case(env.client, settings, factory)
+                        await handles[name].result()
+                handles.update(await _sandbox_cases(env.client, Path(tmp)))
+                for name, handle in handles.items():
+                    path = HISTORIES / f"{name}.json"
+                    path.write_text((await handle.fetch_history()).to_json())
+                    print(f"recorded {path}")
         finally:
             factory.stop_all()
 

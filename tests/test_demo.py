@@ -28,31 +28,43 @@ def processes_under(folder: Path) -> list[str]:
     return found
 
 
-def test_demo_remediates_out_of_memory_after_approval_and_cleans_up(tmp_path: Path) -> None:
+def run_demo(tmp_path: Path, *args: str) -> str:
     done = subprocess.run(
-        [PYTHON, "-m", "worker.demo", "--exit-when-done", "--approve-as", "demo-operator"],
+        [PYTHON, "-m", "worker.demo", "--exit-when-done", *args],
         cwd=tmp_path,
         env=dict(os.environ, PYTHONPATH=str(Path(__file__).parent.parent)),
         capture_output=True,
         text=True,
-        timeout=120,
+        timeout=180,
         check=False,
     )
     assert done.returncode == 0, done.stdout + done.stderr
-    assert "scenario: out_of_memory" in done.stdout
-    assert "flush waits for approval" in done.stdout
-    assert "approve redis-cache-failure/treebeard-production/redis flush --as" in done.stdout
-    assert "outcome: resolved" in done.stdout
-    assert "Approval: flush approved by demo-operator" in done.stdout
-    assert "watch_hit_rate       succeeded" in done.stdout
-    assert "reached 60%" in done.stdout
-    assert "Web UI: http://127.0.0.1:" in done.stdout
     assert processes_under(tmp_path) == []
+    return done.stdout
+
+
+def test_default_demo_restarts_a_killed_redis_unattended(tmp_path: Path) -> None:
+    out = run_demo(tmp_path)
+    assert "injecting the fault: down" in out
+    assert "scenario: redis_down" in out
+    assert "restart              succeeded" in out
+    assert "outcome: resolved" in out
+    assert "Web UI: http://127.0.0.1:" in out
+
+
+def test_oom_demo_stops_at_approvals_and_recovers(tmp_path: Path) -> None:
+    out = run_demo(tmp_path, "--scenario", "oom", "--approve-as", "demo-operator")
+    assert "scenario: out_of_memory" in out
+    assert "flush waits for approval" in out
+    assert "approve redis-cache-failure/treebeard-production/redis flush --as" in out
+    assert "Approval: raise_memory_limit approved by demo-operator" in out
+    assert "watch_hit_rate       succeeded" in out
+    assert "outcome: resolved" in out
 
 
 def test_ctrl_c_stops_every_process(tmp_path: Path) -> None:
     proc = subprocess.Popen(
-        [PYTHON, "-m", "worker.demo"],
+        [PYTHON, "-m", "worker.demo", "--scenario", "oom"],
         cwd=tmp_path,
         env=dict(os.environ, PYTHONPATH=str(Path(__file__).parent.parent)),
         stdout=subprocess.PIPE,

@@ -28,7 +28,7 @@ EXPECTED_PATHS = {
     ],
     Scenario.OUT_OF_MEMORY: [
         "diagnose", "set_eviction_policy", "memory_purge", "flush", "raise_memory_limit",
-        "warm", "watch_hit_rate", "diagnose",
+        "wait_ready", "warm", "watch_hit_rate", "diagnose",
     ],
     Scenario.TOO_MANY_CONNECTIONS: ["diagnose", "raise_maxclients", "diagnose"],
     Scenario.SLOW_COMMANDS: ["diagnose", "tune_persistence", "diagnose"],

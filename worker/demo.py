@@ -1,8 +1,10 @@
-"""`make demo`: the whole local stack on this machine, and an out-of-memory incident fixed.
+"""`make demo`: the whole local stack on this machine, a failure injected, the incident fixed.
 
-A Temporal dev server with its Web UI (persisted under .runbook/), a real redis-server driven
-out of memory, the `runbook worker` process, and an auto-mode incident that stops at each
-approval and says how to give it (Web UI or terminal), then prints the report.
+A Temporal dev server with its Web UI (persisted under .runbook/), the sandbox cluster (a
+Kubernetes API whose Redis pod is a real redis-server), application traffic reading the cache,
+the `runbook worker` process, and an auto-mode incident. Scenarios:
+  down  Redis killed: restarted and verified without a person (the default)
+  oom   Redis OOMKilled and full: the incident stops at each approval and says how to give it
 Ctrl-C stops every process it started.
 """
 
@@ -34,9 +36,9 @@ from activities.models import (
     RedisTarget,
     StepName,
 )
-from sandbox import faults
 from sandbox.cache_traffic import CacheTraffic
-from sandbox.processes import RedisProcess, binary, free_port, stop_process, wait_for_port
+from sandbox.cluster import SandboxCluster
+from sandbox.processes import binary, free_port, stop_process, wait_for_port
 from worker.cli_start import workflow_id_for
 from worker.client import connect
 from worker.render import render_report
@@ -45,12 +47,16 @@ from worker.settings import TemporalSettings
 STATE = Path(".runbook")
 # The worker's configuration for the demo: the application's warmer, and a short watch.
 DEMO_CONFIG = """\
+kubernetes: {{kubeconfig: "{kubeconfig}"}}
 warmers:
-  - {name: catalog, kind: callable, target: "sandbox.cache_traffic:warm_catalog"}
-recovery: {watch_interval: 1s, watch_deadline: 60s}
+  - {{name: catalog, kind: callable, target: "sandbox.cache_traffic:warm_catalog"}}
+recovery: {{watch_interval: 1s, watch_deadline: 60s}}
+outage: {{ready_timeout: 60s, poll: 1s}}
 notifications:
-  channels: [{name: log, kind: log}]
+  channels: [{{name: log, kind: log}}]
 """
+ROLE = Path(__file__).resolve().parent.parent / "deploy" / "k8s" / "rbac" / "role.yaml"
+SCENARIOS = {"down": "down", "oom": "oom"}
 VENV_BIN = [Path(sys.executable).parent]
 
 
@@ -75,9 +81,9 @@ def temporal_dev_server(ui_port: int) -> Iterator[str]:
 
 
 @contextmanager
-def worker_process(address: str) -> Iterator[subprocess.Popen[bytes]]:
+def worker_process(address: str, kubeconfig: Path) -> Iterator[subprocess.Popen[bytes]]:
     config = STATE / "runbook.yaml"
-    config.write_text(DEMO_CONFIG)
+    config.write_text(DEMO_CONFIG.format(kubeconfig=kubeconfig))
     env = dict(os.environ, TEMPORAL_ADDRESS=address, RUNBOOK_CONFIG=str(config.resolve()))
     log = (STATE / "worker.log").open("ab")
     runbook = binary("runbook", VENV_BIN)
@@ -91,15 +97,10 @@ def worker_process(address: str) -> Iterator[subprocess.Popen[bytes]]:
 
 
 @contextmanager
-def out_of_memory_redis() -> Iterator[RedisProcess]:
-    server = RedisProcess(STATE / "redis", {"maxmemory": "4mb", "maxmemory-policy": "noeviction"})
-    server.start()
-    try:
-        keys = faults.fill_memory(server.client())
-        _log(f"redis-server on {server.url} filled with {keys} keys until it refused writes (OOM)")
-        yield server
-    finally:
-        server.stop()
+def sandbox_cluster() -> Iterator[SandboxCluster]:
+    with SandboxCluster(STATE / "sandbox", role_file=ROLE) as cluster:
+        _log(f"sandbox cluster on {cluster.url}: StatefulSet redis, Redis at {cluster.redis_url}")
+        yield cluster
 
 
 @dataclass(frozen=True)
@@ -182,6 +183,7 @@ def _stop(*_: object) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="make demo", description=__doc__)
+    parser.add_argument("--scenario", choices=sorted(SCENARIOS), default="down")
     parser.add_argument("--exit-when-done", action="store_true", help="stop after the report")
     parser.add_argument("--approve-as", metavar="NAME", help="approve every step as NAME")
     parser.add_argument("--ui-port", type=int, default=0, help="Web UI port (default: free)")
@@ -190,11 +192,16 @@ def main(argv: list[str] | None = None) -> int:
     ui_port = args.ui_port or free_port()
     signal.signal(signal.SIGTERM, _stop)
     try:
-        with out_of_memory_redis() as redis_proc, temporal_dev_server(ui_port) as address:
+        with sandbox_cluster() as cluster, temporal_dev_server(ui_port) as address:
             _log(f"Temporal dev server on {address}, Web UI on http://127.0.0.1:{ui_port}")
-            stack = Stack(address=address, ui_port=ui_port, redis_url=redis_proc.url)
-            with worker_process(address), CacheTraffic(redis_proc.port, max_seconds=3600):
+            stack = Stack(address=address, ui_port=ui_port, redis_url=cluster.redis_url)
+            with (
+                worker_process(address, cluster.runbook_kubeconfig),
+                CacheTraffic(cluster.redis_port, max_seconds=3600),
+            ):
                 _log("application traffic reads the cache (cache-aside) all along")
+                _log(f"injecting the fault: {args.scenario}")
+                cluster.fault(SCENARIOS[args.scenario])
                 asyncio.run(run_incident(stack, args.approve_as))
                 if not args.exit_when_done:
                     _log("browse the UI; Ctrl-C stops everything")

@@ -12,6 +12,8 @@ from temporalio.client import Client
 from temporalio.worker import Worker
 
 from activities.hit_rate import HitRateActivities
+from activities.kubernetes_client import KubernetesAccess
+from activities.kubernetes_steps import KubernetesActivities
 from activities.notifications import NotificationActivities
 from activities.policy import PolicyActivities, RunbookConfig
 from activities.redis_analysis import RedisAnalysisActivities
@@ -19,7 +21,7 @@ from activities.redis_diagnosis import RedisDiagnosisActivities
 from activities.redis_remediation import RedisRemediationActivities
 from activities.warming import WarmingActivities
 from worker.settings import Settings
-from workflows.executor import REDIS_STEPS
+from workflows.executor import KUBERNETES_STEPS, REDIS_STEPS
 from workflows.incident import RedisCacheFailure
 
 log = logging.getLogger("runbook.worker")
@@ -32,9 +34,11 @@ def activities_for(settings: Settings) -> Sequence[Any]:
     analysis = RedisAnalysisActivities(access, slow_ms=settings.thresholds.slowlog_ms)
     fix = RedisRemediationActivities(access)
     channels = settings.notifications.channels
+    kube = kubernetes_activities(settings)
+    available = REDIS_STEPS | (KUBERNETES_STEPS if kube and kube.configured else frozenset())
     config = RunbookConfig(
         policy=settings.policy,
-        available_steps=sorted(REDIS_STEPS),
+        available_steps=sorted(available),
         channels=[c.name for c in channels],
     )
     return [
@@ -52,7 +56,21 @@ def activities_for(settings: Settings) -> Sequence[Any]:
         NotificationActivities(channels).notify,
         WarmingActivities(access, settings.warmers).warm,
         HitRateActivities(access).watch_hit_rate,
+        *(kube.all() if kube else []),
     ]
+
+
+def kubernetes_activities(settings: Settings) -> KubernetesActivities | None:
+    """None when switched off; otherwise loaded now (a missing config is logged, not fatal)."""
+    if not settings.kubernetes.enabled:
+        return None
+    access = KubernetesAccess(
+        kubeconfig=settings.kubernetes.kubeconfig, context=settings.kubernetes.context
+    )
+    kube = KubernetesActivities.from_access(access, settings.redis_access)
+    if not kube.configured:
+        log.warning("Kubernetes steps are not available on this worker: no configuration found")
+    return kube
 
 
 def build_worker(client: Client, settings: Settings, executor: ThreadPoolExecutor) -> Worker:

@@ -29,6 +29,7 @@ from activities.policy import (
     Communication,
     Duration,
     Limits,
+    Outage,
     Policy,
     Recovery,
     Thresholds,
@@ -66,6 +67,15 @@ class RedisSettings(Section):
     tls_ca_file: Path | None = None
     connect_timeout: Duration = Field(default_factory=lambda: Thresholds().connect_timeout)
     command_timeout: Duration = Field(default_factory=lambda: Thresholds().connect_timeout * 2)
+
+
+class KubernetesSettings(Section):
+    """Where the worker's Kubernetes credentials come from: this kubeconfig, else in-cluster,
+    else KUBECONFIG or ~/.kube/config. `enabled: false` keeps a worker Redis-only."""
+
+    enabled: bool = True
+    kubeconfig: Path | None = None
+    context: str | None = None
 
 
 class NotificationSettings(Section):
@@ -141,6 +151,8 @@ class Settings(BaseSettings):
     limits: Limits = Field(default_factory=Limits)
     communication: Communication = Field(default_factory=Communication)
     recovery: Recovery = Field(default_factory=Recovery)
+    outage: Outage = Field(default_factory=Outage)
+    kubernetes: KubernetesSettings = Field(default_factory=KubernetesSettings)
     warmers: list[Warmer] = Field(default_factory=list)
     notifications: NotificationSettings = Field(default_factory=NotificationSettings)
     targets: list[TargetRoute] = Field(default_factory=list)
@@ -189,6 +201,7 @@ class Settings(BaseSettings):
             limits=self.limits,
             communication=self.communication,
             recovery=self.recovery,
+            outage=self.outage,
         )
 
     @property

@@ -1,8 +1,11 @@
 """Which runbook path applies: a pure function of the diagnosis and the thresholds.
 
 Precedence, first match wins (the order a person would act in):
-  1. redis_down            - Redis cannot be reached or is still loading its dataset
-  2. out_of_memory         - used_memory >= memory_ratio of maxmemory, or keys being evicted
+  1. redis_down            - Redis cannot be reached or is still loading its dataset (the
+                             Kubernetes problem, e.g. CrashLoopBackOff or an unbound PVC, is
+                             named in the reason)
+  2. out_of_memory         - the container was OOMKilled, used_memory >= memory_ratio of
+                             maxmemory, or keys being evicted
                              faster than evictions_per_minute (or evicted while we sampled)
   3. too_many_connections  - connected_clients >= clients_ratio of maxclients, rejected
                              connections, or our own connection refused for max clients
@@ -60,11 +63,18 @@ Rule = Callable[[Context], str | None]
 def _down(c: Context) -> str | None:
     if c.d.has("max_clients_reached") or c.d.reachable:
         return None
-    return "; ".join(f.message for f in c.d.findings) or "Redis is unreachable"
+    reason = "; ".join(f.message for f in c.d.findings) or "Redis is unreachable"
+    kube = c.d.kubernetes
+    if kube is not None and kube.problem.value not in ("none", "kubernetes_unavailable"):
+        reason += f" (Kubernetes: {kube.problem.value.replace('_', ' ')})"
+    return reason
 
 
 def _out_of_memory(c: Context) -> str | None:
     info, t = c.d.info, c.t
+    kube = c.d.kubernetes
+    if kube is not None and kube.oom_killed:
+        return f"the Redis container was OOMKilled (memory limit {kube.memory_limit or 'unknown'})"
     if info is None:
         return None
     ratio = info.memory_ratio

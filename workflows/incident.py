@@ -8,7 +8,8 @@ gate, then verify with a fresh diagnosis and report.
 from __future__ import annotations
 
 import asyncio
-from datetime import datetime
+import contextlib
+from datetime import datetime, timedelta
 from typing import Any
 
 from temporalio import workflow
@@ -18,6 +19,7 @@ with workflow.unsafe.imports_passed_through():
     from pydantic import ValidationError
 
     from activities.analysis_models import Analysis, ClientReport, KeyspaceReport, SlowlogReport
+    from activities.kubernetes_models import FallbackResult, KubernetesFacts, ReadinessResult
     from activities.models import (
         Abort,
         Alert,
@@ -46,7 +48,7 @@ with workflow.unsafe.imports_passed_through():
     from workflows.approvals import ApprovalBook, Verdict
     from workflows.classify import explain
     from workflows.communication import notification
-    from workflows.executor import run_step
+    from workflows.executor import StepContext, run_step
     from workflows.outcome import outcome_for
     from workflows.plan import mark_unavailable, plan_for
     from workflows.review import figures_of, render_review
@@ -88,6 +90,9 @@ class RedisCacheFailure:
         self._latest: Diagnosis | None = None
         self._previous: Diagnosis | None = None
         self._approval_wait_s = 0.0
+        self._kube: KubernetesFacts | None = None
+        self._ready: bool | None = None
+        self._original_replicas: int | None = None
         self._started = workflow.now()
         self._outcome: Outcome | None = None
         self._abort: Abort | None = None
@@ -118,6 +123,8 @@ class RedisCacheFailure:
                 self._skip(step, "not needed: every alert resolved")
             else:
                 await self._execute(step)
+        if self._abort is not None and self._abort.restore_api:
+            await self._restore_api()
         self._current = None
         verified = self._scenario_of(self._latest) if self._latest is not diagnosis else None
         return await self._finish(verified)
@@ -253,7 +260,12 @@ class RedisCacheFailure:
 
     async def _triage_and_plan(self) -> Diagnosis:
         began = workflow.now()
-        diagnosis = await self._diagnose()
+        if StepName.RESTART in self._config.available_steps:
+            diagnosis, kube = await asyncio.gather(self._diagnose(), self._inspect())
+            diagnosis = diagnosis.model_copy(update={"kubernetes": kube})
+            self._latest = diagnosis
+        else:
+            diagnosis = await self._diagnose()
         self._triage = diagnosis
         self._phase = "planning"
         fired = explain(diagnosis, self._config.policy.thresholds)
@@ -286,6 +298,25 @@ class RedisCacheFailure:
         self._note("diagnosed", f"Redis {state}, {len(diagnosis.findings)} findings")
         return diagnosis
 
+    async def _inspect(self) -> KubernetesFacts:
+        facts: KubernetesFacts = await workflow.execute_activity(
+            "inspect_kubernetes",
+            self._incident.target,
+            start_to_close_timeout=retries.PROBE.timeout,
+            retry_policy=retries.PROBE.retry,
+            result_type=KubernetesFacts,
+        )
+        self._kube = facts
+        pods = ", ".join(
+            f"{p.name} {p.phase}{' ready' if p.ready else ''} restarts={p.restarts}"
+            + (f" last={p.last_termination_reason}" if p.last_termination_reason else "")
+            for p in facts.pods
+        )
+        pvcs = ", ".join(f"{v.name} {v.phase}" for v in facts.pvcs)
+        self._note("inspected", f"Kubernetes: {facts.problem.value}; pods: {pods or 'none'}; "
+                   f"PVCs: {pvcs or 'none'}; limit {facts.memory_limit}")  # fmt: skip
+        return facts
+
     async def _gather_evidence(self) -> None:
         report = EVIDENCE.get(self._scenario or Scenario.HEALTHY)
         if report is None:
@@ -309,12 +340,16 @@ class RedisCacheFailure:
 
     async def _execute(self, step: Step) -> None:
         self._current = step.name
-        if step.condition and not await self._holds(step.condition):
+        if step.condition and not await self._holds(step.condition, wait=step.available):
             return self._skip(step, f"not needed: it runs when {step.when}")
         if not step.available:
             self._skip(step, "not available on this worker (needs an integration it lacks)")
             if step.name not in RECOVERY and step.name is not StepName.WAIT_READY:
                 self._problems.append(f"{step.name.value} was needed but is not available")
+            return None
+        if step.name is StepName.RAISE_MEMORY_LIMIT and "limit" not in step.params:
+            self._skip(step, "the container's memory limit is unknown: raise it by hand")
+            self._problems.append("raise_memory_limit was needed but the limit is unknown")
             return None
         if step.requires_approval and not await self._gate(step):
             return None
@@ -331,14 +366,46 @@ class RedisCacheFailure:
             if step.name is StepName.DIAGNOSE:
                 result = await self._verify()
             else:
-                result = await run_step(self._incident.target, step)
+                result = await run_step(self._incident.target, step, await self._context(step))
         except ActivityError as err:
             detail = _cause(err)
             self._mark(step, "failed", began, detail=detail)
             self._problems.append(f"{step.name.value} failed: {detail}")
             return
         step.result = result
+        if isinstance(result, FallbackResult):
+            self._original_replicas = result.original_replicas
+        if isinstance(result, ReadinessResult):
+            self._ready = result.ready
+            if not result.ready:  # a finding for the next step's condition, not a failure
+                self._mark(step, "failed", began, detail=f"not ready: {result.reason}")
+                return
         self._mark(step, "succeeded", began, detail=result.summary)
+
+    async def _restore_api(self) -> None:
+        """An abort mid-fallback still gives the API its cache and its replicas back."""
+        done = {s.name for s in self._plan if s.status == "succeeded"}
+        if StepName.ENABLE_FALLBACK not in done:
+            return
+        for step in self._plan:
+            if step.name in (StepName.RE_ENABLE, StepName.SCALE) and step.status != "succeeded":
+                self._note("abort", f"restoring the API after abort: {step.name.value}")
+                await self._perform(step)
+
+    async def _context(self, step: Step) -> StepContext:
+        """What only this incident knows; a force delete first looks at the pod again."""
+        pod, uid = "", ""
+        if step.name is StepName.FORCE_DELETE_POD:
+            facts = await self._inspect()
+            if facts.pods:
+                pod, uid = facts.pods[0].name, facts.pods[0].uid or ""
+        return StepContext(
+            stamp=self._started.isoformat(),
+            ready_deadline=workflow.now() + self._config.policy.outage.ready_timeout,
+            pod=pod,
+            uid=uid,
+            original_replicas=self._original_replicas,
+        )
 
     async def _verify(self) -> StepResult:
         diagnosis = await self._diagnose()
@@ -383,15 +450,26 @@ class RedisCacheFailure:
         self._problems.append(f"{step.name.value} was not approved ({state}): escalate")
         return False
 
-    async def _holds(self, condition: Condition) -> bool:
-        """Evaluate a step's condition now, with a fresh diagnosis where it needs one."""
+    async def _holds(self, condition: Condition, wait: bool = True) -> bool:
+        """Evaluate a step's condition now, with a fresh diagnosis where it needs one.
+        Without `wait` (a step this worker cannot perform anyway), the conditions that wait
+        for Redis to come back are judged on one look."""
         done = {s.name for s in self._plan if s.status == "succeeded"}
         if condition is Condition.FLUSHED:
             return StepName.FLUSH in done
-        if condition is Condition.FALLBACK_ENTERED:
-            return StepName.ENABLE_FALLBACK in done
         if condition is Condition.FORCE_DELETED:
             return StepName.FORCE_DELETE_POD in done
+        if condition is Condition.MEMORY_LIMIT_RAISED:
+            return StepName.RAISE_MEMORY_LIMIT in done
+        if condition is Condition.FALLBACK_ENTERED:
+            within = self._config.policy.outage.wait_for_redis if wait else timedelta(0)
+            return StepName.ENABLE_FALLBACK in done and await self._redis_back(
+                within, "in fallback, waiting for Redis"
+            )
+        if condition is Condition.STILL_DOWN_PAST_FALLBACK_DEADLINE:
+            deadline = self._started + self._config.policy.outage.fallback_after
+            within = deadline - workflow.now() if wait else timedelta(0)
+            return not await self._redis_back(within, "before fallback")
         diagnosis = await self._diagnose()
         if condition in (Condition.STILL_OUT_OF_MEMORY, Condition.STILL_OUT_OF_MEMORY_AFTER_FLUSH):
             fired = explain(diagnosis, self._config.policy.thresholds, since=self._previous)
@@ -399,7 +477,26 @@ class RedisCacheFailure:
         if condition is Condition.MEMORY_FRAGMENTED:
             ratio = diagnosis.info.mem_fragmentation_ratio if diagnosis.info else 0.0
             return ratio > self._config.policy.thresholds.fragmentation_ratio
-        return not diagnosis.reachable
+        return not diagnosis.reachable  # STILL_DOWN, RESTART_FAILED
+
+    async def _redis_back(self, within: timedelta, why: str) -> bool:
+        """Check Redis until it answers or `within` passes (durable timers between checks);
+        an abort ends the wait early."""
+        deadline = workflow.now() + within
+        while True:
+            if (await self._diagnose()).reachable:
+                return True
+            left = deadline - workflow.now()
+            if left.total_seconds() <= 0 or self._abort is not None:
+                return False
+            self._note("waiting", f"Redis still down ({why}); next check in {self._poll(left)}")
+            with contextlib.suppress(TimeoutError):
+                await workflow.wait_condition(
+                    lambda: self._abort is not None, timeout=self._poll(left)
+                )
+
+    def _poll(self, left: timedelta) -> timedelta:
+        return min(self._config.policy.outage.poll, left)
 
     # ---- communication --------------------------------------------------------------------
 

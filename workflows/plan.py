@@ -41,7 +41,9 @@ WHEN = {
     Condition.STILL_OUT_OF_MEMORY_AFTER_FLUSH: "memory is still too high after the flush",
     Condition.FLUSHED: "the cache was flushed",
     Condition.MEMORY_FRAGMENTED: "memory is fragmented",
+    Condition.MEMORY_LIMIT_RAISED: "the memory limit was raised (the pod restarts)",
 }
+MIB = 1024 * 1024
 
 
 class _Planner:
@@ -139,13 +141,30 @@ def _out_of_memory(p: _Planner, d: Diagnosis) -> None:
         "FLUSHDB on the target's database (never FLUSHALL)",
         when=Condition.STILL_OUT_OF_MEMORY,
     )
+    kube = d.kubernetes
+    oom_killed = bool(kube and kube.oom_killed)
+    limit = {"limit": _raised_limit(d, p.policy)} if kube and kube.memory_limit_bytes else {}
     p.add(
         StepName.RAISE_MEMORY_LIMIT,
-        "Raise the Redis container's memory limit",
-        when=Condition.STILL_OUT_OF_MEMORY_AFTER_FLUSH,
-        params={"factor": p.policy.limits.memory_limit_factor},
+        "Raise the Redis container's memory limit"
+        + (f" to {limit['limit']}" if limit else "")
+        + (" (it was OOMKilled)" if oom_killed else ""),
+        when=None if oom_killed else Condition.STILL_OUT_OF_MEMORY_AFTER_FLUSH,
+        params=limit,
+    )
+    p.add(
+        StepName.WAIT_READY,
+        "Wait for the pod to restart with the new limit",
+        when=Condition.MEMORY_LIMIT_RAISED,
     )
     p.recovery(after=Condition.FLUSHED)
+
+
+def _raised_limit(d: Diagnosis, policy: Policy) -> str:
+    """The container's limit times the policy's factor, in whole MiB."""
+    current = d.kubernetes.memory_limit_bytes if d.kubernetes else None
+    wanted = (current or 0) * policy.limits.memory_limit_factor
+    return f"{-(-int(wanted) // MIB)}Mi"
 
 
 def _too_many_connections(p: _Planner, d: Diagnosis) -> None:

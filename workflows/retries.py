@@ -7,8 +7,11 @@ from datetime import timedelta
 
 from temporalio.common import RetryPolicy
 
+from activities.kubernetes_client import NON_RETRYABLE as KUBERNETES_NON_RETRYABLE
 from activities.models import StepName
-from activities.redis_errors import NON_RETRYABLE
+from activities.redis_errors import NON_RETRYABLE as REDIS_NON_RETRYABLE
+
+NON_RETRYABLE = REDIS_NON_RETRYABLE + list(KUBERNETES_NON_RETRYABLE)
 
 
 @dataclass(frozen=True)
@@ -69,6 +72,9 @@ NOTIFY = StepKind(
 # Recovery runs for minutes (warmers, watching the hit rate) and heartbeats its progress.
 RECOVERY = StepKind(MUTATION.retry, timeout=timedelta(minutes=20), heartbeat=timedelta(seconds=60))
 
+# Waiting for a rollout: as long as the policy's deadline (passed in), proving life by heartbeat.
+WAIT = StepKind(MUTATION.retry, timeout=timedelta(hours=2), heartbeat=timedelta(seconds=30))
+
 KIND_OF: dict[StepName, StepKind] = {
     StepName.DIAGNOSE: PROBE,
     StepName.PING: PROBE,
@@ -79,6 +85,7 @@ KIND_OF: dict[StepName, StepKind] = {
     StepName.TUNE_PERSISTENCE: MUTATION,
     StepName.WARM: RECOVERY,
     StepName.WATCH_HIT_RATE: RECOVERY,
+    StepName.WAIT_READY: WAIT,
 }
 
 

@@ -1,0 +1,163 @@
+"""The redis_down path end to end on the sandbox cluster: the official client over HTTP, the
+worker's least-privilege Role, real redis-server pods that a restart really restarts."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from kubernetes import client
+from temporalio.testing import WorkflowEnvironment
+
+from activities.models import Incident, IncidentReport, Mode, RedisTarget, StepName
+from sandbox.cluster import SandboxCluster
+from tests.harness import running_worker, settings_for, wait_for_pending
+
+ROLE = Path(__file__).resolve().parents[1] / "deploy" / "k8s" / "rbac" / "role.yaml"
+NS = "treebeard-production"
+
+
+@pytest.fixture
+def cluster(tmp_path: Path) -> Iterator[SandboxCluster]:
+    with SandboxCluster(tmp_path / "sandbox", role_file=ROLE) as running:
+        yield running
+
+
+def incident(cluster: SandboxCluster) -> Incident:
+    return Incident(
+        target=RedisTarget(
+            redis_url=cluster.redis_url,
+            namespace=NS,
+            statefulset="redis",
+            api_deployment="treebeard-api",
+        ),
+        mode=Mode.AUTO,
+        requested_by="tests",
+    )
+
+
+def settings(cluster: SandboxCluster, **overrides: Any) -> Any:
+    overrides.setdefault("outage", {"ready_timeout": "20s", "poll": "0.5s"})
+    return settings_for(kubernetes={"kubeconfig": str(cluster.runbook_kubeconfig)}, **overrides)
+
+
+def steps(report: IncidentReport) -> list[tuple[str, str]]:
+    return [(s.name.value, s.status) for s in report.steps]
+
+
+def api_state(cluster: SandboxCluster) -> tuple[int | None, str | None]:
+    with cluster.api_client() as api:
+        deploy = client.AppsV1Api(api).read_namespaced_deployment("treebeard-api", NS)
+    pod_spec = deploy.spec.template.spec
+    assert pod_spec is not None
+    env = {e.name: e.value for e in pod_spec.containers[0].env or []}
+    replicas: int | None = deploy.spec.replicas
+    enabled: str | None = env.get("CACHE_ENABLED")
+    return replicas, enabled
+
+
+async def test_killed_redis_is_restarted_once_and_verified(
+    temporal_env: WorkflowEnvironment, cluster: SandboxCluster
+) -> None:
+    await asyncio.to_thread(cluster.fault, "down")
+    config = settings(cluster)
+    job = incident(cluster)
+    async with running_worker(temporal_env.client, config):
+        handle = await temporal_env.client.start_workflow(
+            "RedisCacheFailure",
+            job,
+            id=f"{job.target.workflow_id}/down",
+            task_queue=config.temporal.task_queue,
+            result_type=IncidentReport,
+        )
+        report = await handle.result()
+
+    assert report.scenario.value == "redis_down"
+    assert report.diagnosis.kubernetes is not None
+    assert ("restart", "succeeded") in steps(report)
+    assert ("wait_ready", "succeeded") in steps(report)
+    assert ("force_delete_pod", "skipped") in steps(report)
+    assert ("enable_fallback", "skipped") in steps(report)
+    assert report.outcome == "resolved", report.escalations
+    assert cluster.restarts() == 1
+    assert cluster.redis().ping()
+    assert report.figures.restarts == 1
+
+
+async def test_crash_loop_needs_an_approved_force_delete(
+    temporal_env: WorkflowEnvironment, cluster: SandboxCluster
+) -> None:
+    await asyncio.to_thread(cluster.fault, "crashloop")
+    config = settings(cluster, outage={"ready_timeout": "3s", "poll": "0.5s"})
+    job = incident(cluster)
+    async with running_worker(temporal_env.client, config):
+        handle = await temporal_env.client.start_workflow(
+            "RedisCacheFailure",
+            job,
+            id=f"{job.target.workflow_id}/crashloop",
+            task_queue=config.temporal.task_queue,
+            result_type=IncidentReport,
+        )
+        status = await wait_for_pending(handle, "force_delete_pod", within=60)
+        assert "crash loop back off" in " ".join(status.reasons)
+        assert not await asyncio.to_thread(_answers, cluster)
+        await handle.signal("approve", {"step": "force_delete_pod", "approver": "bob"})
+        report = await handle.result()
+
+    assert ("force_delete_pod", "succeeded") in steps(report)
+    assert report.outcome == "resolved", report.escalations
+    assert cluster.redis().ping()
+    inspected = [e.message for e in report.timeline if e.kind == "inspected"]
+    assert any("crash_loop_back_off" in m for m in inspected)
+
+
+def _answers(cluster: SandboxCluster) -> bool:
+    try:
+        return bool(cluster.redis().ping())
+    except Exception:
+        return False
+
+
+async def test_fallback_serves_from_the_database_then_restores_the_api(
+    temporal_env: WorkflowEnvironment, cluster: SandboxCluster
+) -> None:
+    await asyncio.to_thread(cluster.fault, "crashloop")
+    assert api_state(cluster) == (3, "true")
+    config = settings(
+        cluster,
+        outage={"ready_timeout": "2s", "fallback_after": "3s", "poll": "0.5s"},
+        approvals={"required_for": ["force_delete_pod"], "timeout": "1s"},
+    )
+    job = incident(cluster)
+    async with running_worker(temporal_env.client, config):
+        handle = await temporal_env.client.start_workflow(
+            "RedisCacheFailure",
+            job,
+            id=f"{job.target.workflow_id}/fallback",
+            task_queue=config.temporal.task_queue,
+            result_type=IncidentReport,
+        )
+        await _until(lambda: api_state(cluster) == (8, "false"))
+        await asyncio.to_thread(cluster.fault, "clear")
+        report = await handle.result()
+
+    done = dict(steps(report))
+    assert done["force_delete_pod"] == "skipped"  # its approval timed out
+    assert done["enable_fallback"] == "succeeded"
+    assert done["re_enable"] == "succeeded"
+    assert done["scale"] == "succeeded"
+    assert api_state(cluster) == (3, "true")
+    assert report.outcome in ("escalated", "mitigated", "resolved")
+    assert any(e.kind == "waiting" for e in report.timeline)
+    assert next(s for s in report.steps if s.name is StepName.SCALE).detail is not None
+
+
+async def _until(check: Any, within: float = 60) -> None:
+    deadline = asyncio.get_running_loop().time() + within
+    while not await asyncio.to_thread(check):
+        if asyncio.get_running_loop().time() > deadline:
+            raise TimeoutError("condition never held")
+        await asyncio.sleep(0.2)
