@@ -4,6 +4,11 @@ worker's least-privilege Role, real redis-server pods that a restart really rest
 from __future__ import annotations
 
 import asyncio
+import os
+import signal
+import subprocess
+import sys
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -12,12 +17,23 @@ import pytest
 from kubernetes import client
 from temporalio.testing import WorkflowEnvironment
 
-from activities.models import Incident, IncidentReport, Mode, RedisTarget, StepName
+from activities.models import (
+    Incident,
+    IncidentReport,
+    IncidentStatus,
+    Mode,
+    RedisTarget,
+    StepName,
+)
+from sandbox.cache_traffic import CacheTraffic
 from sandbox.cluster import SandboxCluster
+from sandbox.processes import stop_process
 from tests.harness import running_worker, settings_for, wait_for_pending
 
+RUNBOOK = str(Path(sys.executable).parent / "runbook")
 ROLE = Path(__file__).resolve().parents[1] / "deploy" / "k8s" / "rbac" / "role.yaml"
 NS = "treebeard-production"
+WARMER = "sandbox.cache_traffic:warm_catalog"
 
 
 @pytest.fixture
@@ -130,29 +146,40 @@ async def test_fallback_serves_from_the_database_then_restores_the_api(
         cluster,
         outage={"ready_timeout": "2s", "fallback_after": "3s", "poll": "0.5s"},
         approvals={"required_for": ["force_delete_pod"], "timeout": "1s"},
+        warmers=[{"name": "catalog", "kind": "callable", "target": WARMER}],
+        recovery={"watch_interval": "0.5s", "watch_deadline": "30s"},
     )
     job = incident(cluster)
-    async with running_worker(temporal_env.client, config):
-        handle = await temporal_env.client.start_workflow(
-            "RedisCacheFailure",
-            job,
-            id=f"{job.target.workflow_id}/fallback",
-            task_queue=config.temporal.task_queue,
-            result_type=IncidentReport,
-        )
-        await _until(lambda: api_state(cluster) == (8, "false"))
-        await asyncio.to_thread(cluster.fault, "clear")
-        report = await handle.result()
+    with CacheTraffic(cluster.redis_port):
+        async with running_worker(temporal_env.client, config):
+            handle = await temporal_env.client.start_workflow(
+                "RedisCacheFailure",
+                job,
+                id=f"{job.target.workflow_id}/fallback",
+                task_queue=config.temporal.task_queue,
+                result_type=IncidentReport,
+            )
+            await _until(lambda: api_state(cluster) == (8, "false"))
+            await asyncio.to_thread(cluster.fault, "clear")
+            report = await handle.result()
 
     done = dict(steps(report))
     assert done["force_delete_pod"] == "skipped"  # its approval timed out
     assert done["enable_fallback"] == "succeeded"
+    assert done["warm"] == "succeeded"
     assert done["re_enable"] == "succeeded"
     assert done["scale"] == "succeeded"
+    assert done["watch_hit_rate"] == "succeeded"
+    watch = next(s for s in report.steps if s.name is StepName.WATCH_HIT_RATE)
+    assert watch.detail is not None and "reached 60%" in watch.detail
     assert api_state(cluster) == (3, "true")
-    assert report.outcome in ("escalated", "mitigated", "resolved")
-    assert any(e.kind == "waiting" for e in report.timeline)
-    assert next(s for s in report.steps if s.name is StepName.SCALE).detail is not None
+    assert cluster.redis().ping()
+    # Redis came back (verified healthy), but the expired approval stays on record.
+    assert report.outcome == "resolved"
+    assert report.escalations == ["force_delete_pod was not approved (expired): escalate"]
+    kinds = [e.kind for e in report.timeline]
+    assert "waiting" in kinds and "approval_timeout" in kinds
+    assert report.figures.time_to_mitigate_s is not None  # fallback mitigated it
 
 
 async def _until(check: Any, within: float = 60) -> None:
@@ -160,4 +187,65 @@ async def _until(check: Any, within: float = 60) -> None:
     while not await asyncio.to_thread(check):
         if asyncio.get_running_loop().time() > deadline:
             raise TimeoutError("condition never held")
+        await asyncio.sleep(0.2)
+
+
+async def test_worker_killed_during_wait_ready_never_restarts_twice(
+    temporal_env: WorkflowEnvironment, cluster: SandboxCluster, tmp_path: Path
+) -> None:
+    await asyncio.to_thread(cluster.fault, "crashloop")
+    env = dict(os.environ)
+    env.pop("RUNBOOK_CONFIG", None)
+    env |= {
+        "TEMPORAL_ADDRESS": temporal_env.client.service_client.config.target_host,
+        "RUNBOOK_TEMPORAL__TASK_QUEUE": f"wait-ready-{uuid.uuid4().hex[:8]}",
+        "RUNBOOK_KUBERNETES__KUBECONFIG": str(cluster.runbook_kubeconfig),
+        "RUNBOOK_OUTAGE__READY_TIMEOUT": "60s",
+        "RUNBOOK_RECOVERY__WATCH_DEADLINE": "1s",
+    }
+    workers = [_spawn_worker(env, tmp_path / "worker-1.log")]
+    try:
+        job = incident(cluster)
+        handle = await temporal_env.client.start_workflow(
+            "RedisCacheFailure",
+            job,
+            id=f"{job.target.workflow_id}/killed-in-wait",
+            task_queue=env["RUNBOOK_TEMPORAL__TASK_QUEUE"],
+            result_type=IncidentReport,
+        )
+        await _until_status(handle, lambda s: s.current_step is StepName.WAIT_READY)
+        await asyncio.sleep(1)  # well inside the wait: the pod keeps crashing
+        os.kill(workers[0].pid, signal.SIGKILL)
+        workers[0].wait()
+        await asyncio.to_thread(cluster.fault, "clear")
+        workers.append(_spawn_worker(env, tmp_path / "worker-2.log"))
+        report = await handle.result()
+    finally:
+        for worker in workers:
+            stop_process(worker)
+
+    assert report.outcome == "resolved", report.escalations
+    assert ("restart", "succeeded") in steps(report)
+    restarts = [r for r in cluster.api.audit if r.verb == "patch" and r.resource == "statefulsets"]
+    assert len([r for r in restarts if r.user.endswith(":redis-runbook")]) == 1
+    history = await handle.fetch_history()
+    scheduled = [
+        e.activity_task_scheduled_event_attributes.activity_type.name
+        for e in history.events
+        if e.HasField("activity_task_scheduled_event_attributes")
+    ]
+    assert scheduled.count("restart") == 1
+    assert cluster.redis().ping()
+
+
+def _spawn_worker(env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
+    out = log.open("wb")
+    return subprocess.Popen([RUNBOOK, "worker"], env=env, stdout=out, stderr=out)
+
+
+async def _until_status(handle: Any, check: Any, within: float = 60) -> None:
+    deadline = asyncio.get_running_loop().time() + within
+    while not check(await handle.query("status", result_type=IncidentStatus)):
+        if asyncio.get_running_loop().time() > deadline:
+            raise TimeoutError("status never matched")
         await asyncio.sleep(0.2)

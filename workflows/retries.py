@@ -73,7 +73,7 @@ NOTIFY = StepKind(
 RECOVERY = StepKind(MUTATION.retry, timeout=timedelta(minutes=20), heartbeat=timedelta(seconds=60))
 
 # Waiting for a rollout: as long as the policy's deadline (passed in), proving life by heartbeat.
-WAIT = StepKind(MUTATION.retry, timeout=timedelta(hours=2), heartbeat=timedelta(seconds=30))
+WAIT = StepKind(MUTATION.retry, timeout=timedelta(hours=2), heartbeat=timedelta(seconds=10))
 
 KIND_OF: dict[StepName, StepKind] = {
     StepName.DIAGNOSE: PROBE,
