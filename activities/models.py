@@ -104,6 +104,10 @@ class Incident(Contract):
     mode: Mode = Mode.AUTO
     alerts: list[Alert] = Field(default_factory=list)
     requested_by: str = Field(default="unknown", min_length=1, max_length=200)
+    carried: dict[str, Any] | None = Field(
+        default=None,
+        description="set by the workflow itself when it continues as new; never by hand",
+    )
 
 
 class Scenario(StrEnum):

@@ -111,6 +111,9 @@ class Limits(Section):
     """Ceilings for steps that raise something: never past these without a person."""
 
     maxclients_ceiling: int = Field(default=20000, ge=1)
+    history_events: int = Field(
+        default=10000, ge=100, description="continue-as-new past this many history events"
+    )
     fallback_replicas: int = Field(default=8, ge=1)
     memory_limit_factor: float = Field(default=1.5, gt=1)
 

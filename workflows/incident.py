@@ -19,6 +19,7 @@ with workflow.unsafe.imports_passed_through():
     from pydantic import ValidationError
 
     from activities.analysis_models import Analysis, ClientReport, KeyspaceReport, SlowlogReport
+    from activities.carried import CarriedState
     from activities.kubernetes_models import FallbackResult, KubernetesFacts, ReadinessResult
     from activities.models import (
         Abort,
@@ -100,34 +101,112 @@ class RedisCacheFailure:
         self._withdrawn: dict[StepName, str] = {}
         self._timers: list[asyncio.Task[None]] = []
         self._deliveries: list[asyncio.Task[None]] = []
+        self._runs = 1
+        self._escalations_sent = 0
+        self._pending_since: dict[StepName, datetime] = {}
+        self._index = 1
         for alert in incident.alerts:
             self._alerts.setdefault(alert.fingerprint, alert)
+        if incident.carried is not None:
+            self._restore(CarriedState.model_validate(incident.carried))
+
+    def _restore(self, c: CarriedState) -> None:
+        """Pick up where the previous run stopped: same plan, approvals, timers' progress."""
+        self._runs, self._started, self._config = c.runs, c.started_at, c.config
+        self._scenario, self._reasons, self._plan = c.scenario, c.reasons, c.plan
+        self._timeline, self._problems, self._analysis = c.timeline, c.problems, c.analysis
+        self._alerts = {a.fingerprint: a for a in c.alerts}
+        self._triage, self._latest = c.triage, c.latest or c.triage
+        self._approval_wait_s, self._original_replicas = c.approval_wait_s, c.original_replicas
+        self._ready, self._stand_down, self._abort = c.ready, c.stand_down, c.abort
+        self._withdrawn, self._pending_since = c.withdrawn, c.pending_since
+        self._escalations_sent, self._index, self._phase = (
+            c.escalations_sent,
+            c.next_step,
+            "executing",
+        )
+        self._book = ApprovalBook.for_plan(
+            c.config.policy.approvals, self._incident.requested_by, c.plan
+        )
+        self._book.approvals = c.approvals
+        self._book.closed = dict(c.closed)  # type: ignore[arg-type]
 
     @workflow.run
     async def run(self, incident: Incident) -> IncidentReport:
-        self._note("started", f"{incident.mode.value} run for {incident.target.redis_url}",
-                   actor=incident.requested_by)  # fmt: skip
-        self._config = await self._load_config()
-        diagnosis = await self._triage_and_plan()
-        if incident.mode is Mode.DRY_RUN:
-            return await self._finish(verified=None)
+        if incident.carried is None:
+            self._note("started", f"{incident.mode.value} run for {incident.target.redis_url}",
+                       actor=incident.requested_by)  # fmt: skip
+            self._config = await self._load_config()
+            await self._triage_and_plan()
+            if incident.mode is Mode.DRY_RUN:
+                return await self._finish(verified=None)
+        else:
+            self._note("continued", f"run {self._runs} picks up at step {self._index + 1}")
         self._timers = [
             asyncio.create_task(self._escalations()),
             asyncio.create_task(self._status_updates()),
         ]
         self._phase = "executing"
-        for step in self._plan[1:]:
+        while self._index < len(self._plan):
+            step = self._plan[self._index]
+            if self._history_too_long():
+                await self._continue_as_new()
             if self._abort is not None:
                 self._skip(step, f"aborted by {self._abort.by}: {self._abort.reason}")
             elif self._stand_down and step is not self._plan[-1]:
                 self._skip(step, "not needed: every alert resolved")
             else:
                 await self._execute(step)
+            self._index += 1
         if self._abort is not None and self._abort.restore_api:
             await self._restore_api()
         self._current = None
-        verified = self._scenario_of(self._latest) if self._latest is not diagnosis else None
+        verified = self._scenario_of(self._latest) if self._latest is not self._triage else None
         return await self._finish(verified)
+
+    def _history_too_long(self) -> bool:
+        info = workflow.info()
+        limit = self._config.policy.limits.history_events
+        return info.is_continue_as_new_suggested() or info.get_current_history_length() >= limit
+
+    async def _continue_as_new(self) -> None:
+        """Start a fresh run with everything this one knows; the current step is re-entered
+        (a pending approval keeps its original start, so its timeout does not restart)."""
+        for timer in self._timers:
+            timer.cancel()
+        await asyncio.gather(*self._deliveries, return_exceptions=True)
+        await workflow.wait_condition(workflow.all_handlers_finished)
+        length = workflow.info().get_current_history_length()
+        self._note("continued", f"history at {length} events: continuing as a new run")
+        assert self._triage is not None and self._scenario is not None and self._book is not None
+        carried = CarriedState(
+            runs=self._runs + 1,
+            started_at=self._started,
+            config=self._config,
+            scenario=self._scenario,
+            reasons=self._reasons,
+            plan=self._plan,
+            next_step=self._index,
+            timeline=self._timeline,
+            alerts=list(self._alerts.values()),
+            approvals=self._book.approvals,
+            closed=dict(self._book.closed),
+            withdrawn=self._withdrawn,
+            pending_since=self._pending_since,
+            problems=self._problems,
+            analysis=self._analysis,
+            triage=self._triage,
+            latest=self._latest,
+            approval_wait_s=self._approval_wait_s,
+            original_replicas=self._original_replicas,
+            ready=self._ready,
+            stand_down=self._stand_down,
+            abort=self._abort,
+            escalations_sent=self._escalations_sent,
+        )
+        workflow.continue_as_new(
+            self._incident.model_copy(update={"carried": carried.model_dump(mode="json")})
+        )
 
     # ---- messages -------------------------------------------------------------------------
 
@@ -420,26 +499,36 @@ class RedisCacheFailure:
         assert book is not None
         timeout = self._config.policy.approvals.timeout
         if book.state(step.name) == "waiting":
+            carried_since = self._pending_since.pop(step.name, None)
+            since = carried_since or workflow.now()
             self._pending[step.name] = PendingApproval(
                 step=step.name,
                 reason="; ".join(self._reasons[:1]) or step.title,
                 action=step.title,
-                since=workflow.now(),
+                since=since,
                 approvals_needed=step.approvals_needed,
             )
             step.status = "pending_approval"
-            self._note("approval_requested", f"{step.name.value}: {step.title} (within {timeout})")
-            self._notify("approval_request", f"Approval needed: {step.name.value} ({step.title})")
+            if carried_since is None:
+                self._note(
+                    "approval_requested", f"{step.name.value}: {step.title} (within {timeout})"
+                )
+                self._notify(
+                    "approval_request", f"Approval needed: {step.name.value} ({step.title})"
+                )
             try:
                 await workflow.wait_condition(
-                    lambda: book.state(step.name) != "waiting", timeout=timeout
+                    lambda: book.state(step.name) != "waiting" or self._history_too_long(),
+                    timeout=max(since + timeout - workflow.now(), timedelta(0)),
                 )
             except TimeoutError:
                 book.expire(step.name)
                 self._note("approval_timeout", f"{step.name.value}: no decision within {timeout}")
-            finally:
-                waited = self._pending.pop(step.name)
-                self._approval_wait_s += (workflow.now() - waited.since).total_seconds()
+            waited = self._pending.pop(step.name)
+            if book.state(step.name) == "waiting":  # woken to continue as new: wait on there
+                self._pending_since[step.name] = waited.since
+                await self._continue_as_new()
+            self._approval_wait_s += (workflow.now() - waited.since).total_seconds()
         state = book.state(step.name)
         if state == "withdrawn":
             self._skip(step, f"approval withdrawn: {self._withdrawn.get(step.name, '')}")
@@ -489,6 +578,8 @@ class RedisCacheFailure:
             left = deadline - workflow.now()
             if left.total_seconds() <= 0 or self._abort is not None:
                 return False
+            if self._history_too_long():
+                await self._continue_as_new()
             self._note("waiting", f"Redis still down ({why}); next check in {self._poll(left)}")
             with contextlib.suppress(TimeoutError):
                 await workflow.wait_condition(
@@ -502,10 +593,12 @@ class RedisCacheFailure:
 
     async def _escalations(self) -> None:
         """Durable timers from the incident's start; cancelled when the incident ends."""
-        for level in self._config.policy.communication.escalation:
+        levels = self._config.policy.communication.escalation
+        for level in levels[self._escalations_sent :]:
             delay = (self._started + level.after) - workflow.now()
             if delay.total_seconds() > 0:
                 await workflow.sleep(delay)
+            self._escalations_sent += 1
             self._escalate(level)
 
     def _escalate(self, level: EscalationLevel) -> None:

@@ -1,0 +1,49 @@
+"""What an incident carries into its next run when its history grows long (continue-as-new).
+
+Set by the workflow itself as its second argument; never give it when starting by hand.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from pydantic import BaseModel, Field
+
+from activities.analysis_models import Analysis
+from activities.models import (
+    Abort,
+    Alert,
+    Approval,
+    Diagnosis,
+    Scenario,
+    Step,
+    StepName,
+    TimelineEntry,
+)
+from activities.policy import RunbookConfig
+
+
+class CarriedState(BaseModel):
+    runs: int = 1
+    started_at: datetime
+    config: RunbookConfig
+    scenario: Scenario
+    reasons: list[str] = Field(default_factory=list)
+    plan: list[Step]
+    next_step: int = Field(ge=1, description="index in plan of the step to (re)enter")
+    timeline: list[TimelineEntry] = Field(default_factory=list)
+    alerts: list[Alert] = Field(default_factory=list)
+    approvals: list[Approval] = Field(default_factory=list)
+    closed: dict[StepName, str] = Field(default_factory=dict)
+    withdrawn: dict[StepName, str] = Field(default_factory=dict)
+    pending_since: dict[StepName, datetime] = Field(default_factory=dict)
+    problems: list[str] = Field(default_factory=list)
+    analysis: Analysis = Field(default_factory=Analysis)
+    triage: Diagnosis
+    latest: Diagnosis | None = None
+    approval_wait_s: float = 0.0
+    original_replicas: int | None = None
+    ready: bool | None = None
+    stand_down: bool = False
+    abort: Abort | None = None
+    escalations_sent: int = 0
