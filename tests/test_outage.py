@@ -249,3 +249,34 @@ async def _until_status(handle: Any, check: Any, within: float = 60) -> None:
         if asyncio.get_running_loop().time() > deadline:
             raise TimeoutError("status never matched")
         await asyncio.sleep(0.2)
+
+
+async def test_abort_mid_fallback_still_restores_the_api(
+    temporal_env: WorkflowEnvironment, cluster: SandboxCluster
+) -> None:
+    await asyncio.to_thread(cluster.fault, "crashloop")
+    config = settings(
+        cluster,
+        outage={"ready_timeout": "2s", "fallback_after": "2s", "poll": "0.5s"},
+        approvals={"required_for": ["force_delete_pod"], "timeout": "1s"},
+    )
+    job = incident(cluster)
+    async with running_worker(temporal_env.client, config):
+        handle = await temporal_env.client.start_workflow(
+            "RedisCacheFailure",
+            job,
+            id=f"{job.target.workflow_id}/abort-fallback",
+            task_queue=config.temporal.task_queue,
+            result_type=IncidentReport,
+        )
+        await _until(lambda: api_state(cluster) == (8, "false"))
+        await handle.signal("abort", {"by": "alice", "reason": "taking over"})
+        report = await handle.result()
+
+    assert report.outcome == "aborted"
+    assert api_state(cluster) == (3, "true")
+    done = dict(steps(report))
+    assert done["re_enable"] == "succeeded"
+    assert done["scale"] == "succeeded"
+    assert done["warm"] == "skipped"
+    assert any(e.kind == "abort" and e.actor == "alice" for e in report.timeline)
