@@ -15,6 +15,7 @@ from temporalio.worker import Worker
 
 from activities.models import Incident, IncidentReport, IncidentStatus, Mode, RedisTarget, Scenario
 from sandbox import faults
+from sandbox.processes import RedisProcess
 from tests.conftest import RedisFactory
 from worker.runner import build_worker
 from worker.settings import Settings, TemporalSettings
@@ -105,3 +106,13 @@ def command_calls(client: redis.Redis, command: str) -> int:
     """How often Redis itself says it ran `command` (INFO commandstats, e.g. 'flushdb')."""
     stats = client.info("commandstats")
     return int(stats.get(f"cmdstat_{command}", {}).get("calls", 0))
+
+
+def full_evicting_redis(redis_server: RedisFactory, **config: str) -> RedisProcess:
+    """Filled until it refused writes, then given an evicting policy: on the out_of_memory
+    path the only gate left is the flush."""
+    server = redis_server(maxmemory="4mb", **{"maxmemory-policy": "noeviction"}, **config)
+    client = server.client()
+    faults.fill_memory(client)
+    client.config_set("maxmemory-policy", "allkeys-lru")
+    return server

@@ -10,10 +10,15 @@ from temporalio.service import RPCError
 from temporalio.testing import WorkflowEnvironment
 
 from activities.models import Alert, AlertStatus, Decision, IncidentReport
-from sandbox import faults
-from sandbox.processes import RedisProcess
 from tests.conftest import RedisFactory
-from tests.harness import auto, command_calls, running_worker, settings_for, wait_for_pending
+from tests.harness import (
+    auto,
+    command_calls,
+    full_evicting_redis,
+    running_worker,
+    settings_for,
+    wait_for_pending,
+)
 
 STARTS = datetime.now(UTC) - timedelta(minutes=3)
 
@@ -29,17 +34,10 @@ def alert(fingerprint: str, status: AlertStatus = AlertStatus.FIRING) -> Alert:
     )
 
 
-def full_lru(redis_server: RedisFactory) -> RedisProcess:
-    server = redis_server(maxmemory="4mb", **{"maxmemory-policy": "noeviction"})
-    faults.fill_memory(server.client())
-    server.client().config_set("maxmemory-policy", "allkeys-lru")
-    return server
-
-
 async def test_every_alert_resolved_withdraws_the_pending_flush(
     temporal_env: WorkflowEnvironment, redis_server: RedisFactory
 ) -> None:
-    server = full_lru(redis_server)
+    server = full_evicting_redis(redis_server)
     settings = settings_for()
     incident = auto(server.url).model_copy(update={"alerts": [alert("a1"), alert("a2")]})
     async with running_worker(temporal_env.client, settings):
@@ -72,7 +70,7 @@ async def test_every_alert_resolved_withdraws_the_pending_flush(
 async def test_abort_skips_the_rest_and_refuses_late_approvals(
     temporal_env: WorkflowEnvironment, redis_server: RedisFactory
 ) -> None:
-    server = full_lru(redis_server)
+    server = full_evicting_redis(redis_server)
     settings = settings_for()
     async with running_worker(temporal_env.client, settings):
         handle = await temporal_env.client.start_workflow(
@@ -101,7 +99,7 @@ async def test_abort_skips_the_rest_and_refuses_late_approvals(
 async def test_refused_decision_after_withdrawal(
     temporal_env: WorkflowEnvironment, redis_server: RedisFactory
 ) -> None:
-    server = full_lru(redis_server)
+    server = full_evicting_redis(redis_server)
     settings = settings_for(approvals={"timeout": "1h"})
     incident = auto(server.url).model_copy(update={"alerts": [alert("only")]})
     async with running_worker(temporal_env.client, settings):

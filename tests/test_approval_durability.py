@@ -16,27 +16,25 @@ import pytest
 from temporalio.testing import WorkflowEnvironment
 
 from activities.models import StepName
-from sandbox import faults
-from sandbox.processes import RedisProcess, stop_process
+from sandbox.processes import stop_process
 from tests.conftest import RedisFactory
-from tests.harness import auto, command_calls, running_worker, settings_for, start, wait_for_pending
+from tests.harness import (
+    auto,
+    command_calls,
+    full_evicting_redis,
+    running_worker,
+    settings_for,
+    start,
+    wait_for_pending,
+)
 
 RUNBOOK = str(Path(sys.executable).parent / "runbook")
-
-
-def full_lru_redis(redis_server: RedisFactory) -> RedisProcess:
-    """Out of memory with an evicting policy already: the plan's only gate is the flush."""
-    server = redis_server(maxmemory="4mb", **{"maxmemory-policy": "noeviction"})
-    client = server.client()
-    faults.fill_memory(client)
-    client.config_set("maxmemory-policy", "allkeys-lru")
-    return server
 
 
 async def test_approval_timeout_skips_the_step_and_escalates(
     time_skipping_env: WorkflowEnvironment, redis_server: RedisFactory
 ) -> None:
-    server = full_lru_redis(redis_server)
+    server = full_evicting_redis(redis_server)
     settings = settings_for()
     began = time.monotonic()
     async with running_worker(time_skipping_env.client, settings):
@@ -85,7 +83,7 @@ async def test_worker_killed_between_approval_and_flush_flushes_once(
     worker_env: dict[str, str],
     spawn_worker: object,
 ) -> None:
-    server = full_lru_redis(redis_server)
+    server = full_evicting_redis(redis_server)
     settings = settings_for(task_queue=worker_env["RUNBOOK_TEMPORAL__TASK_QUEUE"])
     first = spawn_worker()  # type: ignore[operator]
     handle = await start(temporal_env.client, settings, auto(server.url))

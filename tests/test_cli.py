@@ -15,7 +15,7 @@ from temporalio.testing import WorkflowEnvironment
 from sandbox import faults
 from sandbox.processes import stop_process
 from tests.conftest import RedisFactory
-from tests.harness import command_calls, wait_for_pending
+from tests.harness import command_calls, full_evicting_redis, wait_for_pending
 
 RUNBOOK = str(Path(sys.executable).parent / "runbook")
 
@@ -117,10 +117,8 @@ async def test_status_approve_and_list_drive_an_incident(
     redis_server: RedisFactory,
     tmp_path: Path,
 ) -> None:
-    server = redis_server(maxmemory="4mb", **{"maxmemory-policy": "noeviction"})
+    server = full_evicting_redis(redis_server)
     client = server.client()
-    faults.fill_memory(client)
-    client.config_set("maxmemory-policy", "allkeys-lru")
     cli_env["RUNBOOK_APPROVALS__APPROVERS"] = '["bob"]'
     log = (tmp_path / "worker.log").open("wb")
     worker = subprocess.Popen([RUNBOOK, "worker"], env=cli_env, stdout=log, stderr=log)  # noqa: ASYNC220

@@ -10,7 +10,7 @@ from temporalio.testing import WorkflowEnvironment
 from sandbox import faults
 from sandbox.processes import free_port
 from tests.conftest import RedisFactory
-from tests.harness import auto, running_worker, settings_for, start
+from tests.harness import auto, full_evicting_redis, running_worker, settings_for, start
 from tests.http_receiver import http_receiver
 from workflows.communication import notification
 
@@ -20,10 +20,7 @@ MINUTE = 60.0
 async def test_escalations_and_status_updates_on_the_runbook_cadence(
     time_skipping_env: WorkflowEnvironment, redis_server: RedisFactory
 ) -> None:
-    server = redis_server(maxmemory="4mb", **{"maxmemory-policy": "noeviction"})
-    client = server.client()
-    faults.fill_memory(client)
-    client.config_set("maxmemory-policy", "allkeys-lru")
+    server = full_evicting_redis(redis_server)
     with http_receiver() as hook:
         settings = settings_for(
             approvals={"timeout": "45m"},

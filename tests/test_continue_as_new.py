@@ -8,17 +8,21 @@ from temporalio.client import WorkflowExecutionStatus
 from temporalio.testing import WorkflowEnvironment
 
 from activities.models import Alert, IncidentReport, IncidentStatus
-from sandbox import faults
 from tests.conftest import RedisFactory
-from tests.harness import auto, command_calls, running_worker, settings_for, wait_for_pending
+from tests.harness import (
+    auto,
+    command_calls,
+    full_evicting_redis,
+    running_worker,
+    settings_for,
+    wait_for_pending,
+)
 
 
 async def test_alert_storm_during_an_approval_continues_as_new(
     temporal_env: WorkflowEnvironment, redis_server: RedisFactory
 ) -> None:
-    server = redis_server(maxmemory="4mb", **{"maxmemory-policy": "noeviction"})
-    faults.fill_memory(server.client())
-    server.client().config_set("maxmemory-policy", "allkeys-lru")
+    server = full_evicting_redis(redis_server)
     settings = settings_for(limits={"history_events": 150}, approvals={"timeout": "1h"})
     job = auto(server.url)
     async with running_worker(temporal_env.client, settings):

@@ -10,7 +10,15 @@ from temporalio.testing import WorkflowEnvironment
 from activities.models import Decision, IncidentReport, StepName
 from sandbox import faults
 from tests.conftest import RedisFactory
-from tests.harness import auto, command_calls, running_worker, settings_for, start, wait_for_pending
+from tests.harness import (
+    auto,
+    command_calls,
+    full_evicting_redis,
+    running_worker,
+    settings_for,
+    start,
+    wait_for_pending,
+)
 
 
 def step(report: IncidentReport, name: StepName) -> str:
@@ -73,11 +81,8 @@ async def test_out_of_memory_is_resolved_only_after_approvals(
 async def test_rejected_flush_escalates_and_flushes_nothing(
     temporal_env: WorkflowEnvironment, redis_server: RedisFactory
 ) -> None:
-    server = redis_server(maxmemory="4mb", **{"maxmemory-policy": "allkeys-lru"})
+    server = full_evicting_redis(redis_server)
     client = server.client()
-    client.config_set("maxmemory-policy", "noeviction")
-    faults.fill_memory(client)
-    client.config_set("maxmemory-policy", "allkeys-lru")
     settings = settings_for()
     async with running_worker(temporal_env.client, settings):
         handle = await start(temporal_env.client, settings, auto(server.url))
@@ -142,11 +147,8 @@ async def test_slow_commands_pre_approved_tuning(
 async def test_refused_approvals_change_nothing_and_are_kept(
     temporal_env: WorkflowEnvironment, redis_server: RedisFactory
 ) -> None:
-    server = redis_server(maxmemory="4mb", **{"maxmemory-policy": "allkeys-lru"})
+    server = full_evicting_redis(redis_server)
     client = server.client()
-    client.config_set("maxmemory-policy", "noeviction")
-    faults.fill_memory(client)
-    client.config_set("maxmemory-policy", "allkeys-lru")
     settings = settings_for(approvals={"approvers": ["alice", "bob"], "four_eyes": True})
     async with running_worker(temporal_env.client, settings):
         handle = await start(temporal_env.client, settings, auto(server.url, "alice"))
@@ -175,13 +177,7 @@ async def test_refused_approvals_change_nothing_and_are_kept(
 async def test_renamed_flushdb_is_a_clear_finding_not_a_retry_loop(
     temporal_env: WorkflowEnvironment, redis_server: RedisFactory
 ) -> None:
-    server = redis_server(
-        maxmemory="4mb", **{"maxmemory-policy": "allkeys-lru", "rename-command": 'FLUSHDB ""'}
-    )
-    client = server.client()
-    client.config_set("maxmemory-policy", "noeviction")
-    faults.fill_memory(client)
-    client.config_set("maxmemory-policy", "allkeys-lru")
+    server = full_evicting_redis(redis_server, **{"rename-command": 'FLUSHDB ""'})
     settings = settings_for()
     async with running_worker(temporal_env.client, settings):
         handle = await start(temporal_env.client, settings, auto(server.url))
@@ -202,10 +198,8 @@ async def test_renamed_flushdb_is_a_clear_finding_not_a_retry_loop(
 async def test_approval_racing_the_start_is_honoured_when_the_step_is_reached(
     temporal_env: WorkflowEnvironment, redis_server: RedisFactory
 ) -> None:
-    server = redis_server(maxmemory="4mb", **{"maxmemory-policy": "noeviction"})
+    server = full_evicting_redis(redis_server)
     client = server.client()
-    faults.fill_memory(client)
-    client.config_set("maxmemory-policy", "allkeys-lru")
     settings = settings_for()
     async with running_worker(temporal_env.client, settings):
         handle = await start(temporal_env.client, settings, auto(server.url))
