@@ -10,7 +10,7 @@ STAMP  := $(VENV)/.installed-stamp
 ARGS   ?=
 SCENARIO ?= down
 
-.PHONY: test demo setup lint typecheck pytest record-histories clean
+.PHONY: test demo setup lint typecheck pytest record-histories bench clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -34,6 +34,10 @@ test: lint typecheck pytest
 
 demo: setup
 	$(BIN)/python -m worker.demo --scenario $(SCENARIO) $(ARGS)
+
+bench: setup
+	$(BIN)/python -m bench.alert_storm --order interleaved
+	$(BIN)/python -m bench.alert_storm --order interleaved --rate 500
 
 record-histories: setup
 	$(BIN)/python -m tests.record_histories
