@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import subprocess
 import sys
@@ -161,3 +162,31 @@ async def test_status_approve_and_list_drive_an_incident(
     missing = runbook(cli_env, "status", "redis-cache-failure/nope/redis")
     assert missing.returncode == 2
     assert "no incident" in missing.stderr
+
+
+async def test_status_follow_ends_with_the_incident(
+    temporal_env: WorkflowEnvironment,
+    cli_env: dict[str, str],
+    worker_process: subprocess.Popen[bytes],
+    redis_server: RedisFactory,
+) -> None:
+    server = full_evicting_redis(redis_server)
+    namespace = f"follow-{uuid.uuid4().hex[:6]}"
+    started = runbook(cli_env, "start", "--redis-url", server.url, "--namespace", namespace)
+    assert started.returncode == 0, started.stderr
+    workflow_id = f"redis-cache-failure/{namespace}/redis"
+    await wait_for_pending(temporal_env.client.get_workflow_handle(workflow_id), "flush")
+    follower = await asyncio.create_subprocess_exec(
+        RUNBOOK, "status", workflow_id, "--follow", env=cli_env,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    await asyncio.sleep(1.5)
+    approved = runbook(cli_env, "approve", workflow_id, "flush", "--as", "bob")
+    assert approved.returncode == 0, approved.stderr
+    out, err = await asyncio.wait_for(follower.communicate(), timeout=60)
+
+    assert follower.returncode == 0, err.decode()
+    lines = out.decode().splitlines()
+    assert "phase executing: flush pending_approval" in lines[0]
+    assert any(line.startswith("phase done") for line in lines)
+    assert "Incident " + workflow_id in out.decode()  # the final status is printed

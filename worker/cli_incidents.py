@@ -7,6 +7,7 @@ import json
 import os
 import shlex
 import sys
+from datetime import UTC, datetime
 from typing import Any
 
 from temporalio.client import (
@@ -28,6 +29,7 @@ def add_parsers(sub: Any) -> None:
     status = sub.add_parser("status", help="phase, plan and pending approvals of an incident")
     status.add_argument("workflow_id")
     status.add_argument("--json", action="store_true")
+    status.add_argument("--follow", action="store_true", help="a live view until it ends")
     status.set_defaults(handler=show_status)
     for verb in ("approve", "reject"):
         cmd = sub.add_parser(verb, help=f"{verb} a step of an incident")
@@ -98,6 +100,12 @@ def render_status(workflow_id: str, status: IncidentStatus) -> str:
 async def show_status(args: argparse.Namespace, settings: Settings) -> int:
     client = await connect_or_explain(settings)
     status = await _status(client, args.workflow_id)
+    if args.follow:
+        from worker.cli_follow import follow
+
+        status = await follow(
+            args.workflow_id, lambda: _status(client, args.workflow_id), lambda: datetime.now(UTC)
+        )
     print(
         status.model_dump_json(indent=2) if args.json else render_status(args.workflow_id, status)
     )
