@@ -36,6 +36,7 @@ demo: setup
 	$(BIN)/python -m worker.demo --scenario $(SCENARIO) $(ARGS)
 
 bench: setup
+	$(BIN)/python -m bench.triage
 	$(BIN)/python -m bench.alert_storm --order interleaved
 	$(BIN)/python -m bench.alert_storm --order interleaved --rate 500
 

@@ -21,7 +21,6 @@ import argparse
 import asyncio
 import json
 import os
-import platform
 import random
 import statistics
 import subprocess
@@ -43,12 +42,12 @@ from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 
 from activities.models import IncidentReport
+from bench.results import machine, write_section
 from sandbox.processes import RedisProcess, binary, free_port, stop_process, wait_for_port
 from worker.runner import build_worker
 from worker.settings import Settings, TargetRoute, TemporalSettings
 
 ROOT = Path(__file__).resolve().parent.parent
-RESULTS = ROOT / "bench" / "RESULTS.md"
 
 TOKEN = "bench-" + uuid.uuid4().hex
 REQUEST_METRIC = "runbook_webhook_request_duration_seconds"
@@ -252,26 +251,8 @@ def start_webhook(config: Path, port: int, environ: dict[str, str]) -> subproces
     return proc
 
 
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
-
-
 def write_results(text: str, variant: str) -> None:
-    """Rewrite only this benchmark's section for this variant; other sections stay."""
-    begin, end = f"<!-- alert_storm:{variant}:begin -->", f"<!-- alert_storm:{variant}:end -->"
-    old = RESULTS.read_text() if RESULTS.exists() else "# Benchmarks\n"
-    section = f"{begin}\n{text.rstrip()}\n{end}"
-    if begin in old and end in old:
-        new = old[: old.index(begin)] + section + old[old.index(end) + len(end) :]
-    else:
-        new = old.rstrip() + "\n\n" + section + "\n"
-    RESULTS.write_text(new)
+    write_section("alert_storm", variant, text)
 
 
 async def main(args: argparse.Namespace) -> int:
@@ -391,8 +372,7 @@ async def main(args: argparse.Namespace) -> int:
     lines = [
         f"### Alert storm: `python -m bench.alert_storm {flags}`",
         "",
-        f"Measured {datetime.now(UTC):%Y-%m-%d %H:%M} UTC on {os.cpu_count()} cores, "
-        f"{cpu_model()}, Python {platform.python_version()}, Temporal dev server "
+        f"Measured {datetime.now(UTC):%Y-%m-%d %H:%M} UTC on {machine()}, Temporal dev server "
         "(in-memory), `runbook webhook` (uvicorn, one process), senders in a third process, "
         "all on this machine.",
         "",
