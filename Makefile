@@ -38,6 +38,7 @@ demo: setup
 bench: setup
 	$(BIN)/python -m bench.triage
 	$(BIN)/python -m bench.concurrency
+	$(BIN)/python -m bench.mitigation
 	$(BIN)/python -m bench.alert_storm --order interleaved
 	$(BIN)/python -m bench.alert_storm --order interleaved --rate 500
 
