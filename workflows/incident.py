@@ -91,7 +91,6 @@ class RedisCacheFailure:
         self._latest: Diagnosis | None = None
         self._previous: Diagnosis | None = None
         self._approval_wait_s = 0.0
-        self._kube: KubernetesFacts | None = None
         self._ready: bool | None = None
         self._original_replicas: int | None = None
         self._started = workflow.now()
@@ -385,7 +384,6 @@ class RedisCacheFailure:
             retry_policy=retries.PROBE.retry,
             result_type=KubernetesFacts,
         )
-        self._kube = facts
         pods = ", ".join(
             f"{p.name} {p.phase}{' ready' if p.ready else ''} restarts={p.restarts}"
             + (f" last={p.last_termination_reason}" if p.last_termination_reason else "")
