@@ -92,6 +92,7 @@ class RedisCacheFailure:
         self._previous: Diagnosis | None = None
         self._approval_wait_s = 0.0
         self._ready: bool | None = None
+        self._answered: bool | None = None
         self._original_replicas: int | None = None
         self._started = workflow.now()
         self._outcome: Outcome | None = None
@@ -450,6 +451,7 @@ class RedisCacheFailure:
             self._problems.append(f"{step.name.value} failed: {detail}")
             return
         step.result = result
+        self._answered = bool(result.after.get("ok")) if step.name is StepName.PING else None
         if isinstance(result, FallbackResult):
             self._original_replicas = result.original_replicas
         if isinstance(result, ReadinessResult):
@@ -554,9 +556,16 @@ class RedisCacheFailure:
                 within, "in fallback, waiting for Redis"
             )
         if condition is Condition.STILL_DOWN_PAST_FALLBACK_DEADLINE:
+            if self._ready:  # the last rollout came back and answered PING
+                return False
             deadline = self._started + self._config.policy.outage.fallback_after
             within = deadline - workflow.now() if wait else timedelta(0)
             return not await self._redis_back(within, "before fallback")
+        # Just measured by the step before: no need to ask Redis again.
+        if condition is Condition.STILL_DOWN and self._answered is not None:
+            return not self._answered
+        if condition is Condition.RESTART_FAILED and self._ready is not None:
+            return not self._ready  # wait_ready checks the rollout and PING together
         diagnosis = await self._diagnose()
         if condition in (Condition.STILL_OUT_OF_MEMORY, Condition.STILL_OUT_OF_MEMORY_AFTER_FLUSH):
             fired = explain(diagnosis, self._config.policy.thresholds, since=self._previous)
