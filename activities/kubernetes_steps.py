@@ -73,6 +73,22 @@ def _beat(detail: str) -> None:
         activity.heartbeat(detail)
 
 
+def _readiness(
+    ready: bool, reason: str, waited: float, ping_ok: bool | None, facts: Any
+) -> ReadinessResult:
+    summary = f"ready after {waited}s" if ready else f"not ready after {waited}s: {reason}"
+    return ReadinessResult(
+        changed=False,
+        summary=summary,
+        after={"ready": int(ready), "waited_seconds": waited},
+        ready=ready,
+        reason=reason,
+        waited_seconds=waited,
+        ping_ok=ping_ok,
+        statefulset=facts,
+    )
+
+
 def ping_redis(target: RedisTarget, access: RedisAccess) -> bool:
     """One PING over a fresh connection with the worker's credentials."""
     extra: dict[str, Any] = {}
@@ -279,29 +295,11 @@ class KubernetesActivities:
                     reason = "ready" if ping_ok else "rollout complete, Redis does not answer PING"
             waited = round(time.monotonic() - began, 3)
             if ping_ok:
-                return ReadinessResult(
-                    changed=False,
-                    summary=f"ready after {waited}s",
-                    after={"ready": 1, "waited_seconds": waited},
-                    ready=True,
-                    reason=reason,
-                    waited_seconds=waited,
-                    ping_ok=True,
-                    statefulset=facts,
-                )
+                return _readiness(True, reason, waited, ping_ok, facts)
             _beat(reason)
             remaining = (deadline - datetime.now(UTC)).total_seconds()
             if remaining <= 0:
-                return ReadinessResult(
-                    changed=False,
-                    summary=f"not ready after {waited}s: {reason}",
-                    after={"ready": 0, "waited_seconds": waited},
-                    ready=False,
-                    reason=reason,
-                    waited_seconds=waited,
-                    ping_ok=ping_ok,
-                    statefulset=facts,
-                )
+                return _readiness(False, reason, waited, ping_ok, facts)
             time.sleep(min(poll, remaining))
 
     def _pods_not_ready(self, sts: JSONDict) -> str | None:

@@ -57,14 +57,22 @@ def auto(redis_url: str, requested_by: str = "tests") -> Incident:
 
 
 async def start(
-    client: Client, settings: Settings, incident: Incident
+    client: Client,
+    settings: Settings,
+    incident: Incident,
+    suffix: str | None = None,
+    **options: Any,
 ) -> WorkflowHandle[object, IncidentReport]:
+    """Start an incident on the settings' task queue, under the target's id plus `suffix`
+    (random by default) so tests sharing the dev server never meet; `options` go to
+    start_workflow (start_signal, start_signal_args)."""
     return await client.start_workflow(
         "RedisCacheFailure",
         incident,
-        id=f"{incident.target.workflow_id}/{uuid.uuid4().hex[:8]}",
+        id=f"{incident.target.workflow_id}/{suffix or uuid.uuid4().hex[:8]}",
         task_queue=settings.temporal.task_queue,
         result_type=IncidentReport,
+        **options,
     )
 
 

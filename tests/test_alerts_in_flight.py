@@ -17,6 +17,7 @@ from tests.harness import (
     full_evicting_redis,
     running_worker,
     settings_for,
+    start,
     wait_for_pending,
 )
 
@@ -41,13 +42,7 @@ async def test_every_alert_resolved_withdraws_the_pending_flush(
     settings = settings_for()
     incident = auto(server.url).model_copy(update={"alerts": [alert("a1"), alert("a2")]})
     async with running_worker(temporal_env.client, settings):
-        handle = await temporal_env.client.start_workflow(
-            "RedisCacheFailure",
-            incident,
-            id=f"{incident.target.workflow_id}/withdraw",
-            task_queue=settings.temporal.task_queue,
-            result_type=IncidentReport,
-        )
+        handle = await start(temporal_env.client, settings, incident, "withdraw")
         await wait_for_pending(handle, "flush")
         await handle.signal("alert", alert("a1", AlertStatus.RESOLVED))
         await handle.signal("alert", alert("a1", AlertStatus.RESOLVED))  # a repeat: ignored
@@ -103,13 +98,7 @@ async def test_refused_decision_after_withdrawal(
     settings = settings_for(approvals={"timeout": "1h"})
     incident = auto(server.url).model_copy(update={"alerts": [alert("only")]})
     async with running_worker(temporal_env.client, settings):
-        handle = await temporal_env.client.start_workflow(
-            "RedisCacheFailure",
-            incident,
-            id=f"{incident.target.workflow_id}/late",
-            task_queue=settings.temporal.task_queue,
-            result_type=IncidentReport,
-        )
+        handle = await start(temporal_env.client, settings, incident, "late")
         await wait_for_pending(handle, "flush")
         await handle.signal("alert", alert("only", AlertStatus.RESOLVED))
         await handle.signal("approve", {"step": "flush", "approver": "bob"})

@@ -7,7 +7,7 @@ from __future__ import annotations
 from temporalio.client import WorkflowExecutionStatus
 from temporalio.testing import WorkflowEnvironment
 
-from activities.models import Alert, IncidentReport, IncidentStatus
+from activities.models import Alert, IncidentStatus
 from tests.conftest import RedisFactory
 from tests.harness import (
     auto,
@@ -15,6 +15,7 @@ from tests.harness import (
     full_evicting_redis,
     running_worker,
     settings_for,
+    start,
     wait_for_pending,
 )
 
@@ -26,13 +27,7 @@ async def test_alert_storm_during_an_approval_continues_as_new(
     settings = settings_for(limits={"history_events": 150}, approvals={"timeout": "1h"})
     job = auto(server.url)
     async with running_worker(temporal_env.client, settings):
-        handle = await temporal_env.client.start_workflow(
-            "RedisCacheFailure",
-            job,
-            id=f"{job.target.workflow_id}/long",
-            task_queue=settings.temporal.task_queue,
-            result_type=IncidentReport,
-        )
+        handle = await start(temporal_env.client, settings, job, "long")
         first_run = handle.first_execution_run_id
         first = await wait_for_pending(handle, "flush")
         for i in range(120):

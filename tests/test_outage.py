@@ -28,7 +28,7 @@ from activities.models import (
 from sandbox.cache_traffic import CacheTraffic
 from sandbox.cluster import SandboxCluster
 from sandbox.processes import stop_process
-from tests.harness import running_worker, settings_for, wait_for_pending
+from tests.harness import running_worker, settings_for, start, wait_for_pending
 
 RUNBOOK = str(Path(sys.executable).parent / "runbook")
 ROLE = Path(__file__).resolve().parents[1] / "deploy" / "k8s" / "rbac" / "role.yaml"
@@ -82,13 +82,7 @@ async def test_killed_redis_is_restarted_once_and_verified(
     config = settings(cluster)
     job = incident(cluster)
     async with running_worker(temporal_env.client, config):
-        handle = await temporal_env.client.start_workflow(
-            "RedisCacheFailure",
-            job,
-            id=f"{job.target.workflow_id}/down",
-            task_queue=config.temporal.task_queue,
-            result_type=IncidentReport,
-        )
+        handle = await start(temporal_env.client, config, job, "down")
         report = await handle.result()
 
     assert report.scenario.value == "redis_down"
@@ -110,13 +104,7 @@ async def test_crash_loop_needs_an_approved_force_delete(
     config = settings(cluster, outage={"ready_timeout": "3s", "poll": "0.5s"})
     job = incident(cluster)
     async with running_worker(temporal_env.client, config):
-        handle = await temporal_env.client.start_workflow(
-            "RedisCacheFailure",
-            job,
-            id=f"{job.target.workflow_id}/crashloop",
-            task_queue=config.temporal.task_queue,
-            result_type=IncidentReport,
-        )
+        handle = await start(temporal_env.client, config, job, "crashloop")
         status = await wait_for_pending(handle, "force_delete_pod", within=60)
         assert "crash loop back off" in " ".join(status.reasons)
         assert not await asyncio.to_thread(_answers, cluster)
@@ -152,13 +140,7 @@ async def test_fallback_serves_from_the_database_then_restores_the_api(
     job = incident(cluster)
     with CacheTraffic(cluster.redis_port):
         async with running_worker(temporal_env.client, config):
-            handle = await temporal_env.client.start_workflow(
-                "RedisCacheFailure",
-                job,
-                id=f"{job.target.workflow_id}/fallback",
-                task_queue=config.temporal.task_queue,
-                result_type=IncidentReport,
-            )
+            handle = await start(temporal_env.client, config, job, "fallback")
             await _until(lambda: api_state(cluster) == (8, "false"))
             await asyncio.to_thread(cluster.fault, "clear")
             report = await handle.result()
@@ -262,13 +244,7 @@ async def test_abort_mid_fallback_still_restores_the_api(
     )
     job = incident(cluster)
     async with running_worker(temporal_env.client, config):
-        handle = await temporal_env.client.start_workflow(
-            "RedisCacheFailure",
-            job,
-            id=f"{job.target.workflow_id}/abort-fallback",
-            task_queue=config.temporal.task_queue,
-            result_type=IncidentReport,
-        )
+        handle = await start(temporal_env.client, config, job, "abort-fallback")
         await _until(lambda: api_state(cluster) == (8, "false"))
         await handle.signal("abort", {"by": "alice", "reason": "taking over"})
         report = await handle.result()

@@ -5,11 +5,11 @@ from __future__ import annotations
 
 from temporalio.testing import WorkflowEnvironment
 
-from activities.models import IncidentReport, StepName
+from activities.models import StepName
 from sandbox import faults
 from sandbox.cache_traffic import CacheTraffic
 from tests.conftest import RedisFactory
-from tests.harness import auto, running_worker, settings_for
+from tests.harness import auto, running_worker, settings_for, start
 
 
 async def test_flushed_cache_is_warmed_and_hit_rate_climbs(
@@ -28,14 +28,13 @@ async def test_flushed_cache_is_warmed_and_hit_rate_climbs(
     incident = auto(server.url)
     with CacheTraffic(server.port) as traffic:
         async with running_worker(temporal_env.client, settings):
-            handle = await temporal_env.client.start_workflow(
-                "RedisCacheFailure",
+            handle = await start(
+                temporal_env.client,
+                settings,
                 incident,
-                id=f"{incident.target.workflow_id}/recovery",
-                task_queue=settings.temporal.task_queue,
+                "recovery",
                 start_signal="approve",
                 start_signal_args=[{"step": "flush", "approver": "bob"}],
-                result_type=IncidentReport,
             )
             report = await handle.result()
 

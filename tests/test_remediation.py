@@ -125,14 +125,13 @@ async def test_slow_commands_pre_approved_tuning(
     settings = settings_for()
     incident = auto(server.url)
     async with running_worker(temporal_env.client, settings):
-        handle = await temporal_env.client.start_workflow(
-            "RedisCacheFailure",
+        handle = await start(
+            temporal_env.client,
+            settings,
             incident,
-            id=f"{incident.target.workflow_id}/pre-approved",
-            task_queue=settings.temporal.task_queue,
+            "pre-approved",
             start_signal="approve",
             start_signal_args=[{"step": "tune_persistence", "approver": "bob"}],
-            result_type=IncidentReport,
         )
         report = await handle.result()
 
