@@ -262,6 +262,15 @@ class Abort(Contract):
     )
 
 
+class Refusal(Contract):
+    """The payload of `refused`: an approval attempt the front door turned away (a forged or
+    stale chat action, an unmapped user). Recorded in the timeline, never acted upon."""
+
+    source: str = Field(min_length=1, max_length=100)
+    actor: str = Field(default="unknown", max_length=200)
+    reason: str = Field(min_length=1, max_length=2000)
+
+
 class Approval(BaseModel):
     """A decision the workflow accepted (refused ones are only in the timeline)."""
 

@@ -35,6 +35,7 @@ with workflow.unsafe.imports_passed_through():
         Outcome,
         PendingApproval,
         Phase,
+        Refusal,
         Scenario,
         Step,
         StepName,
@@ -274,6 +275,20 @@ class RedisCacheFailure:
                 "abort", f"abort requested: {request.reason or 'no reason'}", actor=request.by
             )
             self._withdraw_pending(f"aborted by {request.by}")
+
+    @workflow.signal(
+        name="refused",
+        description="Record an approval attempt refused before it got here (forged, stale, "
+        'unmapped): {"source": "slack", "actor": "U123", "reason": "why"}. Never acts.',
+    )
+    def refused(self, payload: Any) -> None:
+        fields = payload if isinstance(payload, dict) else {}
+        try:
+            refusal = Refusal.model_validate(fields)
+        except ValidationError as err:
+            self._note("approval_refused", f"malformed refusal: {err.errors()[0]['msg']}")
+            return
+        self._note("approval_refused", f"{refusal.source}: {refusal.reason}", actor=refusal.actor)
 
     def _withdraw_pending(self, why: str) -> None:
         """At once, in the handler: an approval arriving a moment later must be refused."""
