@@ -6,25 +6,23 @@ webhook; the webhook opens the incident; the worker restarts Redis through the s
 Kubernetes API; the alert resolves in Prometheus and Alertmanager, and Alertmanager delivers
 the resolution.
 
-The deploy/ files are used as shipped, changed only where a test must: ports and paths, the
-intervals (scrape/evaluate 1s, group_wait/group_interval 1s) and every rule's `for:` (0s).
-Every process is started on a free 127.0.0.1 port and stopped by its PID.
+The chain is sandbox/alerting.py (shared with `make demo`): the deploy/ files as shipped,
+changed only in ports and paths, the intervals (1s) and every rule's `for:` (0s); every process
+on a free 127.0.0.1 port, stopped by its PID and process group.
 """
 
 from __future__ import annotations
 
 import asyncio
 import re
-import subprocess
 import time
 from collections.abc import Iterator
-from contextlib import ExitStack, contextmanager
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
-import yaml
 from temporalio.api.enums.v1 import EventType
 from temporalio.client import (
     WorkflowExecutionDescription,
@@ -35,8 +33,8 @@ from temporalio.service import RPCError
 from temporalio.testing import WorkflowEnvironment
 
 from activities.models import IncidentReport
+from sandbox.alerting import INSTALL_HINT, AlertingChain, missing_binaries
 from sandbox.cluster import SandboxCluster
-from sandbox.processes import free_port
 from tests.harness import running_worker, settings_for
 from tests.test_webhook_helpers import TOKEN, address, serve
 from worker.webhook import create_app
@@ -45,140 +43,23 @@ DEPLOY = Path(__file__).resolve().parents[1] / "deploy"
 ROLE = DEPLOY / "k8s" / "rbac" / "role.yaml"
 NS = "treebeard-production"
 WORKFLOW_ID = f"redis-cache-failure/{NS}/redis"
-BINARIES = {
-    "exporter": Path("/usr/bin/prometheus-redis-exporter"),
-    "prometheus": Path("/usr/bin/prometheus"),
-    "alertmanager": Path("/usr/bin/prometheus-alertmanager"),
-}
 
 pytestmark = pytest.mark.skipif(
-    not all(p.exists() for p in BINARIES.values()),
-    reason="needs Debian's prometheus, prometheus-alertmanager and prometheus-redis-exporter "
-    "(scripts/ensure-system-deps.sh installs them)",
+    bool(missing_binaries()),
+    reason=f"needs {', '.join(missing_binaries())}: {INSTALL_HINT}",
 )
 
 
-class Daemon:
-    """One external process, its output in a log file, stopped by PID."""
-
-    def __init__(self, name: str, argv: list[str], log: Path) -> None:
-        self.name = name
-        self.log = log
-        with log.open("wb") as out:
-            self.proc = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT)
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(5)
-
-    def tail(self, lines: int = 15) -> str:
-        text = self.log.read_text(errors="replace").splitlines()[-lines:]
-        return f"--- {self.name} (pid {self.proc.pid}, rc {self.proc.poll()}) ---\n" + "\n".join(
-            text
-        )
-
-
-def fast_rules(source: Path, dest: Path) -> Path:
-    """The shipped rules with every `for:` at 0s: fire on the first evaluation."""
-    text = re.sub(r"(?m)^(\s+for:\s*)\S+", r"\g<1>0s", source.read_text())
-    dest.write_text(text)
-    return dest
-
-
-def prometheus_config(root: Path, ports: dict[str, int]) -> Path:
-    """deploy/prometheus/prometheus.yml with 1s intervals, this test's rules path and ports."""
-    config: dict[str, Any] = yaml.safe_load((DEPLOY / "prometheus" / "prometheus.yml").read_text())
-    config["global"].update(scrape_interval="1s", scrape_timeout="900ms", evaluation_interval="1s")
-    rules = fast_rules(DEPLOY / "prometheus" / "rules" / "redis.rules.yml", root / "redis.yml")
-    config["rule_files"] = [str(rules)]
-    config["alerting"]["alertmanagers"][0]["static_configs"][0]["targets"] = [
-        f"127.0.0.1:{ports['alertmanager']}"
-    ]
-    jobs = {"redis": ports["exporter"], "redis-runbook-webhook": ports["webhook"]}
-    for job in config["scrape_configs"]:
-        job["static_configs"][0]["targets"] = [f"127.0.0.1:{jobs[job['job_name']]}"]
-    path = root / "prometheus.yml"
-    path.write_text(yaml.safe_dump(config))
-    return path
-
-
-def alertmanager_config(root: Path, webhook_port: int) -> Path:
-    """deploy/alertmanager/alertmanager.yml pointed at this webhook and token, timings at 1s."""
-    config: dict[str, Any] = yaml.safe_load(
-        (DEPLOY / "alertmanager" / "alertmanager.yml").read_text()
-    )
+@contextmanager
+def monitoring(root: Path, redis_port: int, webhook_port: int) -> Iterator[AlertingChain]:
+    """The chain with the test's token; on a failure, the last lines each daemon logged."""
     token = root / "token"
     token.write_text(TOKEN + "\n")
-    (receiver,) = [r for r in config["receivers"] if r["name"] == "redis-runbook"]
-    hook = receiver["webhook_configs"][0]
-    hook["url"] = f"http://127.0.0.1:{webhook_port}/alerts/alertmanager"
-    hook["http_config"]["authorization"]["credentials_file"] = str(token)
-    for route in [config["route"], *config["route"]["routes"]]:
-        route.update(group_wait="1s", group_interval="1s", repeat_interval="1h")
-    path = root / "alertmanager.yml"
-    path.write_text(yaml.safe_dump(config))
-    return path
-
-
-def stop_all(daemons: list[Daemon]) -> None:
-    for daemon in reversed(daemons):
-        daemon.stop()
-
-
-@contextmanager
-def monitoring(root: Path, redis_port: int, webhook_port: int) -> Iterator[dict[str, Any]]:
-    ports = {"exporter": free_port(), "prometheus": free_port(), "alertmanager": free_port()}
-    ports["webhook"] = webhook_port
-    daemons: list[Daemon] = []
-    with ExitStack() as stack:
-        stack.callback(stop_all, daemons)
-        (root / "am-data").mkdir()
-        daemons.append(
-            Daemon(
-                "alertmanager",
-                [
-                    str(BINARIES["alertmanager"]),
-                    f"--config.file={alertmanager_config(root, webhook_port)}",
-                    f"--storage.path={root / 'am-data'}",
-                    f"--web.listen-address=127.0.0.1:{ports['alertmanager']}",
-                    "--cluster.listen-address=",  # no gossip port on 0.0.0.0
-                ],
-                root / "alertmanager.log",
-            )
-        )
-        daemons.append(
-            Daemon(
-                "exporter",
-                [
-                    str(BINARIES["exporter"]),
-                    f"-web.listen-address=127.0.0.1:{ports['exporter']}",
-                    f"-redis.addr=redis://127.0.0.1:{redis_port}",
-                ],
-                root / "exporter.log",
-            )
-        )
-        daemons.append(
-            Daemon(
-                "prometheus",
-                [
-                    str(BINARIES["prometheus"]),
-                    f"--config.file={prometheus_config(root, ports)}",
-                    f"--storage.tsdb.path={root / 'prom-data'}",
-                    f"--web.listen-address=127.0.0.1:{ports['prometheus']}",
-                    "--rules.alert.resend-delay=1s",
-                ],
-                root / "prometheus.log",
-            )
-        )
+    with AlertingChain(root / "chain", redis_port, webhook_port, token) as chain:
         try:
-            yield {"ports": ports, "daemons": daemons}
+            yield chain
         except BaseException:
-            print("\n".join(d.tail() for d in daemons))
+            print(chain.tails())
             raise
 
 
@@ -251,11 +132,9 @@ async def test_killed_redis_is_alerted_restarted_and_resolved_through_the_real_c
         settings.temporal.address = address(temporal_env)
         with (
             serve(create_app(settings)) as webhook_url,
-            monitoring(tmp_path, cluster.redis_port, int(webhook_url.rsplit(":", 1)[1])) as running,
+            monitoring(tmp_path, cluster.redis_port, int(webhook_url.rsplit(":", 1)[1])) as chain,
         ):
-            ports = running["ports"]
-            prom = f"http://127.0.0.1:{ports['prometheus']}"
-            am = f"http://127.0.0.1:{ports['alertmanager']}"
+            prom, am = chain.prometheus_url, chain.alertmanager_url
             async with httpx.AsyncClient() as http, running_worker(client, settings):
 
                 async def redis_up() -> list[str]:
