@@ -1,0 +1,111 @@
+"""The incident's working memory, shared by the parts of the workflow.
+
+A Temporal workflow is one object whose handlers all see one state, so the parts (the approval
+gate, the probes and conditions, communication, continue-as-new) are mixins over this class
+rather than separate objects passing the same fields around. Nothing here calls an activity.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import datetime
+
+from temporalio import workflow
+
+with workflow.unsafe.imports_passed_through():
+    from activities.analysis_models import Analysis
+    from activities.models import (
+        Abort,
+        Alert,
+        Decision,
+        Diagnosis,
+        Incident,
+        Outcome,
+        PendingApproval,
+        Phase,
+        Scenario,
+        Step,
+        StepName,
+        StepStatus,
+        TimelineEntry,
+    )
+    from activities.notify_models import NotificationKind
+    from activities.policy import RunbookConfig
+    from workflows.approvals import ApprovalBook
+
+
+class IncidentState:
+    def __init__(self, incident: Incident) -> None:
+        self._incident = incident
+        self._phase: Phase = "triage"
+        self._scenario: Scenario | None = None
+        self._reasons: list[str] = []
+        self._plan: list[Step] = []
+        self._current: StepName | None = None
+        self._pending: dict[StepName, PendingApproval] = {}
+        self._timeline: list[TimelineEntry] = []
+        self._alerts: dict[str, Alert] = {}
+        self._book: ApprovalBook | None = None
+        self._inbox: list[Decision] = []
+        self._problems: list[str] = []
+        self._analysis = Analysis()
+        self._config = RunbookConfig()
+        self._triage: Diagnosis | None = None
+        self._latest: Diagnosis | None = None
+        self._previous: Diagnosis | None = None
+        self._approval_wait_s = 0.0
+        self._ready: bool | None = None
+        self._answered: bool | None = None
+        self._original_replicas: int | None = None
+        self._started = workflow.now()
+        self._outcome: Outcome | None = None
+        self._abort: Abort | None = None
+        self._stand_down = False
+        self._withdrawn: dict[StepName, str] = {}
+        self._timers: list[asyncio.Task[None]] = []
+        self._deliveries: list[asyncio.Task[None]] = []
+        self._runs = 1
+        self._escalations_sent = 0
+        self._pending_since: dict[StepName, datetime] = {}
+        self._index = 1
+        for alert in incident.alerts:
+            self._alerts.setdefault(alert.fingerprint, alert)
+
+    # ---- provided by the parts (declared here so each part can call the others) -------------
+
+    async def _diagnose(self) -> Diagnosis:
+        raise NotImplementedError
+
+    async def _continue_as_new(self) -> None:
+        raise NotImplementedError
+
+    def _notify(
+        self, kind: NotificationKind, title: str, recipients: list[str] | None = None
+    ) -> None:
+        raise NotImplementedError
+
+    # ---- bookkeeping ------------------------------------------------------------------------
+
+    def _history_too_long(self) -> bool:
+        info = workflow.info()
+        limit = self._config.policy.limits.history_events
+        return info.is_continue_as_new_suggested() or info.get_current_history_length() >= limit
+
+    def _done_steps(self) -> set[StepName]:
+        return {s.name for s in self._plan if s.status == "succeeded"}
+
+    def _scenario_name(self) -> str:
+        return self._scenario.value if self._scenario else "investigating"
+
+    def _skip(self, step: Step, reason: str) -> None:
+        self._mark(step, "skipped", workflow.now(), detail=reason)
+
+    def _mark(self, step: Step, status: StepStatus, began: datetime, detail: str) -> None:
+        step.status, step.started_at, step.finished_at = status, began, workflow.now()
+        step.detail = detail
+        self._note("step", f"{step.name.value}: {status}: {detail}")
+
+    def _note(self, kind: str, message: str, actor: str | None = None) -> None:
+        self._timeline.append(
+            TimelineEntry(at=workflow.now(), kind=kind, message=message, actor=actor)
+        )
