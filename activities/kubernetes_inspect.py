@@ -8,6 +8,8 @@ still classifies the incident.
 
 from __future__ import annotations
 
+import contextlib
+import json
 import re
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
@@ -26,6 +28,7 @@ from activities.kubernetes_client import (
 from activities.kubernetes_models import (
     CACHE_ENV,
     ORIGINAL_REPLICAS,
+    RESTART_HISTORY,
     RESTARTED_AT,
     DeploymentFacts,
     EventFacts,
@@ -94,6 +97,23 @@ def find_container(spec: Mapping[str, Any], name: str) -> tuple[int, JSONDict] |
     return None
 
 
+def restart_history(sts: Mapping[str, Any]) -> list[datetime]:
+    """The runbook's own restart record; an entry someone mangled by hand is skipped, never
+    fatal (the budget then counts fewer, and the audit log still has the truth)."""
+    raw = ((sts.get("metadata") or {}).get("annotations") or {}).get(RESTART_HISTORY)
+    try:
+        entries = json.loads(raw) if raw else []
+    except ValueError:
+        return []
+    times: list[datetime] = []
+    for entry in entries if isinstance(entries, list) else []:
+        with contextlib.suppress(TypeError, ValueError):
+            at = datetime.fromisoformat(entry)
+            if at.tzinfo is not None:  # a naive time cannot be placed in the window
+                times.append(at)
+    return times
+
+
 def statefulset_facts(sts: Mapping[str, Any]) -> StatefulSetFacts:
     meta, spec, status = sts["metadata"], sts.get("spec") or {}, sts.get("status") or {}
     template_meta = (spec.get("template") or {}).get("metadata") or {}
@@ -109,6 +129,7 @@ def statefulset_facts(sts: Mapping[str, Any]) -> StatefulSetFacts:
         generation=int(meta.get("generation") or 0),
         observed_generation=status.get("observedGeneration"),
         restarted_at=(template_meta.get("annotations") or {}).get(RESTARTED_AT),
+        restarts=restart_history(sts),
         service_name=spec.get("serviceName"),
     )
 

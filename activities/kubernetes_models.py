@@ -17,6 +17,10 @@ from activities.step_result import StepResult
 
 RESTARTED_AT = "kubectl.kubernetes.io/restartedAt"
 ORIGINAL_REPLICAS = "redis-runbook.io/original-replicas"
+# When the runbook restarted this StatefulSet (a JSON list of times, newest last): the
+# per-target restart budget, kept on the object itself so it outlives any worker or incident.
+RESTART_HISTORY = "redis-runbook.io/restarts"
+RESTART_HISTORY_KEPT = 20
 CACHE_ENV = "CACHE_ENABLED"
 
 
@@ -52,6 +56,9 @@ class StatefulSetFacts(BaseModel):
     generation: int = 0
     observed_generation: int | None = None
     restarted_at: str | None = Field(None, description="the rollout-restart stamp, if any")
+    restarts: list[datetime] = Field(
+        default_factory=list, description="when the runbook restarted it (newest last)"
+    )
     service_name: str | None = None
 
     @property

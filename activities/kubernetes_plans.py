@@ -9,6 +9,7 @@ how a retried attempt finds its work done and writes nothing.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
 from typing import Any
 
@@ -16,7 +17,12 @@ from temporalio.exceptions import ApplicationError
 
 from activities.kubernetes_client import K8S_INVALID, K8S_NOT_FOUND, JSONDict, JSONPatch, pointer
 from activities.kubernetes_inspect import find_container, quantity_bytes
-from activities.kubernetes_models import ORIGINAL_REPLICAS, RESTARTED_AT
+from activities.kubernetes_models import (
+    ORIGINAL_REPLICAS,
+    RESTART_HISTORY,
+    RESTART_HISTORY_KEPT,
+    RESTARTED_AT,
+)
 
 TEMPLATE = ("spec", "template")
 
@@ -78,6 +84,36 @@ def plan_restart(sts: Mapping[str, Any], stamp: str) -> JSONPatch:
             "path": pointer(*TEMPLATE, "metadata"),
             "value": {"annotations": {RESTARTED_AT: stamp}},
         }
+    ]
+
+
+def plan_record_restart(sts: Mapping[str, Any], at: str) -> JSONPatch:
+    """Append a restart to the StatefulSet's own record (the per-target budget), guarded by
+    the record as read, so two writers cannot lose each other's entry."""
+    meta = sts["metadata"]
+    annotations = meta.get("annotations")
+    previous = (annotations or {}).get(RESTART_HISTORY)
+    try:
+        entries = json.loads(previous) if previous else []
+    except ValueError:
+        entries = []  # mangled by hand: start a fresh record rather than fail the restart
+    if not isinstance(entries, list):
+        entries = []
+    value = json.dumps([*entries, at][-RESTART_HISTORY_KEPT:])
+    path = pointer("metadata", "annotations", RESTART_HISTORY)
+    if previous is not None:
+        return [
+            {"op": "test", "path": path, "value": previous},
+            {"op": "replace", "path": path, "value": value},
+        ]
+    if annotations is not None:
+        return [
+            {"op": "test", "path": "/metadata/resourceVersion", "value": meta["resourceVersion"]},
+            {"op": "add", "path": path, "value": value},
+        ]
+    return [
+        {"op": "test", "path": "/metadata/resourceVersion", "value": meta["resourceVersion"]},
+        {"op": "add", "path": "/metadata/annotations", "value": {RESTART_HISTORY: value}},
     ]
 
 

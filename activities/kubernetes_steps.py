@@ -55,6 +55,7 @@ from activities.kubernetes_plans import (
     plan_env,
     plan_forget_replicas,
     plan_memory_limit,
+    plan_record_restart,
     plan_remember_replicas,
     plan_replicas,
     plan_restart,
@@ -66,6 +67,14 @@ from activities.models import RedisTarget
 from activities.redis_access import RedisAccess
 
 QUANTITY = r"^\d+(\.\d+)?(Ki|Mi|Gi|Ti|k|M|G|T)?$"
+
+
+def _restart_and_record(sts: JSONDict, stamp: str) -> list[JSONDict]:
+    """One patch: the restart and its entry in the restart budget, or nothing on a retry."""
+    restart = plan_restart(sts, stamp)
+    if not restart:
+        return []
+    return restart + plan_record_restart(sts, datetime.now(UTC).isoformat())
 
 
 def _beat(detail: str) -> None:
@@ -242,7 +251,7 @@ class KubernetesActivities:
         before, changed = guarded_patch(
             what,
             lambda: self._read_sts(target),
-            lambda sts: plan_restart(sts, stamp),
+            lambda sts: _restart_and_record(sts, stamp),
             self._patch_sts(target),
         )
         previous = restart_stamp(before)

@@ -116,6 +116,12 @@ class Limits(Section):
     )
     fallback_replicas: int = Field(default=8, ge=1)
     memory_limit_factor: float = Field(default=1.5, gt=1)
+    restarts_per_hour: int = Field(
+        default=3,
+        ge=0,
+        description="restarts of one target the runbook makes on its own in an hour; past "
+        "that a restart waits for approval (counted on the StatefulSet, across incidents)",
+    )
 
 
 class EscalationLevel(Section):

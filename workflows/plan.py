@@ -7,6 +7,7 @@ plans exactly what it planned the first time.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from datetime import timedelta
 
 from activities.models import Condition, Diagnosis, Scenario, Step, StepName
 from activities.policy import Policy
@@ -44,6 +45,7 @@ WHEN = {
     Condition.MEMORY_LIMIT_RAISED: "the memory limit was raised (the pod restarts)",
 }
 MIB = 1024 * 1024
+HOUR = timedelta(hours=1)
 
 
 class _Planner:
@@ -59,8 +61,14 @@ class _Planner:
         title: str,
         when: Condition | None = None,
         params: Mapping[str, str | int | float] | None = None,
+        gated_because: str | None = None,
     ) -> None:
+        """`gated_because`: a reason this step needs a person even where the policy would
+        let it run on its own (it then needs one approval)."""
         needed = self.policy.approvals.needed(name)
+        if gated_because is not None:
+            needed = max(needed, 1)
+            title = f"{title} (approval: {gated_because})"
         self.steps.append(
             Step(
                 name=name,
@@ -101,7 +109,12 @@ def _redis_down(p: _Planner, d: Diagnosis) -> None:
     p.add(StepName.PING, "Ping Redis to confirm it is down")
     if d.has("loading"):
         p.add(StepName.WAIT_READY, "Wait for Redis to finish loading its dataset")
-    p.add(StepName.RESTART, "Rollout-restart the Redis StatefulSet", when=Condition.STILL_DOWN)
+    p.add(
+        StepName.RESTART,
+        "Rollout-restart the Redis StatefulSet",
+        when=Condition.STILL_DOWN,
+        gated_because=_restart_budget_spent(d, p.policy),
+    )
     p.add(StepName.WAIT_READY, "Wait for the StatefulSet to be ready and Redis to answer PING")
     p.add(
         StepName.FORCE_DELETE_POD,
@@ -116,6 +129,20 @@ def _redis_down(p: _Planner, d: Diagnosis) -> None:
         params={"replicas": p.policy.limits.fallback_replicas},
     )
     p.recovery(after=Condition.FALLBACK_ENTERED, restore_api=True)
+
+
+def _restart_budget_spent(d: Diagnosis, policy: Policy) -> str | None:
+    """Past `limits.restarts_per_hour` restarts of this target (counted on its StatefulSet,
+    across incidents and workers), a restart loop is a problem for a person, not a fix."""
+    kube = d.kubernetes
+    if kube is None or kube.statefulset is None:
+        return None
+    budget = policy.limits.restarts_per_hour
+    since = kube.taken_at - HOUR
+    recent = sum(1 for at in kube.statefulset.restarts if at > since)
+    if recent < budget:
+        return None
+    return f"{recent} restarts of this target in the last hour, budget {budget}"
 
 
 def _eviction_policy_for(d: Diagnosis) -> str:
