@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # Installs the system packages the tests and the demo run for real, when they are missing:
 # redis-server; the monitoring chain (Prometheus with promtool, Alertmanager with amtool,
-# redis_exporter) for tests/test_alerting_chain.py and tests/test_deploy_monitoring.py; and
-# docker-compose, whose `config` validates docker-compose.yml without a Docker engine.
+# redis_exporter) for tests/test_alerting_chain.py and tests/test_deploy_monitoring.py;
+# docker-compose, whose `config` validates docker-compose.yml without a Docker engine; and
+# chromium, the browser tests/test_ui_approval.py drives through the Temporal Web UI with
+# Playwright (Playwright's own browser download is never used; elsewhere that test skips).
 # Quiet and idempotent: it does nothing when every binary is there.
 set -euo pipefail
 
@@ -17,6 +19,7 @@ need prometheus-alertmanager prometheus-alertmanager
 need amtool prometheus-alertmanager
 need prometheus-redis-exporter prometheus-redis-exporter
 need docker-compose docker-compose
+need chromium chromium
 
 [ ${#missing[@]} -eq 0 ] && exit 0
 mapfile -t missing < <(printf '%s\n' "${missing[@]}" | sort -u)
