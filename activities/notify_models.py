@@ -7,7 +7,10 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from activities.models import StepName
+
 NotificationKind = Literal["status_update", "escalation", "approval_request", "final"]
+MAX_WORKFLOW_ID = 1000  # Temporal's default limit on workflow id length
 IncidentState = Literal["Investigating", "Identified", "Resolving", "Resolved", "Escalated"]
 
 
@@ -26,6 +29,11 @@ class Notification(BaseModel):
     recipients: list[str] = Field(default_factory=list)
     link: str | None = None
     sent_at: datetime | None = Field(default=None, description="workflow time it was sent")
+    pending_steps: list[StepName] = Field(
+        default_factory=list,
+        description="steps waiting for approval: a Slack message gets Approve / Reject buttons "
+        "for each, so the person reading it can decide where they read it",
+    )
 
     def as_text(self) -> str:
         lines = [
@@ -40,6 +48,20 @@ class Notification(BaseModel):
         if self.recipients:
             lines.insert(1, "To: " + ", ".join(self.recipients))
         return "\n".join(lines)
+
+
+class ButtonValue(BaseModel):
+    """What an Approve / Reject button carries back to `POST /slack/actions`: which incident
+    and which step. Compact JSON (Slack allows 2,000 characters); the identity of who clicked
+    comes from Slack's signed payload, never from here."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    workflow_id: str = Field(min_length=1, max_length=MAX_WORKFLOW_ID)
+    step: StepName
+
+    def encode(self) -> str:
+        return self.model_dump_json()
 
 
 class Channel(BaseModel):

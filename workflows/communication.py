@@ -84,4 +84,5 @@ def notification(
         estimated_resolution="resolved" if outcome else estimate(plan, pending, approval_timeout),
         recipients=recipients or [],
         sent_at=now,
+        pending_steps=[p.step for p in pending] if outcome is None else [],
     )
