@@ -45,6 +45,7 @@ SECRET_FIELDS = (
     "webhook_basic_password",
     "grafana_secret",
     "pagerduty_secrets",
+    "slack_signing_secret",
 )
 
 
@@ -169,6 +170,10 @@ class Settings(BaseSettings):
         default=None, description="comma-separated: several are valid while a secret rotates"
     )
     pagerduty_secrets_file: Path | None = None
+    slack_signing_secret: SecretStr | None = Field(
+        default=None, description="Slack app's signing secret: POST /slack/actions checks it"
+    )
+    slack_signing_secret_file: Path | None = None
 
     @classmethod
     def settings_customise_sources(

@@ -23,6 +23,7 @@ from fastapi import FastAPI, Request
 from fastapi.openapi.utils import get_openapi
 from fastapi.responses import JSONResponse, Response
 from pydantic import TypeAdapter, ValidationError
+from starlette.background import BackgroundTask
 from starlette.requests import ClientDisconnect
 
 from worker.alert_dedupe import RecentAlerts
@@ -37,6 +38,10 @@ from worker.alert_intake import (
 from worker.alert_sources import PARSERS, REQUEST_MODELS, Delivery
 from worker.client import connect
 from worker.settings import ConfigError, Settings
+from worker.slack_actions import OPENAPI as SLACK_OPENAPI
+from worker.slack_actions import PATH as SLACK_PATH
+from worker.slack_actions import SECURITY_SCHEME as SLACK_SECURITY_SCHEME
+from worker.slack_actions import SlackActions
 from worker.webhook_auth import Authenticator, AuthError, Credentials
 from worker.webhook_metrics import WebhookMetrics
 from worker.webhook_settings import AlertSource
@@ -59,6 +64,7 @@ SECURITY_SCHEMES = {
         "name": "X-PagerDuty-Signature",
         "description": "v1=<hex HMAC-SHA256 of the body>, comma-separated during rotation",
     },
+    "slackSignature": SLACK_SECURITY_SCHEME,
 }
 SOURCE_SECURITY: dict[AlertSource, list[dict[str, list[str]]]] = {
     AlertSource.ALERTMANAGER: [{"bearer": []}, {"basic": []}],
@@ -79,6 +85,15 @@ ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
     415: {"model": ErrorBody, "description": "content type is not application/json"},
     422: {"model": ErrorBody, "description": "JSON that is not this source's payload"},
     503: {"model": ErrorBody, "description": "Temporal did not record it: retry"},
+}
+SLACK_RESPONSES: dict[int | str, dict[str, Any]] = {
+    200: {"description": "taken: the outcome is posted to the interaction's response_url"},
+    400: {"model": ErrorBody, "description": "malformed: not a Slack approve/reject action"},
+    401: {"model": ErrorBody, "description": "forged signature or stale timestamp"},
+    403: {"model": ErrorBody, "description": "the Slack user is not mapped to an approver"},
+    404: {"model": ErrorBody, "description": "no Slack signing secret configured"},
+    413: {"model": ErrorBody, "description": "body over webhook.max_body_bytes"},
+    415: {"model": ErrorBody, "description": "not application/x-www-form-urlencoded"},
 }
 
 
@@ -102,6 +117,7 @@ class WebhookState:
     recent: RecentAlerts
     metrics: WebhookMetrics
     intake: Intake
+    slack: SlackActions
 
 
 def build_state(
@@ -126,6 +142,7 @@ def build_state(
         recent=recent,
         metrics=metrics,
         intake=Intake(settings, gateway, recent, metrics),
+        slack=SlackActions(settings, gateway, metrics),
     )
 
 
@@ -217,6 +234,29 @@ def _delivery_handler(state: WebhookState, source: AlertSource) -> Callable[...,
     return receive
 
 
+def _slack_handler(state: WebhookState) -> Callable[..., Any]:
+    """Slack's button clicks (worker/slack_actions.py); the same body limit as alerts."""
+    limit = state.settings.webhook.max_body_bytes
+
+    async def slack_actions(request: Request) -> Response:
+        try:
+            body = await _read_body(request, limit)
+        except Refused as refused:
+            state.slack.count(refused.outcome)
+            return _json(refused.status, ErrorBody(error=refused.outcome, reason=refused.reason))
+        answer = await state.slack.handle(request.headers, body)
+        task = BackgroundTask(answer.after) if answer.after else None
+        if answer.status == 200:
+            return Response(status_code=200, background=task)
+        error = ErrorBody(error=answer.outcome, reason=answer.reason)
+        return Response(
+            content=error.model_dump_json(), status_code=answer.status,
+            media_type="application/json", background=task,
+        )  # fmt: skip
+
+    return slack_actions
+
+
 def _openapi(app: FastAPI) -> Callable[[], dict[str, Any]]:
     """FastAPI cannot see the bodies (handlers read raw bytes, to check signatures before
     parsing), so the schema of each source's payload is added here."""
@@ -239,6 +279,7 @@ def _openapi(app: FastAPI) -> Callable[[], dict[str, Any]]:
                 "content": {"application/json": {"schema": body}},
             }
             operation["security"] = SOURCE_SECURITY[source]
+        schema["paths"][SLACK_PATH]["post"].update(SLACK_OPENAPI)
         app.openapi_schema = schema
         return schema
 
@@ -257,6 +298,8 @@ def create_app(
         for source in AlertSource:
             if not state.auth.usable(source) and not state.auth.open:
                 log.warning("no credentials for %s: its deliveries are refused", source.value)
+        for slack_problem in state.slack.problems():
+            log.warning("%s", slack_problem)
         problem = await state.gateway.ready()
         if problem:
             log.warning("%s (deliveries get 503 until it answers)", problem)
@@ -280,6 +323,15 @@ def create_app(
             responses=ERROR_RESPONSES,
             tags=["alerts"],
         )
+
+    app.add_api_route(
+        SLACK_PATH,
+        _slack_handler(state),
+        methods=["POST"],
+        summary="Slack Approve / Reject buttons (Interactivity Request URL)",
+        responses=SLACK_RESPONSES,
+        tags=["slack"],
+    )
 
     @app.get("/healthz", tags=["operations"])
     async def healthz() -> dict[str, str]:

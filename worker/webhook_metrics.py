@@ -46,6 +46,15 @@ class WebhookMetrics:
             buckets=LATENCY_BUCKETS,
             registry=self.registry,
         )
+        self.slack_actions = Counter(
+            "runbook_webhook_slack_actions",
+            "Slack button clicks (POST /slack/actions) by outcome: approved, rejected, "
+            "refused_by_workflow (the policy said no), forged, stale, unmapped, malformed, "
+            "not_configured, too_large, ignored, unavailable (the decision did not reach the "
+            "incident)",
+            ["outcome"],
+            registry=self.registry,
+        )
         self.dedupe_entries = Gauge(
             "runbook_webhook_dedupe_entries",
             "Recorded (alert, status) keys remembered for deduplication",

@@ -7,10 +7,12 @@ unless the operator says so.
 
 from __future__ import annotations
 
+import re
 from datetime import timedelta
 from enum import StrEnum
+from typing import Annotated
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator
 
 from activities.models import Mode
 from activities.policy import Duration
@@ -27,6 +29,80 @@ class AuthMechanism(StrEnum):
     BEARER = "bearer"  # Authorization: Bearer <RUNBOOK_WEBHOOK_TOKEN>
     BASIC = "basic"  # Authorization: Basic <basic_username:RUNBOOK_WEBHOOK_BASIC_PASSWORD>
     HMAC = "hmac"  # Grafana X-Grafana-Alerting-Signature, PagerDuty X-PagerDuty-Signature
+
+
+SLACK_USER_ID = re.compile(r"[UW][A-Z0-9]{2,30}")
+
+
+def _slack_user_id(value: str) -> str:
+    if not SLACK_USER_ID.fullmatch(value):
+        raise ValueError(
+            f"{value!r} is not a Slack user id: write the member id (like U0123ABCD, from the "
+            "user's Slack profile, 'Copy member ID'), not a display name"
+        )
+    return value
+
+
+def _approver(value: str) -> str:
+    if not value.strip() or value != value.strip():
+        raise ValueError(f"{value!r}: write the approver name without surrounding spaces")
+    return value
+
+
+SlackUserId = Annotated[str, AfterValidator(_slack_user_id)]
+Approver = Annotated[str, Field(min_length=1, max_length=200), AfterValidator(_approver)]
+
+
+class SlackSettings(BaseModel):
+    """Approve / Reject buttons in Slack (`POST /slack/actions`). The signing secret is not
+    here (RUNBOOK_SLACK_SIGNING_SECRET or _FILE); this says who a Slack user is as an approver.
+    Identity comes only from this mapping: a Slack display name can be changed by its owner,
+    a user id cannot, and the policy's allow-list and four eyes are checked on the mapped name."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    approvers: dict[SlackUserId, Approver] = Field(
+        default_factory=dict,
+        description="Slack user id (U0123ABC) -> approver identity, as `runbook approve --as`",
+    )
+    max_age: Duration = Field(
+        default=timedelta(minutes=5),
+        description="freshness window of X-Slack-Request-Timestamp, both ways (replays, clocks)",
+    )
+    decide_timeout: Duration = Field(
+        default=timedelta(seconds=30),
+        description="how long a decision may take in the workflow before Slack is told it did not",
+    )
+    response_url_prefixes: list[str] = Field(
+        default_factory=lambda: ["https://hooks.slack.com/"],
+        min_length=1,
+        description="the only places the outcome is posted to (Slack's response_url)",
+    )
+
+    @field_validator("max_age")
+    @classmethod
+    def _bounded(cls, value: timedelta) -> timedelta:
+        if not timedelta(seconds=30) <= value <= timedelta(minutes=15):
+            raise ValueError("must be between 30s and 15m (Slack's own advice is 5m)")
+        return value
+
+    @field_validator("decide_timeout")
+    @classmethod
+    def _positive(cls, value: timedelta) -> timedelta:
+        if not timedelta(seconds=1) <= value <= timedelta(minutes=10):
+            raise ValueError("must be between 1s and 10m")
+        return value
+
+    @field_validator("response_url_prefixes")
+    @classmethod
+    def _absolute(cls, value: list[str]) -> list[str]:
+        for prefix in value:
+            if not prefix.startswith(("https://", "http://")) or prefix.count("/") < 3:
+                raise ValueError(
+                    f"{prefix!r} must be a URL prefix with its host and a '/' after it, "
+                    "like https://hooks.slack.com/"
+                )
+        return value
 
 
 def _default_auth() -> dict[AlertSource, list[AuthMechanism]]:
@@ -67,6 +143,7 @@ class WebhookSettings(BaseModel):
     grafana_max_age: Duration = Field(
         default=timedelta(minutes=5), description="freshness window of the signed timestamp"
     )
+    slack: SlackSettings = Field(default_factory=SlackSettings)
 
     def mechanisms(self, source: AlertSource) -> list[AuthMechanism]:
         return self.auth.get(source, _default_auth()[source])
