@@ -1,6 +1,9 @@
 # make test: lint, types and the whole suite against real Redis and Temporal.
-# make demo [SCENARIO=down|oom]: Temporal with its Web UI, the sandbox cluster with a real Redis,
-#   traffic, a worker; a failure injected and the incident run to the end.
+# make demo [SCENARIO=down|oom|crashloop|list] [ARGS=...]: the sandbox cluster with a real Redis
+#   and traffic, Temporal with its Web UI, worker, webhook and (where installed) redis_exporter,
+#   Prometheus and Alertmanager; the failure injected, the alert opens the incident, followed
+#   live to its review. Ctrl-C stops every process it started. SCENARIO=list lists them;
+#   ARGS=--exit-when-done exits by itself after the review, ARGS='--approve-as NAME' approves.
 # Both set themselves up: .venv with the project and its test tools, redis-server if missing.
 
 PYTHON ?= python3

@@ -51,3 +51,28 @@ def test_follow_redraws_on_a_terminal_until_done() -> None:
     final = asyncio.run(follow("w", fetch, lambda: NOW, every=0.01, console=console))
     assert final.phase == "done"
     assert "phase done" in console.export_text()
+
+
+def test_follow_shows_each_status_to_on_status_after_drawing_it() -> None:
+    """The demo hangs its approval narration on this: it must see every status, pending
+    approvals included, and print below what was drawn."""
+    states = iter([status("executing"), status("done")])
+    seen: list[str] = []
+
+    async def fetch() -> IncidentStatus:
+        return next(states)
+
+    async def on_status(s: IncidentStatus) -> None:
+        seen.append(f"{s.phase}:{','.join(p.step.value for p in s.pending_approvals)}")
+        console.print(f"narrated {s.phase}")
+
+    console = Console(record=True, width=200, force_terminal=False)
+    asyncio.run(follow("w", fetch, lambda: NOW, every=0.01, console=console, on_status=on_status))
+    assert seen == ["executing:flush", "done:flush"]
+    lines = console.export_text().splitlines()
+    assert lines[0].startswith("phase executing: flush pending_approval")
+    assert lines[1:] == [
+        "narrated executing",
+        "phase done: flush pending_approval (1/2 steps done)",
+        "narrated done",
+    ]

@@ -71,8 +71,12 @@ async def follow(
     clock: Callable[[], datetime],
     every: float = 1.0,
     console: Console | None = None,
+    on_status: Callable[[IncidentStatus], Awaitable[None]] | None = None,
 ) -> IncidentStatus:
+    """Until the incident is done. `on_status` sees each status once it is shown: the demo
+    uses it to explain and give approvals; what it prints lands above the live view."""
     console = console or Console()
+    react = on_status or _nothing
     status = await fetch()
     if not console.is_terminal:
         last = ""
@@ -81,13 +85,20 @@ async def follow(
             if line != last:
                 console.print(line, highlight=False)
                 last = line
+            await react(status)
             if status.phase == "done":
                 return status
             await asyncio.sleep(every)
             status = await fetch()
     with Live(view(workflow_id, status, clock()), console=console, refresh_per_second=4) as live:
+        await react(status)
         while status.phase != "done":
             await asyncio.sleep(every)
             status = await fetch()
             live.update(view(workflow_id, status, clock()))
+            await react(status)
     return status
+
+
+async def _nothing(status: IncidentStatus) -> None:
+    return None
