@@ -47,3 +47,4 @@ class CarriedState(BaseModel):
     stand_down: bool = False
     abort: Abort | None = None
     escalations_sent: int = 0
+    flaps: int = 0

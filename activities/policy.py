@@ -105,6 +105,12 @@ class Outage(Section):
         default=timedelta(hours=1), description="in fallback, how long to wait for Redis"
     )
     poll: Duration = timedelta(seconds=15)
+    max_flaps: int = Field(
+        default=2,
+        ge=0,
+        description="times Redis may go down again after recovery before the workflow stops "
+        "re-entering fallback and escalates",
+    )
 
 
 class Limits(Section):

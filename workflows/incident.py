@@ -43,6 +43,7 @@ with workflow.unsafe.imports_passed_through():
     from workflows.executor import StepContext, run_step
     from workflows.incident_carry import IncidentCarry
     from workflows.incident_comms import IncidentCommunication
+    from workflows.incident_flap import FlapGuard
     from workflows.incident_gate import ApprovalGate
     from workflows.incident_probes import IncidentProbes
     from workflows.outcome import outcome_for
@@ -63,7 +64,9 @@ RECOVERY = frozenset({StepName.WARM, StepName.RE_ENABLE, StepName.SCALE, StepNam
 
 
 @workflow.defn(name=WORKFLOW_TYPE, failure_exception_types=[ValidationError])
-class RedisCacheFailure(IncidentCarry, ApprovalGate, IncidentProbes, IncidentCommunication):
+class RedisCacheFailure(
+    IncidentCarry, ApprovalGate, IncidentProbes, FlapGuard, IncidentCommunication
+):
     """A bad input (ValidationError while decoding) fails the workflow instead of retrying its
     first task forever: people start this by hand with `temporal workflow start`."""
 
@@ -306,6 +309,9 @@ class RedisCacheFailure(IncidentCarry, ApprovalGate, IncidentProbes, IncidentCom
                 self._mark(step, "failed", began, detail=f"not ready: {result.reason}")
                 return
         self._mark(step, "succeeded", began, detail=result.summary)
+        down = self._latest is not None and not self._latest.reachable
+        if step is self._plan[-1] and down and self._cache_given_back():
+            self._flapped()
 
     async def _restore_api(self) -> None:
         """An abort mid-fallback still gives the API its cache and its replicas back."""

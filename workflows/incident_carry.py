@@ -26,6 +26,7 @@ class IncidentCarry(IncidentState):
         self._approval_wait_s, self._original_replicas = c.approval_wait_s, c.original_replicas
         self._ready, self._stand_down, self._abort = c.ready, c.stand_down, c.abort
         self._withdrawn, self._pending_since = c.withdrawn, c.pending_since
+        self._flaps = c.flaps
         self._escalations_sent, self._index, self._phase = (
             c.escalations_sent,
             c.next_step,
@@ -69,6 +70,7 @@ class IncidentCarry(IncidentState):
             stand_down=self._stand_down,
             abort=self._abort,
             escalations_sent=self._escalations_sent,
+            flaps=self._flaps,
         )
         workflow.continue_as_new(
             self._incident.model_copy(update={"carried": carried.model_dump(mode="json")})

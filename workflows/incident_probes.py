@@ -64,9 +64,14 @@ class IncidentProbes(IncidentState):
         for Redis to come back are judged on one look."""
         if condition in DONE:
             return DONE[condition] in self._done_steps()
+        if condition is Condition.FALLBACK_ENTERED and self._cache_given_back():
+            if (await self._diagnose()).reachable:
+                return True
+            self._flapped()  # the rest of this round gives way to the next one
+            return False
         if condition is Condition.FALLBACK_ENTERED:
             within = self._config.policy.outage.wait_for_redis if wait else timedelta(0)
-            return StepName.ENABLE_FALLBACK in self._done_steps() and await self._redis_back(
+            return self._latest_succeeded(StepName.ENABLE_FALLBACK) and await self._redis_back(
                 within, "in fallback, waiting for Redis"
             )
         if condition is Condition.STILL_DOWN_PAST_FALLBACK_DEADLINE:

@@ -68,6 +68,7 @@ class IncidentState:
         self._escalations_sent = 0
         self._pending_since: dict[StepName, datetime] = {}
         self._index = 1
+        self._flaps = 0
         for alert in incident.alerts:
             self._alerts.setdefault(alert.fingerprint, alert)
 
@@ -77,6 +78,12 @@ class IncidentState:
         raise NotImplementedError
 
     async def _continue_as_new(self) -> None:
+        raise NotImplementedError
+
+    def _cache_given_back(self) -> bool:
+        raise NotImplementedError
+
+    def _flapped(self) -> bool:
         raise NotImplementedError
 
     def _notify(
@@ -93,6 +100,12 @@ class IncidentState:
 
     def _done_steps(self) -> set[StepName]:
         return {s.name for s in self._plan if s.status == "succeeded"}
+
+    def _latest_succeeded(self, name: StepName) -> bool:
+        """Whether the most recent step of that name so far succeeded (a flap repeats steps:
+        the fallback that counts is the one of the current round)."""
+        so_far = [s for s in self._plan[: self._index + 1] if s.name is name]
+        return bool(so_far) and so_far[-1].status == "succeeded"
 
     def _scenario_name(self) -> str:
         return self._scenario.value if self._scenario else "investigating"

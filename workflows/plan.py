@@ -122,6 +122,10 @@ def _redis_down(p: _Planner, d: Diagnosis) -> None:
         when=Condition.RESTART_FAILED,
     )
     p.add(StepName.WAIT_READY, "Wait for the recreated pod", when=Condition.FORCE_DELETED)
+    _fallback(p)
+
+
+def _fallback(p: _Planner) -> None:
     p.add(
         StepName.ENABLE_FALLBACK,
         "Serve from the database: CACHE_ENABLED=false on the API and scale it up",
@@ -241,6 +245,16 @@ def plan_for(scenario: Scenario, diagnosis: Diagnosis, policy: Policy) -> list[S
     if path is None:
         return planner.steps
     path(planner, diagnosis)
+    planner.add(StepName.DIAGNOSE, "Verify: a fresh diagnosis shows the symptom gone")
+    return planner.steps
+
+
+def fallback_again(policy: Policy) -> list[Step]:
+    """Redis went down again after the API got its cache back (a flap): the fallback and the
+    recovery once more, then a fresh verification. No restart: a flapping Redis restarted
+    again and again is what the restart budget is for, so that stays with a person."""
+    planner = _Planner(policy)
+    _fallback(planner)
     planner.add(StepName.DIAGNOSE, "Verify: a fresh diagnosis shows the symptom gone")
     return planner.steps
 

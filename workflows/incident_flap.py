@@ -1,0 +1,50 @@
+"""A flap: Redis goes down again after the API got its cache back. The workflow notices (at
+the next recovery step's condition, or at the verification), serves from the database again
+and recovers again, up to `outage.max_flaps` times; approvals already given stand."""
+
+from __future__ import annotations
+
+from temporalio import workflow
+
+with workflow.unsafe.imports_passed_through():
+    from activities.models import StepName
+    from workflows.incident_state import IncidentState
+    from workflows.plan import fallback_again, mark_unavailable
+
+
+class FlapGuard(IncidentState):
+    def _cache_given_back(self) -> bool:
+        """Whether, since the latest fallback was entered, the API got its cache back."""
+        so_far = self._plan[: self._index + 1]
+        entered = [
+            i
+            for i, s in enumerate(so_far)
+            if s.name is StepName.ENABLE_FALLBACK and s.status == "succeeded"
+        ]
+        return bool(entered) and any(
+            s.name is StepName.RE_ENABLE and s.status == "succeeded" for s in so_far[entered[-1] :]
+        )
+
+    def _flapped(self) -> bool:
+        """Redis is down again with the cache back on: another fallback round takes the place
+        of what is left of the plan. False past `outage.max_flaps` (then it is a person's)."""
+        if self._abort is not None or self._stand_down:
+            return False
+        limit = self._config.policy.outage.max_flaps
+        if self._flaps >= limit:
+            self._problems.append(
+                f"Redis went down again after recovery {self._flaps + 1} times "
+                f"(outage.max_flaps is {limit}): left for a person"
+            )
+            return False
+        self._flaps += 1
+        self._ready = self._answered = None  # those facts were about the previous outage
+        again = fallback_again(self._config.policy)
+        mark_unavailable(again, frozenset(self._config.available_steps))
+        self._plan[self._index + 1 :] = again
+        self._note(
+            "flap",
+            f"Redis is down again after recovery (flap {self._flaps} of at most {limit}): "
+            "serving from the database again, then recovering again",
+        )
+        return True
