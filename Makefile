@@ -46,7 +46,7 @@ bench: setup
 	$(BIN)/python -m bench.alert_storm --order interleaved --rate 500
 
 record-histories: setup
-	$(BIN)/python -m tests.record_histories
+	$(BIN)/python -m tests.record_histories $(CASES)
 
 clean:
 	rm -rf $(VENV) .runbook .pytest_cache .mypy_cache .ruff_cache *.egg-info

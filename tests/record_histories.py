@@ -1,6 +1,7 @@
 """Re-record the replay corpus in tests/histories/ on purpose:
 
-    make record-histories
+    make record-histories                      # every case
+    make record-histories CASES="name ..."     # only these (names: the files' stems)
 
 Run it only when a workflow change is *meant* to be incompatible with in-flight incidents
 (and say so in the commit); otherwise the replay test is what catches the accident.
@@ -13,6 +14,7 @@ import sys
 import tempfile
 from collections.abc import Awaitable, Callable
 from pathlib import Path
+from typing import Any
 
 from temporalio.client import Client, WorkflowHandle
 from temporalio.contrib.pydantic import pydantic_data_converter
@@ -20,6 +22,7 @@ from temporalio.testing import WorkflowEnvironment
 
 from activities.models import Decision, IncidentReport, Scenario
 from sandbox import faults
+from sandbox.cache_traffic import CacheTraffic
 from sandbox.cluster import SandboxCluster
 from sandbox.processes import binary
 from tests.conftest import RedisFactory
@@ -32,10 +35,12 @@ from tests.harness import (
     start,
     wait_for_pending,
 )
+from tests.sandbox_checks import api_state, until
 from worker.settings import Settings
 
 HISTORIES = Path(__file__).parent / "histories"
 ROLE = Path(__file__).parent.parent / "deploy" / "k8s" / "rbac" / "role.yaml"
+WARMER = "sandbox.cache_traffic:warm_catalog"
 Handle = WorkflowHandle[object, IncidentReport]
 Case = Callable[[Client, Settings, RedisFactory], Awaitable[Handle]]
 
@@ -80,30 +85,101 @@ async def _auto_down(c: Client, s: Settings, f: RedisFactory) -> Handle:
     return await start(c, s, auto(url))
 
 
-async def _sandbox_cases(client: Client, root: Path) -> dict[str, Handle]:
-    """The redis_down path on the sandbox cluster: restarted, and crash-loop force-deleted."""
+SandboxCase = Callable[[Client, SandboxCluster], Awaitable[Handle]]
+
+
+def _sandbox_settings(cluster: SandboxCluster, **overrides: Any) -> Settings:
+    overrides.setdefault("outage", {"ready_timeout": "3s", "poll": "0.5s"})
+    return settings_for(kubernetes={"kubeconfig": str(cluster.runbook_kubeconfig)}, **overrides)
+
+
+def _fallback_settings(cluster: SandboxCluster) -> Settings:
+    return _sandbox_settings(
+        cluster,
+        outage={"ready_timeout": "2s", "fallback_after": "3s", "poll": "0.5s"},
+        approvals={"required_for": ["force_delete_pod"], "timeout": "1s"},
+        warmers=[{"name": "catalog", "kind": "callable", "target": WARMER}],
+        recovery={"watch_interval": "0.5s", "watch_deadline": "6s"},
+    )
+
+
+async def _restarted(c: Client, cluster: SandboxCluster) -> Handle:
+    settings = _sandbox_settings(cluster)
+    await asyncio.to_thread(cluster.fault, "down")
+    async with running_worker(c, settings):
+        handle = await start(c, settings, auto(cluster.redis_url))
+        await handle.result()
+    return handle
+
+
+async def _force_deleted(c: Client, cluster: SandboxCluster) -> Handle:
+    settings = _sandbox_settings(cluster)
+    await asyncio.to_thread(cluster.fault, "crashloop")
+    async with running_worker(c, settings):
+        handle = await start(c, settings, auto(cluster.redis_url))
+        await wait_for_pending(handle, "force_delete_pod", within=60)
+        await handle.signal("approve", {"step": "force_delete_pod", "approver": "bob"})
+        await handle.result()
+    return handle
+
+
+async def _fallback(c: Client, cluster: SandboxCluster, flap: bool) -> Handle:
+    """Past the fallback deadline: serve from the database, recover; with `flap`, Redis
+    crashes again right after the cache is re-enabled and the workflow goes round again."""
+    settings = _fallback_settings(cluster)
+    await asyncio.to_thread(cluster.fault, "crashloop")
+    async with running_worker(c, settings):
+        handle = await start(c, settings, auto(cluster.redis_url))
+        await until(lambda: api_state(cluster) == (8, "false"), "the fallback")
+        await asyncio.to_thread(cluster.fault, "clear")
+        if flap:
+            await until(lambda: api_state(cluster)[1] == "true", "the cache re-enabled")
+            await asyncio.to_thread(cluster.fault, "crashloop")
+            await until(lambda: api_state(cluster) == (8, "false"), "the second fallback")
+            await asyncio.to_thread(cluster.fault, "clear")
+        with CacheTraffic(cluster.redis_port):
+            await handle.result()
+    return handle
+
+
+async def _over_budget(c: Client, cluster: SandboxCluster) -> Handle:
+    """A restart budget of 0: the restart waits for approval, which is given."""
+    settings = _sandbox_settings(cluster, limits={"restarts_per_hour": 0})
+    await asyncio.to_thread(cluster.fault, "down")
+    async with running_worker(c, settings):
+        handle = await start(c, settings, auto(cluster.redis_url))
+        await wait_for_pending(handle, "restart", within=60)
+        await handle.signal("approve", {"step": "restart", "approver": "bob"})
+        await handle.result()
+    return handle
+
+
+SANDBOX_CASES: dict[str, SandboxCase] = {
+    "auto_redis_down_restarted": _restarted,
+    "auto_redis_crash_loop_force_deleted": _force_deleted,
+    "auto_redis_down_fallback_recovered": lambda c, k: _fallback(c, k, flap=False),
+    "auto_redis_down_flapped_back_to_fallback": lambda c, k: _fallback(c, k, flap=True),
+    "auto_redis_down_restart_over_budget_approved": _over_budget,
+}
+
+
+async def _sandbox_cases(client: Client, root: Path, only: set[str]) -> dict[str, Handle]:
+    """The redis_down path on the sandbox cluster, one fresh cluster per case."""
     handles: dict[str, Handle] = {}
-    for name, fault, approve in (
-        ("auto_redis_down_restarted", "down", False),
-        ("auto_redis_crash_loop_force_deleted", "crashloop", True),
-    ):
+    for name, case in SANDBOX_CASES.items():
+        if only and name not in only:
+            continue
         with SandboxCluster(root / name, role_file=ROLE) as cluster:
-            settings = settings_for(
-                kubernetes={"kubeconfig": str(cluster.runbook_kubeconfig)},
-                outage={"ready_timeout": "3s", "poll": "0.5s"},
-            )
-            await asyncio.to_thread(cluster.fault, fault)
-            async with running_worker(client, settings):
-                handle = await start(client, settings, auto(cluster.redis_url))
-                if approve:
-                    await wait_for_pending(handle, "force_delete_pod", within=60)
-                    await handle.signal("approve", {"step": "force_delete_pod", "approver": "bob"})
-                await handle.result()
-            handles[name] = handle
+            handles[name] = await case(client, cluster)
     return handles
 
 
-async def record() -> None:
+async def record(only: set[str]) -> None:
+    """Record every case, or only the named ones (the others keep their files)."""
+    unknown = only - set(CASES) - set(SANDBOX_CASES)
+    if unknown:
+        raise SystemExit(f"unknown case(s) {sorted(unknown)}; known: {sorted(CASES)} "
+                         f"{sorted(SANDBOX_CASES)}")  # fmt: skip
     env = await WorkflowEnvironment.start_local(
         dev_server_existing_path=binary("temporal", [Path(sys.executable).parent]),
         data_converter=pydantic_data_converter,
@@ -116,9 +192,11 @@ async def record() -> None:
                 handles: dict[str, Handle] = {}
                 async with running_worker(env.client, settings):
                     for name, case in CASES.items():
+                        if only and name not in only:
+                            continue
                         handles[name] = await case(env.client, settings, factory)
                         await handles[name].result()
-                handles.update(await _sandbox_cases(env.client, Path(tmp)))
+                handles.update(await _sandbox_cases(env.client, Path(tmp), only))
                 for name, handle in handles.items():
                     path = HISTORIES / f"{name}.json"
                     path.write_text((await handle.fetch_history()).to_json())
@@ -128,4 +206,4 @@ async def record() -> None:
 
 
 if __name__ == "__main__":
-    asyncio.run(record())
+    asyncio.run(record(set(sys.argv[1:])))

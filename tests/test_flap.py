@@ -7,19 +7,17 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
-from kubernetes import client
 from temporalio.testing import WorkflowEnvironment
 
 from activities.models import Incident, Mode, RedisTarget, StepName
 from sandbox.cache_traffic import CacheTraffic
 from sandbox.cluster import SandboxCluster
 from tests.harness import running_worker, settings_for, start
+from tests.sandbox_checks import NS, api_state, until
 
 ROLE = Path(__file__).resolve().parents[1] / "deploy" / "k8s" / "rbac" / "role.yaml"
-NS = "treebeard-production"
 WARMER = "sandbox.cache_traffic:warm_catalog"
 
 
@@ -27,22 +25,6 @@ WARMER = "sandbox.cache_traffic:warm_catalog"
 def cluster(tmp_path: Path) -> Iterator[SandboxCluster]:
     with SandboxCluster(tmp_path / "sandbox", role_file=ROLE) as running:
         yield running
-
-
-def _api(cluster: SandboxCluster) -> tuple[int | None, str | None]:
-    with cluster.api_client() as api:
-        deploy = client.AppsV1Api(api).read_namespaced_deployment("treebeard-api", NS)
-    assert deploy.spec is not None and deploy.spec.template.spec is not None
-    env = {e.name: e.value for e in deploy.spec.template.spec.containers[0].env or []}
-    return deploy.spec.replicas, env.get("CACHE_ENABLED")
-
-
-async def _until(check: Any, what: str, within: float = 90) -> None:
-    deadline = asyncio.get_running_loop().time() + within
-    while not await asyncio.to_thread(check):
-        if asyncio.get_running_loop().time() > deadline:
-            raise TimeoutError(f"never saw: {what}")
-        await asyncio.sleep(0.1)
 
 
 async def test_redis_down_again_after_re_enable_goes_back_to_fallback(
@@ -65,11 +47,11 @@ async def test_redis_down_again_after_re_enable_goes_back_to_fallback(
     async with running_worker(temporal_env.client, config):
         job = Incident(target=target, mode=Mode.AUTO, requested_by="tests")
         handle = await start(temporal_env.client, config, job, "flap")
-        await _until(lambda: _api(cluster) == (8, "false"), "the first fallback")
+        await until(lambda: api_state(cluster) == (8, "false"), "the first fallback")
         await asyncio.to_thread(cluster.fault, "clear")
-        await _until(lambda: _api(cluster)[1] == "true", "the cache re-enabled")
+        await until(lambda: api_state(cluster)[1] == "true", "the cache re-enabled")
         await asyncio.to_thread(cluster.fault, "crashloop")  # and down it goes again
-        await _until(lambda: _api(cluster) == (8, "false"), "the second fallback")
+        await until(lambda: api_state(cluster) == (8, "false"), "the second fallback")
         await asyncio.to_thread(cluster.fault, "clear")
         with CacheTraffic(cluster.redis_port):
             report = await handle.result()
@@ -80,6 +62,6 @@ async def test_redis_down_again_after_re_enable_goes_back_to_fallback(
     assert names.count(StepName.RE_ENABLE) == 2
     assert names.count(StepName.RESTART) == 1  # the flap itself restarts nothing
     assert [e.kind for e in report.timeline].count("flap") == 1
-    assert _api(cluster) == (3, "true")
+    assert api_state(cluster) == (3, "true")
     assert cluster.redis().ping()
     assert report.approvals == []  # the fallback needed none: none asked twice
