@@ -53,6 +53,12 @@ with workflow.unsafe.imports_passed_through():
 
 WORKFLOW_TYPE = "RedisCacheFailure"
 DECISION_HINT = '{"step": "flush", "approver": "your-name", "comment": "why"}'
+SIGNAL_NOTE = (
+    "step: the pending one (query status), e.g. flush, restart, force_delete_pod, "
+    "set_eviction_policy, raise_memory_limit, tune_persistence; approver is required. A signal "
+    "gets no answer: a refused or malformed one is only noted in the timeline. The update "
+    "`decide` answers with the verdict."
+)
 # The read-only report that helps a person judge each scenario's fix: (field, activity, type).
 EVIDENCE: dict[Scenario, tuple[str, str, type[Any]]] = {
     Scenario.OUT_OF_MEMORY: ("keyspace", "keyspace_report", KeyspaceReport),
@@ -108,11 +114,13 @@ class RedisCacheFailure(
 
     # ---- messages -------------------------------------------------------------------------
 
-    @workflow.signal(name="approve", description=f"Approve a pending step: {DECISION_HINT}")
+    @workflow.signal(name="approve", description=f"Approve a pending step: {DECISION_HINT}. "
+                     f"{SIGNAL_NOTE}")  # fmt: skip
     def approve(self, payload: Any) -> None:
         self._signalled(payload, "approve")
 
-    @workflow.signal(name="reject", description=f"Reject a pending step: {DECISION_HINT}")
+    @workflow.signal(name="reject", description=f"Reject a pending step: {DECISION_HINT}. "
+                     f"{SIGNAL_NOTE}")  # fmt: skip
     def reject(self, payload: Any) -> None:
         self._signalled(payload, "reject")
 
