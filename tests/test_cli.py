@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import subprocess
 import sys
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from temporalio.testing import WorkflowEnvironment
@@ -190,3 +192,143 @@ async def test_status_follow_ends_with_the_incident(
     assert "phase executing: flush pending_approval" in lines[0]
     assert any(line.startswith("phase done") for line in lines)
     assert "Incident " + workflow_id in out.decode()  # the final status is printed
+
+
+def json_of(done: subprocess.CompletedProcess[str]) -> dict[str, Any]:
+    """The one JSON object a --json command prints on stdout, whatever its exit code."""
+    data = json.loads(done.stdout)
+    assert isinstance(data, dict), done.stdout
+    return data
+
+
+@pytest.mark.parametrize(
+    ("args", "code", "message"),
+    [
+        (["start", "--redis-url", "http://r:6379/0", "--dry-run"], 2, "scheme must be redis://"),
+        (["status", "redis-cache-failure/nope/redis"], 2, "no incident"),
+        (["report", "redis-cache-failure/nope/redis"], 2, "no incident"),
+        (["approve", "redis-cache-failure/nope/redis", "flush", "--as", "bob"], 2, "no incident"),
+        (["reject", "redis-cache-failure/nope/redis", "nothing", "--as", "bob"], 2, "unknown step"),
+        (["approve", "redis-cache-failure/nope/redis", "flush"], 2, "--as NAME"),
+        (["abort", "redis-cache-failure/nope/redis", "--as", "bob"], 2, "no incident"),
+        (["abort", "redis-cache-failure/nope/redis"], 2, "--as NAME"),
+        (["approve"], 2, "the following arguments are required"),
+        (["list", "--all", "--bogus"], 2, "unrecognized arguments: --bogus"),
+    ],
+)
+def test_errors_are_json_with_json(
+    cli_env: dict[str, str], args: list[str], code: int, message: str
+) -> None:
+    cli_env.pop("RUNBOOK_USER")
+    done = runbook(cli_env, *args, "--json")
+
+    assert done.returncode == code, done.stdout + done.stderr
+    answer = json_of(done)
+    assert message in answer["error"]
+    assert answer["exit_code"] == code
+    assert message not in done.stderr  # one stream for scripts: the JSON
+
+
+def test_unreachable_temporal_is_a_json_error(cli_env: dict[str, str]) -> None:
+    cli_env["TEMPORAL_ADDRESS"] = "127.0.0.1:1"
+    for command in (["list"], ["status", "x"], ["approve", "x", "flush"], ["abort", "x"]):
+        done = runbook(cli_env, *command, "--json")
+        assert done.returncode == 2
+        assert "cannot reach Temporal at 127.0.0.1:1" in json_of(done)["error"]
+
+
+def test_start_json_is_one_object_with_the_report(
+    cli_env: dict[str, str], worker_process: subprocess.Popen[bytes], redis_server: RedisFactory
+) -> None:
+    server = redis_server()
+    started = runbook(cli_env, "start", "--redis-url", server.url, "--dry-run", "--json")
+    waited = runbook(cli_env, "start", "--redis-url", server.url, "--dry-run", "--wait", "--json")
+
+    assert started.returncode == 0, started.stderr
+    assert json_of(started)["workflow_id"].startswith("redis-cache-failure/default/redis/dry-run")
+    assert json_of(started)["mode"] == "dry-run"
+    assert waited.returncode == 0, waited.stderr
+    answer = json_of(waited)
+    assert answer["run_id"] and answer["mode"] == "dry-run"
+    assert answer["report"]["workflow_id"] == answer["workflow_id"]
+    assert answer["report"]["outcome"] == "planned"
+    assert answer["report"]["scenario"] == "healthy"
+
+
+async def test_approve_reject_list_json_while_an_incident_waits(
+    temporal_env: WorkflowEnvironment,
+    cli_env: dict[str, str],
+    redis_server: RedisFactory,
+    tmp_path: Path,
+) -> None:
+    server = full_evicting_redis(redis_server)
+    cli_env["RUNBOOK_APPROVALS__APPROVERS"] = '["bob"]'
+    namespace = f"json-{uuid.uuid4().hex[:6]}"
+    workflow_id = f"redis-cache-failure/{namespace}/redis"
+    log = (tmp_path / "worker.log").open("wb")
+    worker = subprocess.Popen([RUNBOOK, "worker"], env=cli_env, stdout=log, stderr=log)  # noqa: ASYNC220
+    try:
+        started = runbook(cli_env, "start", "--redis-url", server.url, "--namespace", namespace)
+        assert started.returncode == 0, started.stderr
+        handle = temporal_env.client.get_workflow_handle(workflow_id)
+        await wait_for_pending(handle, "flush")
+
+        listed = json_of(runbook(cli_env, "list", "--json"))
+        assert workflow_id in [row["workflow_id"] for row in listed["incidents"]]
+        status = json_of(runbook(cli_env, "status", workflow_id, "--json"))
+        assert [p["step"] for p in status["pending_approvals"]] == ["flush"]
+
+        refused = runbook(cli_env, "reject", workflow_id, "flush", "--as", "mallory", "--json")
+        assert refused.returncode == 1
+        answer = json_of(refused)
+        assert answer["accepted"] is False and answer["decision"] == "reject"
+        assert answer["error"].startswith("refused: mallory is not an approver")
+        assert (answer["workflow_id"], answer["step"], answer["approver"]) == (
+            workflow_id, "flush", "mallory"
+        )  # fmt: skip
+
+        follower = await asyncio.create_subprocess_exec(
+            RUNBOOK, "status", workflow_id, "--follow", "--json", env=cli_env,
+            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+        )  # fmt: skip
+        approved = runbook(cli_env, "approve", workflow_id, "flush", "--as", "bob", "--json")
+        assert approved.returncode == 0, approved.stdout + approved.stderr
+        answer = json_of(approved)
+        assert answer["accepted"] is True and answer["verdict"] == "flush approved (1/1)"
+        assert (await handle.result())["outcome"] == "resolved"
+        out, err = await asyncio.wait_for(follower.communicate(), timeout=60)
+        assert follower.returncode == 0, err.decode()
+        assert json.loads(out)["phase"] == "done"  # the live view went to stderr
+        assert "phase done" in err.decode()
+    finally:
+        stop_process(worker)
+    assert json_of(runbook(cli_env, "report", workflow_id, "--json"))["outcome"] == "resolved"
+
+
+async def test_abort_stops_an_incident_and_says_whether_it_took(
+    temporal_env: WorkflowEnvironment,
+    cli_env: dict[str, str],
+    worker_process: subprocess.Popen[bytes],
+    redis_server: RedisFactory,
+) -> None:
+    server = full_evicting_redis(redis_server)
+    namespace = f"abort-{uuid.uuid4().hex[:6]}"
+    workflow_id = f"redis-cache-failure/{namespace}/redis"
+    started = runbook(cli_env, "start", "--redis-url", server.url, "--namespace", namespace)
+    assert started.returncode == 0, started.stderr
+    handle = temporal_env.client.get_workflow_handle(workflow_id)
+    await wait_for_pending(handle, "flush")
+
+    aborted = runbook(cli_env, "abort", workflow_id, "--reason", "taking over", "--json")
+    assert aborted.returncode == 0, aborted.stdout + aborted.stderr
+    answer = json_of(aborted)
+    assert answer["accepted"] is True and answer["by"] == "oncall-alice"
+    assert answer["restore_api"] is True
+    assert "taking over" in answer["message"]
+    report = await handle.result()
+    assert report["outcome"] == "aborted"
+    assert command_calls(server.client(), "flushdb") == 0
+
+    again = runbook(cli_env, "abort", workflow_id, "--as", "bob")
+    assert again.returncode == 1
+    assert "refused: the incident has ended" in again.stderr

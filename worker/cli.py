@@ -13,17 +13,28 @@ import os
 import signal
 import sys
 from pathlib import Path
+from typing import NoReturn
+
+from temporalio.service import RPCError
 
 from worker import cli_incidents, cli_start, webhook_cli
-from worker.cli_common import UsageError, connect_or_explain
+from worker.cli_common import CommandFailed, UsageError, connect_or_explain, report_error
 from worker.config_loader import load_settings
 from worker.runner import run_worker
 from worker.settings import ConfigError, Settings
 from worker.telemetry import configure_tracing
 
 
+class _Parser(argparse.ArgumentParser):
+    """Raises instead of printing and exiting, so that a mistyped command with --json gets
+    its error as JSON too. Subcommand parsers inherit it."""
+
+    def error(self, message: str) -> NoReturn:
+        raise UsageError(f"{message}. Fix: see `{self.prog} --help`")
+
+
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="runbook", description=__doc__)
+    parser = _Parser(prog="runbook", description=__doc__)
     parser.add_argument("--config", type=Path, help="runbook.yaml (default: $RUNBOOK_CONFIG)")
     sub = parser.add_subparsers(dest="command", required=True)
     worker = sub.add_parser(
@@ -50,14 +61,22 @@ async def _worker(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
+    """Exit 0 done, 1 the answer is no (refused, failed), 2 bad input or setup. With --json
+    every outcome, errors included, is one JSON object on stdout."""
+    argv = sys.argv[1:] if argv is None else argv
+    as_json = "--json" in argv
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     try:
+        args = _parser().parse_args(argv)
         settings = load_settings(args.config)
         return int(asyncio.run(args.handler(args, settings)))
     except (ConfigError, UsageError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
+        return report_error(as_json, str(err), 2, {}, prefix="error: ")
+    except CommandFailed as err:
+        return report_error(as_json, str(err), err.code, err.details)
+    except RPCError as err:
+        message = f"Temporal answered {err.status.name}: {err.message}"
+        return report_error(as_json, message, 1, {}, prefix="error: ")
 
 
 def run() -> None:

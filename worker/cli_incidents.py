@@ -1,12 +1,13 @@
-"""`runbook status | approve | reject | list`: follow an incident and decide its steps."""
+"""`runbook status | approve | reject | abort | report | list`: follow an incident, decide its
+steps, stop it. Each takes --json: one JSON object on stdout, errors included."""
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
 import os
 import shlex
-import sys
 from datetime import UTC, datetime
 from typing import Any
 
@@ -18,8 +19,15 @@ from temporalio.client import (
 )
 from temporalio.service import RPCError, RPCStatusCode
 
-from activities.models import Decision, IncidentReport, IncidentStatus, PendingApproval, StepName
-from worker.cli_common import UsageError, connect_or_explain
+from activities.models import (
+    Decision,
+    IncidentReport,
+    IncidentStatus,
+    PendingApproval,
+    StepName,
+    TimelineEntry,
+)
+from worker.cli_common import CommandFailed, UsageError, connect_or_explain, emit
 from worker.render import render_step
 from worker.settings import Settings
 from workflows.incident import WORKFLOW_TYPE
@@ -28,8 +36,10 @@ from workflows.incident import WORKFLOW_TYPE
 def add_parsers(sub: Any) -> None:
     status = sub.add_parser("status", help="phase, plan and pending approvals of an incident")
     status.add_argument("workflow_id")
-    status.add_argument("--json", action="store_true")
-    status.add_argument("--follow", action="store_true", help="a live view until it ends")
+    status.add_argument("--json", action="store_true", help="the status as JSON")
+    status.add_argument(
+        "--follow", action="store_true", help="a live view until it ends (on stderr with --json)"
+    )
     status.set_defaults(handler=show_status)
     for verb in ("approve", "reject"):
         cmd = sub.add_parser(verb, help=f"{verb} a step of an incident")
@@ -37,14 +47,26 @@ def add_parsers(sub: Any) -> None:
         cmd.add_argument("step", help="the step name, e.g. flush")
         cmd.add_argument("--as", dest="approver", help="who decides (default: $RUNBOOK_USER)")
         cmd.add_argument("--comment", default="")
+        cmd.add_argument("--json", action="store_true", help="the verdict as JSON")
         cmd.set_defaults(handler=decide, decision=verb)
+    abort = sub.add_parser("abort", help="stop an incident after its current step")
+    abort.add_argument("workflow_id")
+    abort.add_argument("--as", dest="by", help="who stops it (default: $RUNBOOK_USER)")
+    abort.add_argument("--reason", default="")
+    abort.add_argument(
+        "--keep-fallback",
+        action="store_true",
+        help="leave the API on the database (default: give it back its cache and replicas)",
+    )
+    abort.add_argument("--json", action="store_true", help="the outcome as JSON")
+    abort.set_defaults(handler=abort_incident)
     report = sub.add_parser("report", help="the post-incident review (Markdown) of an incident")
     report.add_argument("workflow_id")
     report.add_argument("--json", action="store_true", help="the whole report as JSON")
     report.set_defaults(handler=show_report)
     listing = sub.add_parser("list", help="open incidents (--all: recent closed ones too)")
     listing.add_argument("--all", action="store_true")
-    listing.add_argument("--json", action="store_true")
+    listing.add_argument("--json", action="store_true", help='{"incidents": [...]}')
     listing.set_defaults(handler=list_incidents)
 
 
@@ -101,10 +123,15 @@ async def show_status(args: argparse.Namespace, settings: Settings) -> int:
     client = await connect_or_explain(settings)
     status = await _status(client, args.workflow_id)
     if args.follow:
+        from rich.console import Console
+
         from worker.cli_follow import follow
 
         status = await follow(
-            args.workflow_id, lambda: _status(client, args.workflow_id), lambda: datetime.now(UTC)
+            args.workflow_id,
+            lambda: _status(client, args.workflow_id),
+            lambda: datetime.now(UTC),
+            console=Console(stderr=True) if args.json else None,  # stdout keeps one object
         )
     print(
         status.model_dump_json(indent=2) if args.json else render_status(args.workflow_id, status)
@@ -112,10 +139,15 @@ async def show_status(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def _who(given: str | None) -> str:
+    who = given or os.environ.get("RUNBOOK_USER")
+    if not who:
+        raise UsageError("say who you are: --as NAME (or set RUNBOOK_USER)")
+    return who
+
+
 def _decision(args: argparse.Namespace) -> Decision:
-    approver = args.approver or os.environ.get("RUNBOOK_USER")
-    if not approver:
-        raise UsageError("say who decides: --as NAME (or set RUNBOOK_USER)")
+    approver = _who(args.approver)
     if args.step not in {s.value for s in StepName}:
         raise UsageError(
             f"unknown step {args.step!r}: one of {', '.join(s.value for s in StepName)}"
@@ -136,13 +168,60 @@ async def decide(args: argparse.Namespace, settings: Settings) -> int:
     client = await connect_or_explain(settings)
     await _status(client, args.workflow_id)
     handle = client.get_workflow_handle(args.workflow_id)
+    asked = {
+        "workflow_id": args.workflow_id,
+        "step": decision.step.value,
+        "decision": decision.decision,
+        "approver": decision.approver,
+    }
     try:
         verdict = await handle.execute_update("decide", decision, result_type=str)
     except WorkflowUpdateFailedError as err:
-        print(f"refused: {getattr(err.cause, 'message', err.cause)}", file=sys.stderr)
-        return 1
-    print(verdict)
+        reason = str(getattr(err.cause, "message", err.cause))
+        raise CommandFailed(f"refused: {reason}", accepted=False, **asked) from None
+    emit(args.json, {**asked, "accepted": True, "verdict": verdict}, verdict)
     return 0
+
+
+def _entries(status: IncidentStatus, kind: str) -> list[TimelineEntry]:
+    return [e for e in status.timeline if e.kind == kind]
+
+
+async def abort_incident(args: argparse.Namespace, settings: Settings) -> int:
+    """`abort` is a signal, which cannot answer: the outcome is read back from the
+    incident's timeline, so the person learns whether it took."""
+    by = _who(args.by)
+    client = await connect_or_explain(settings)
+    before = await _status(client, args.workflow_id)
+    asked = {"workflow_id": args.workflow_id, "by": by, "reason": args.reason,
+             "restore_api": not args.keep_fallback}  # fmt: skip
+    if before.phase == "done":
+        raise CommandFailed("refused: the incident has ended", accepted=False, **asked)
+    if earlier := _entries(before, "abort"):
+        raise CommandFailed(f"refused: already aborted by {earlier[0].actor}", accepted=False,
+                            **asked)  # fmt: skip
+    payload = {"by": by, "reason": args.reason, "restore_api": not args.keep_fallback}
+    await client.get_workflow_handle(args.workflow_id).signal("abort", payload)
+    refusals = len(_entries(before, "abort_refused"))
+    deadline = asyncio.get_running_loop().time() + 20
+    while asyncio.get_running_loop().time() < deadline:
+        now = await _status(client, args.workflow_id)
+        if taken := _entries(now, "abort"):
+            text = "abort accepted: the current step finishes, the rest are skipped" + (
+                "" if args.keep_fallback else "; a fallback API gets its cache back"
+            )
+            emit(args.json, {**asked, "accepted": True, "message": taken[0].message}, text)
+            return 0
+        if len(refused := _entries(now, "abort_refused")) > refusals:
+            raise CommandFailed(f"refused: {refused[-1].message}", accepted=False, **asked)
+        if now.phase == "done":
+            raise CommandFailed("refused: the incident ended first", accepted=False, **asked)
+        await asyncio.sleep(0.2)
+    raise CommandFailed(
+        f"abort sent, not confirmed within 20s. Fix: check `runbook status {args.workflow_id}`",
+        accepted=None,
+        **asked,
+    )
 
 
 async def list_incidents(args: argparse.Namespace, settings: Settings) -> int:
@@ -159,7 +238,7 @@ async def list_incidents(args: argparse.Namespace, settings: Settings) -> int:
         async for w in client.list_workflows(query, limit=100)
     ]
     if args.json:
-        print(json.dumps(rows, indent=2))
+        emit(True, {"incidents": rows}, "")
         return 0
     if not rows:
         print("no open incidents" if not args.all else "no incidents")

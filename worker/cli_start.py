@@ -6,7 +6,6 @@ import argparse
 import getpass
 import json
 import os
-import sys
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -16,7 +15,7 @@ from temporalio.client import WorkflowFailureError
 from temporalio.common import WorkflowIDConflictPolicy
 
 from activities.models import Incident, IncidentReport, Mode
-from worker.cli_common import UsageError, connect_or_explain
+from worker.cli_common import CommandFailed, UsageError, connect_or_explain, emit
 from worker.render import render_report
 from worker.settings import ConfigError, Settings
 from workflows.incident import WORKFLOW_TYPE
@@ -35,7 +34,9 @@ def add_parser(sub: Any) -> None:
     start.add_argument("--requested-by", help="who asks (default: $RUNBOOK_USER or login name)")
     start.add_argument("--workflow-id", help="override the workflow id")
     start.add_argument("--wait", action="store_true", help="wait and print the report")
-    start.add_argument("--json", action="store_true", help="print JSON instead of text")
+    start.add_argument(
+        "--json", action="store_true", help="one JSON object: the ids (and with --wait, the report)"
+    )
     start.set_defaults(handler=run)
 
 
@@ -107,14 +108,19 @@ async def run(args: argparse.Namespace, settings: Settings) -> int:
         id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
         result_type=IncidentReport,
     )
-    print(f"started workflow {handle.id}" if not args.json else json.dumps({"id": handle.id}))
+    started: dict[str, Any] = {
+        "workflow_id": handle.id,
+        "run_id": handle.result_run_id,
+        "mode": incident.mode.value,
+    }
     if not args.wait:
+        emit(args.json, started, f"started workflow {handle.id}")
         return 0
+    if not args.json:
+        print(f"started workflow {handle.id}", flush=True)
     try:
         report = await handle.result()
     except WorkflowFailureError as err:
-        cause = err.cause
-        print(f"error: workflow {handle.id} failed: {cause}", file=sys.stderr)
-        return 1
-    print(report.model_dump_json(indent=2) if args.json else render_report(report))
+        raise CommandFailed(f"error: workflow {handle.id} failed: {err.cause}", **started) from None
+    emit(args.json, {**started, "report": report.model_dump(mode="json")}, render_report(report))
     return 0
