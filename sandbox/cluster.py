@@ -131,7 +131,9 @@ class SandboxCluster:
     """A local Kubernetes API whose StatefulSet pods are real redis-servers: an ApiServer
     holding the default objects, and the Controller running on its loop.
 
-    Use as a context manager: `with SandboxCluster(tmp_path) as cluster: ...`.
+    Use as a context manager: `with SandboxCluster(tmp_path) as cluster: ...`. Redis faults
+    go in through the API (`fault`); failures of the API itself (503s, conflicts, slow or
+    lost replies for the next N matching requests) through `api.failures`.
     """
 
     def __init__(
@@ -178,6 +180,12 @@ class SandboxCluster:
     def redis_url(self) -> str:
         return f"redis://127.0.0.1:{self.redis_port}/0"
 
+    @property
+    def runbook_user(self) -> str:
+        """The user the API server sees behind `runbook_kubeconfig` (its audit records, and
+        the `user` an injected ApiFailure can be limited to)."""
+        return RUNBOOK_USER.format(namespace=self.names.namespace)
+
     def describe(self) -> dict[str, str]:
         """What `python -m sandbox up --json` prints."""
         return {
@@ -222,7 +230,7 @@ class SandboxCluster:
                     self.runbook_kubeconfig,
                     self.url,
                     self.runbook_token,
-                    RUNBOOK_USER.format(namespace=self.names.namespace),
+                    self.runbook_user,
                     self.names.namespace,
                 )
             self.wait_ready(self.ready_timeout)
@@ -244,7 +252,7 @@ class SandboxCluster:
         identities = {self.admin_token: Identity(user="sandbox-admin")}
         if self.role_file is not None:
             identities[self.runbook_token] = Identity(
-                user=RUNBOOK_USER.format(namespace=self.names.namespace),
+                user=self.runbook_user,
                 rules=load_role_rules(self.role_file),
                 namespace=self.names.namespace,
             )

@@ -12,8 +12,10 @@ the object handlers with ones that fail where kube-apiserver fails: 400 for a ba
 415 for an unknown patch type, 422 for a failed JSON-patch `test` or an invalid object, and
 401/403 for unknown tokens and verbs an RBAC Role does not grant.
 
-Every request is recorded as an AuditRecord (verb, group, resource, user, status code), so a
-test can compare what the activities really did with what their Role allows.
+Every request is recorded as an AuditRecord (verb, group, resource, user, status code, and
+the body of a write), so a test can compare what the activities really did with what their
+Role allows, and count each change. `failures` (sandbox/kube_failures.py) makes the next
+matching requests fail the way a loaded kube-apiserver does: 503, 409, slow, reply lost.
 """
 
 from __future__ import annotations
@@ -34,6 +36,7 @@ import kmock
 from kmock._internal import apps, rendering
 from pydantic import BaseModel
 
+from sandbox.kube_failures import ApiFailure, FailurePlan, RequestFacts
 from sandbox.kube_patch import PatchError, apply_patch
 from sandbox.kube_rbac import Identity
 from sandbox.kube_selectors import SelectorError, selector_predicate
@@ -107,6 +110,11 @@ class AuditRecord(BaseModel):
     name: str | None
     user: str
     code: int
+    request_object: Any = None  # the body of a create, update, patch or delete
+    injected: str | None = None  # what an injected ApiFailure did to it
+
+
+WRITES = frozenset({"create", "update", "patch", "delete", "deletecollection"})
 
 
 def now_iso() -> str:
@@ -193,6 +201,8 @@ class KubeAPI(kmock.KubernetesEmulator):
 
     identities: dict[str, Identity] = attrs.field(factory=dict)
     audit: list[AuditRecord] = attrs.field(factory=list, init=False)
+    failures: FailurePlan = attrs.field(factory=FailurePlan, init=False)
+    _held: set[asyncio.Future[Any]] = attrs.field(factory=set, init=False)
     types: dict[str, ResourceType] = attrs.field(factory=dict, init=False)
     _revision: int = attrs.field(default=0, init=False)
 
@@ -224,6 +234,43 @@ class KubeAPI(kmock.KubernetesEmulator):
         self.audit.append(record)
         try:
             self._authorize(request, record)
+        except kmock.KubernetesError as err:
+            record.code = err.status
+            raise
+        facts = RequestFacts(
+            verb=record.verb,
+            resource=record.resource,
+            namespace=record.namespace,
+            name=record.name,
+            user=record.user,
+        )
+        failure = self.failures.claim(facts)
+        if failure is None:
+            return await self._serve(request, record)
+        record.injected = failure.describe()
+        # aiohttp cancels a handler whose client went away; a held request is finished
+        # anyway, as kube-apiserver finishes a write the client stopped waiting for.
+        late = asyncio.ensure_future(self._serve(request, record, failure, facts))
+        self._held.add(late)
+        late.add_done_callback(self._release)
+        response = await asyncio.shield(late)
+        if failure.reply_delay:
+            # The change is stored and the watchers told; only the client is kept waiting.
+            await asyncio.sleep(failure.reply_delay)
+        return response
+
+    async def _serve(
+        self,
+        request: rendering.Request,
+        record: AuditRecord,
+        failure: ApiFailure | None = None,
+        facts: RequestFacts | None = None,
+    ) -> aiohttp.web.StreamResponse:
+        """Handle an authorised request (after what an injected failure does first), noting
+        the status code in its audit record."""
+        try:
+            if failure is not None and facts is not None:
+                await self._fail_before(failure, facts)
             response = await apps.RawHandler._handle(self, request)
         except kmock.KubernetesError as err:
             record.code = err.status
@@ -233,6 +280,26 @@ class KubeAPI(kmock.KubernetesEmulator):
             raise
         record.code = response.status
         return response
+
+    def _release(self, late: asyncio.Future[Any]) -> None:
+        """A held request is done: forget it, and take its error (already in the audit
+        record and sent, if anyone was still listening) so asyncio does not report it."""
+        self._held.discard(late)
+        if not late.cancelled():
+            late.exception()
+
+    async def _fail_before(self, failure: ApiFailure, facts: RequestFacts) -> None:
+        """Hold the request, then refuse it if the rule says so (nothing is stored)."""
+        if failure.delay:
+            await asyncio.sleep(failure.delay)
+        if failure.status is not None:
+            raise status_error(
+                failure.status,
+                failure.reason,
+                failure.message(facts),
+                name=facts.name or "",
+                kind=facts.resource,
+            )
 
     def _audit_record(self, request: rendering.Request) -> AuditRecord:
         assert request.resource is not None
@@ -258,6 +325,7 @@ class KubeAPI(kmock.KubernetesEmulator):
             name=request.name,
             user=self._identity(request).user if self._known_token(request) else "anonymous",
             code=0,
+            request_object=copy.deepcopy(request.data) if verb in WRITES else None,
         )
 
     def _token(self, request: rendering.Request) -> str | None:

@@ -4,6 +4,8 @@ Each test here would pass wrong client code (or fail) on plain kmock: kmock igno
 field selectors, merges a strategic-merge patch as a plain merge, never bumps generation nor
 checks resourceVersion, has no PUT, answers 404 for an empty list of a known type, and its
 watches ignore timeoutSeconds. All requests go through the official client over HTTP.
+The injected failures (sandbox/kube_failures.py) are tested here too: the reliability suite
+builds on them failing exactly the requests they name, exactly as often as they say.
 """
 
 from __future__ import annotations
@@ -14,10 +16,13 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+import urllib3
 from kubernetes import client, watch
 from kubernetes.client.exceptions import ApiException
+from pydantic import ValidationError
 
 from sandbox.cluster import ApiServer
+from sandbox.kube_failures import ApiFailure
 from sandbox.kube_rbac import Identity, PolicyRule
 
 NS = "team"
@@ -356,3 +361,98 @@ def test_rbac_401_for_unknown_tokens_and_403_outside_the_role(server: ApiServer,
     audit = [(r.user, r.verb, r.resource, r.code) for r in server.api.audit]
     assert ("reader", "patch", "statefulsets", 403) in audit
     assert ("reader", "get", "statefulsets", 200) in audit
+
+
+# ---------------------------------------------------------------- injected failures
+
+REPLICAS_2 = [{"op": "replace", "path": "/spec/replicas", "value": 2}]
+# (connect, read): shorter than the injected holds, so the client gives up first.
+IMPATIENT = (2.0, 0.5)
+
+
+def _audit(server: ApiServer, verb: str) -> list[tuple[str, int, str | None]]:
+    return [(r.user, r.code, r.injected) for r in server.api.audit if r.verb == verb]
+
+
+def _replicas_become(apps: Any, wanted: int, within: float = 10.0) -> None:
+    deadline = time.monotonic() + within
+    while apps.read_namespaced_stateful_set("redis", NS).spec.replicas != wanted:
+        assert time.monotonic() < deadline, f"replicas never became {wanted}"
+        time.sleep(0.05)
+
+
+def test_injected_503s_fail_exactly_the_next_requests(server: ApiServer, apps: Any) -> None:
+    apps.create_namespaced_stateful_set(NS, sts_body())
+    rule = server.api.failures.add(verb="get", resource="statefulsets", status=503, times=2)
+    for _ in range(2):
+        with pytest.raises(ApiException) as err:
+            apps.read_namespaced_stateful_set("redis", NS)
+        assert status_of(err) == (503, "ServiceUnavailable")
+    assert apps.read_namespaced_stateful_set("redis", NS).metadata.name == "redis"
+    assert (rule.used, rule.spent, server.api.failures.pending) == (2, True, [])
+    assert _audit(server, "get") == [
+        ("admin", 503, "refused 503"),
+        ("admin", 503, "refused 503"),
+        ("admin", 200, None),
+    ]
+
+
+def test_an_injected_conflict_changes_nothing(server: ApiServer, apps: Any) -> None:
+    created = apps.create_namespaced_stateful_set(NS, sts_body())
+    server.api.failures.add(verb="patch", resource="statefulsets", name="redis", status=409)
+    with pytest.raises(ApiException) as err:
+        apps.patch_namespaced_stateful_set("redis", NS, REPLICAS_2)
+    assert status_of(err) == (409, "Conflict")
+    unchanged = apps.read_namespaced_stateful_set("redis", NS)
+    assert unchanged.metadata.resource_version == created.metadata.resource_version
+    assert apps.patch_namespaced_stateful_set("redis", NS, REPLICAS_2).spec.replicas == 2
+    patches = [r for r in server.api.audit if r.verb == "patch"]
+    assert [(r.code, r.request_object) for r in patches] == [(409, REPLICAS_2), (200, REPLICAS_2)]
+
+
+def test_a_held_request_lands_after_the_client_gave_up(server: ApiServer, apps: Any) -> None:
+    apps.create_namespaced_stateful_set(NS, sts_body())
+    server.api.failures.add(verb="patch", resource="statefulsets", delay=1.5)
+    with pytest.raises(urllib3.exceptions.ReadTimeoutError):
+        apps.patch_namespaced_stateful_set("redis", NS, REPLICAS_2, _request_timeout=IMPATIENT)
+    assert apps.read_namespaced_stateful_set("redis", NS).spec.replicas == 1  # not yet
+    _replicas_become(apps, 2)  # the late write
+    assert _audit(server, "patch") == [("admin", 200, "held 1.5s")]
+
+
+def test_a_lost_reply_hides_a_change_already_made(server: ApiServer, apps: Any) -> None:
+    apps.create_namespaced_stateful_set(NS, sts_body())
+    server.api.failures.add(verb="patch", resource="statefulsets", reply_delay=3)
+    began = time.monotonic()
+    with pytest.raises(urllib3.exceptions.ReadTimeoutError):
+        apps.patch_namespaced_stateful_set("redis", NS, REPLICAS_2, _request_timeout=IMPATIENT)
+    assert apps.read_namespaced_stateful_set("redis", NS).spec.replicas == 2
+    assert time.monotonic() - began < 2.5  # the change was there before the reply was due
+    assert _audit(server, "patch") == [("admin", 200, "reply held 3s")]
+
+
+def test_failures_hit_only_the_user_and_object_named(server: ApiServer, apps: Any) -> None:
+    apps.create_namespaced_stateful_set(NS, sts_body())
+    apps.create_namespaced_stateful_set(NS, sts_body("other"))
+    server.api.failures.add(
+        verb="get", resource="statefulsets", name="redis", user="reader", status=503, times=5
+    )
+    reader: Any = client.AppsV1Api(api_client(server, READER))
+    assert apps.read_namespaced_stateful_set("redis", NS).metadata.name == "redis"
+    assert reader.read_namespaced_stateful_set("other", NS).metadata.name == "other"
+    with pytest.raises(ApiException) as err:
+        reader.read_namespaced_stateful_set("redis", NS)
+    assert err.value.status == 503
+    [rule] = server.api.failures.pending
+    assert rule.used == 1
+    server.api.failures.clear()
+    assert reader.read_namespaced_stateful_set("redis", NS).metadata.name == "redis"
+
+
+def test_a_failure_must_say_what_it_does() -> None:
+    with pytest.raises(ValidationError, match="needs a status, a delay or a reply_delay"):
+        ApiFailure(verb="get", resource="pods")
+    with pytest.raises(ValidationError, match="status or reply_delay"):
+        ApiFailure(verb="patch", resource="pods", status=503, reply_delay=1)
+    with pytest.raises(ValidationError, match="is not an error"):
+        ApiFailure(verb="get", resource="pods", status=200)
