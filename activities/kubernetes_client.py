@@ -5,6 +5,12 @@ Configuration (never the client library's global default), and handed to the act
 constructor. Errors: 400, 401, 403, 404, 415 and 422 fail the same way on every retry and
 become non-retryable ApplicationErrors with a type name; 409, 429, 5xx, timeouts and refused
 connections may heal and stay retryable.
+
+Every call is bounded by `KubernetesAccess.timeouts`, and a call that timed out is never
+re-sent by the HTTP library: urllib3's default would send a GET up to four times, so a slow
+API server held a call for four read timeouts, far past wait_ready's heartbeat timeout (the
+attempt was then abandoned and run again). Retrying is the activity's business (the
+workflow's retry policy, or wait_ready's next poll), where it is counted and in the history.
 """
 
 from __future__ import annotations
@@ -62,8 +68,11 @@ class KubernetesAccess(BaseModel):
 
     kubeconfig: Path | None = None
     context: str | None = None
-    connect_timeout: timedelta = timedelta(seconds=5)
-    request_timeout: timedelta = timedelta(seconds=20)
+    # One object or one small list: a healthy API server answers in milliseconds. Together
+    # they stay under wait_ready's 10 s heartbeat timeout, so a slow read is "not ready yet,
+    # look again" rather than an attempt lost to the heartbeat timeout.
+    connect_timeout: timedelta = timedelta(seconds=3)
+    request_timeout: timedelta = timedelta(seconds=5)
 
     @property
     def timeouts(self) -> tuple[float, float]:
@@ -74,14 +83,19 @@ class KubernetesNotConfigured(Exception):
     pass
 
 
+def client_retries() -> urllib3.Retry:
+    """Refused or failed connections are tried twice more at once (nothing was sent);
+    a request that was sent and timed out or lost its reply is never re-sent."""
+    return urllib3.Retry(total=2, read=0, status=0, redirect=0)
+
+
 def load_api_client(access: KubernetesAccess) -> client.ApiClient:
     """An ApiClient from, in order: the kubeconfig named in `access`, in-cluster config
     (KUBERNETES_SERVICE_HOST), KUBECONFIG or ~/.kube/config."""
+    configuration = client.Configuration()
     try:
         if access.kubeconfig is None and os.environ.get("KUBERNETES_SERVICE_HOST"):
-            configuration = client.Configuration()
             config.load_incluster_config(client_configuration=configuration)  # type: ignore[no-untyped-call]
-            api = client.ApiClient(configuration)
         else:
             path = access.kubeconfig or os.environ.get("KUBECONFIG") or "~/.kube/config"
             first = str(path).split(os.pathsep)[0]
@@ -90,15 +104,17 @@ def load_api_client(access: KubernetesAccess) -> client.ApiClient:
                     f"no Kubernetes configuration: {first} does not exist and the worker is not "
                     "in a cluster; set KUBECONFIG or the worker's kubeconfig setting"
                 )
-            api = config.new_client_from_config(  # type: ignore[no-untyped-call]
+            config.load_kube_config(  # type: ignore[no-untyped-call]
                 config_file=str(Path(first).expanduser()),
                 context=access.context,
+                client_configuration=configuration,
                 persist_config=False,
             )
     except (ConfigException, OSError, ValueError) as err:
         raise KubernetesNotConfigured(f"bad Kubernetes configuration: {err}") from err
+    configuration.retries = client_retries()  # read when the ApiClient builds its pool
+    api = client.ApiClient(configuration)
     api.user_agent = USER_AGENT
-    assert isinstance(api, client.ApiClient)
     return api
 
 
