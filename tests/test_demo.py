@@ -138,6 +138,16 @@ def test_oom_demo_explains_three_ways_to_approve_and_recovers(tmp_path: Path) ->
     assert "outcome: resolved" in out
 
 
+def test_crashloop_demo_force_deletes_the_pod_once_approved(tmp_path: Path) -> None:
+    out = run_demo(tmp_path, "--scenario", "crashloop", "--approve-as", "op", "--post-alert")
+
+    assert "posting RedisDown as Alertmanager would" in out
+    assert "wait_ready           failed" in out  # a rollout restart cannot fix a crash loop
+    assert ">>> force_delete_pod waits for approval" in out
+    assert "force_delete_pod     succeeded" in out
+    assert "outcome: resolved" in out
+
+
 class Output:
     """A process's output read by a thread (a read may block), so waits can time out."""
 
@@ -175,7 +185,9 @@ class Output:
         return self.text()
 
 
-def test_ctrl_c_at_an_approval_stops_every_process(tmp_path: Path) -> None:
+def test_ctrl_c_at_an_approval_stops_every_process_and_the_next_demo_starts_clean(
+    tmp_path: Path,
+) -> None:
     proc = subprocess.Popen(
         [PYTHON, "-m", "worker.demo", "--scenario", "oom", "--post-alert"],
         cwd=tmp_path, env=ENV, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
@@ -194,3 +206,11 @@ def test_ctrl_c_at_an_approval_stops_every_process(tmp_path: Path) -> None:
     assert code == 0, out
     assert "stopped every process it started" in out
     assert_nothing_left(out, tmp_path)
+
+    # The interrupted incident still waits in .runbook/temporal.db: the next demo ends it
+    # before its worker starts, so it neither resumes against the new sandbox nor takes the
+    # new alert.
+    again = run_demo(tmp_path, "--post-alert")
+    assert "terminated redis-cache-failure/treebeard-production/redis, left running" in again
+    assert again.index("terminated") < again.index("started worker")
+    assert "outcome: resolved" in again

@@ -29,7 +29,7 @@ from sandbox.cluster import SandboxCluster
 from sandbox.processes import MissingBinary
 from worker.client import connect
 from worker.demo_alerts import AlertPath, alert_path
-from worker.demo_incident import clear_leftover, follow_incident, wait_for_new_run
+from worker.demo_incident import end_leftover, follow_incident, latest_run, wait_for_new_run
 from worker.demo_scenarios import DEFAULT, SCENARIOS, DemoScenario, listing
 from worker.demo_stack import (
     STATE,
@@ -37,7 +37,8 @@ from worker.demo_stack import (
     Processes,
     Stack,
     port_or_free,
-    start_services,
+    start_runbook,
+    start_temporal,
 )
 from worker.render import render_report
 from worker.settings import TemporalSettings
@@ -64,6 +65,14 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+def incident_id(cluster: SandboxCluster) -> str:
+    """The id the webhook gives the sandbox Redis's incident."""
+    names = cluster.names
+    return RedisTarget(
+        redis_url=cluster.redis_url, namespace=names.namespace, statefulset=names.statefulset
+    ).workflow_id
+
+
 @contextmanager
 def sandbox_cluster() -> Iterator[SandboxCluster]:
     root = STATE / "sandbox"
@@ -85,16 +94,15 @@ async def run_incident(
 ) -> IncidentReport:
     """Inject the fault, let the alert open the incident, follow it to its review."""
     client = await connect(TemporalSettings(address=stack.address))
-    names = cluster.names
-    workflow_id = RedisTarget(
-        redis_url=cluster.redis_url, namespace=names.namespace, statefulset=names.statefulset
-    ).workflow_id
-    before = await clear_leftover(client, workflow_id, _say)
+    workflow_id = incident_id(cluster)
+    latest = await latest_run(client, workflow_id)
     await asyncio.to_thread(alerts.before_fault)
     _say(f"injecting the fault: {scenario.name} ({scenario.story})")
     await asyncio.to_thread(cluster.fault, scenario.fault)
     await asyncio.to_thread(alerts.after_fault, scenario)
-    run_id = await wait_for_new_run(client, workflow_id, before, processes, within=120)
+    run_id = await wait_for_new_run(
+        client, workflow_id, latest[0] if latest else None, processes, within=120
+    )
     _say(f"the alert opened incident {workflow_id}: {stack.link(workflow_id, run_id)}")
     report = await follow_incident(client, stack, workflow_id, run_id, processes, approve_as)
     print(f"\n{render_report(report)}\n", flush=True)
@@ -107,8 +115,11 @@ def run(resources: ExitStack, scenario: DemoScenario, args: argparse.Namespace) 
     cluster = resources.enter_context(sandbox_cluster())
     processes = Processes(_say)
     resources.callback(processes.stop_all)
-    stack = start_services(processes, cluster, args.ui_port or port_or_free(8233))
-    _say(f"Temporal dev server on {stack.address}, Web UI on {stack.ui_url}")
+    ui_port = args.ui_port or port_or_free(8233)
+    address = start_temporal(processes, ui_port)
+    _say(f"Temporal dev server on {address}, Web UI on http://127.0.0.1:{ui_port}")
+    asyncio.run(end_leftover(address, incident_id(cluster), _say))
+    stack = start_runbook(processes, cluster, address, ui_port)
     _say(f"webhook on {stack.webhook_url} (bearer token in {stack.token_file})")
     warm_catalog(cluster.redis(), critical_only=False)
     resources.enter_context(CacheTraffic(cluster.redis_port, max_seconds=3600))
@@ -139,6 +150,8 @@ def main(argv: list[str] | None = None) -> int:
               file=sys.stderr)  # fmt: skip
         return 2
     STATE.mkdir(exist_ok=True)
+    # Ctrl-C even when started with SIGINT ignored (from a script, in the background).
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     for sig in (signal.SIGTERM, signal.SIGHUP):
         signal.signal(sig, _interrupt)
     resources = ExitStack()

@@ -18,7 +18,9 @@ from temporalio.service import RPCError
 
 from activities.models import Decision, IncidentReport, IncidentStatus, PendingApproval, StepName
 from worker.cli_follow import follow
+from worker.client import connect
 from worker.demo_stack import SLACK_URL_ENV, DemoFailure, Processes, Stack
+from worker.settings import TemporalSettings
 
 Say = Callable[[str], None]
 
@@ -32,17 +34,15 @@ async def latest_run(client: Client, workflow_id: str) -> tuple[str, bool] | Non
     return found.run_id, found.status == WorkflowExecutionStatus.RUNNING
 
 
-async def clear_leftover(client: Client, workflow_id: str, say: Say) -> str | None:
-    """An incident left running by an earlier demo (its processes gone) would swallow this
-    one's alert: end it. Returns the latest run id, so the new run can be told apart."""
+async def end_leftover(address: str, workflow_id: str, say: Say) -> None:
+    """An incident left running by an earlier demo (its processes gone) would be resumed by
+    the new worker against this run's sandbox, and would swallow this run's alert: end it
+    before any worker starts."""
+    client = await connect(TemporalSettings(address=address))
     latest = await latest_run(client, workflow_id)
-    if latest is None:
-        return None
-    run_id, running = latest
-    if running:
+    if latest is not None and latest[1]:
         await client.get_workflow_handle(workflow_id).terminate(reason="a new make demo started")
         say(f"terminated {workflow_id}, left running by an earlier demo")
-    return run_id
 
 
 async def wait_for_new_run(

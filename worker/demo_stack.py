@@ -137,10 +137,11 @@ def demo_config(cluster: SandboxCluster) -> dict[str, Any]:
     }
 
 
-def start_services(processes: Processes, cluster: SandboxCluster, ui_port: int) -> Stack:
-    """Temporal, then the worker and the webhook pointed at it; returns once the webhook
-    answers ready (it has reached Temporal)."""
-    address = start_temporal(processes, ui_port)
+def start_runbook(
+    processes: Processes, cluster: SandboxCluster, address: str, ui_port: int
+) -> Stack:
+    """The worker and the webhook pointed at Temporal; returns once the webhook answers
+    ready (it has reached Temporal)."""
     config = STATE / "runbook.yaml"
     config.write_text(yaml.safe_dump(demo_config(cluster), sort_keys=False))
     token = STATE / "webhook-token"
