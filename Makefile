@@ -1,4 +1,6 @@
 # make test: lint, types and the whole suite against real Redis and Temporal.
+# make test-reliability: the reliability cases too slow for make test (each waits out a 60 s
+#   heartbeat timeout after killing a worker); .ci/run runs both.
 # make demo [SCENARIO=down|oom|crashloop|list] [ARGS=...]: the sandbox cluster with a real Redis
 #   and traffic, Temporal with its Web UI, worker, webhook and (where installed) redis_exporter,
 #   Prometheus and Alertmanager; the failure injected, the alert opens the incident, followed
@@ -13,7 +15,7 @@ STAMP  := $(VENV)/.installed-stamp
 ARGS   ?=
 SCENARIO ?= down
 
-.PHONY: test demo setup lint typecheck pytest record-histories bench clean
+.PHONY: test test-reliability demo setup lint typecheck pytest record-histories bench clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -31,9 +33,12 @@ typecheck: setup
 	$(BIN)/mypy
 
 pytest: setup
-	$(BIN)/pytest
+	$(BIN)/pytest -m "not slow"
 
 test: lint typecheck pytest
+
+test-reliability: setup
+	$(BIN)/pytest -m slow tests/reliability
 
 demo: setup
 	$(BIN)/python -m worker.demo --scenario $(SCENARIO) $(ARGS)

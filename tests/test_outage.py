@@ -1,14 +1,10 @@
 """The redis_down path end to end on the sandbox cluster: the official client over HTTP, the
-worker's least-privilege Role, real redis-server pods that a restart really restarts."""
+worker's least-privilege Role, real redis-server pods that a restart really restarts. A worker
+killed during wait_ready, warm or watch_hit_rate: tests/reliability/."""
 
 from __future__ import annotations
 
 import asyncio
-import os
-import signal
-import subprocess
-import sys
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -20,17 +16,14 @@ from temporalio.testing import WorkflowEnvironment
 from activities.models import (
     Incident,
     IncidentReport,
-    IncidentStatus,
     Mode,
     RedisTarget,
     StepName,
 )
 from sandbox.cache_traffic import CacheTraffic
 from sandbox.cluster import SandboxCluster
-from sandbox.processes import stop_process
 from tests.harness import running_worker, settings_for, start, wait_for_pending
 
-RUNBOOK = str(Path(sys.executable).parent / "runbook")
 ROLE = Path(__file__).resolve().parents[1] / "deploy" / "k8s" / "rbac" / "role.yaml"
 NS = "treebeard-production"
 WARMER = "sandbox.cache_traffic:warm_catalog"
@@ -169,67 +162,6 @@ async def _until(check: Any, within: float = 60) -> None:
     while not await asyncio.to_thread(check):
         if asyncio.get_running_loop().time() > deadline:
             raise TimeoutError("condition never held")
-        await asyncio.sleep(0.2)
-
-
-async def test_worker_killed_during_wait_ready_never_restarts_twice(
-    temporal_env: WorkflowEnvironment, cluster: SandboxCluster, tmp_path: Path
-) -> None:
-    await asyncio.to_thread(cluster.fault, "crashloop")
-    env = dict(os.environ)
-    env.pop("RUNBOOK_CONFIG", None)
-    env |= {
-        "TEMPORAL_ADDRESS": temporal_env.client.service_client.config.target_host,
-        "RUNBOOK_TEMPORAL__TASK_QUEUE": f"wait-ready-{uuid.uuid4().hex[:8]}",
-        "RUNBOOK_KUBERNETES__KUBECONFIG": str(cluster.runbook_kubeconfig),
-        "RUNBOOK_OUTAGE__READY_TIMEOUT": "60s",
-        "RUNBOOK_RECOVERY__WATCH_DEADLINE": "1s",
-    }
-    workers = [_spawn_worker(env, tmp_path / "worker-1.log")]
-    try:
-        job = incident(cluster)
-        handle = await temporal_env.client.start_workflow(
-            "RedisCacheFailure",
-            job,
-            id=f"{job.target.workflow_id}/killed-in-wait",
-            task_queue=env["RUNBOOK_TEMPORAL__TASK_QUEUE"],
-            result_type=IncidentReport,
-        )
-        await _until_status(handle, lambda s: s.current_step is StepName.WAIT_READY)
-        await asyncio.sleep(1)  # well inside the wait: the pod keeps crashing
-        os.kill(workers[0].pid, signal.SIGKILL)
-        workers[0].wait()
-        await asyncio.to_thread(cluster.fault, "clear")
-        workers.append(_spawn_worker(env, tmp_path / "worker-2.log"))
-        report = await handle.result()
-    finally:
-        for worker in workers:
-            stop_process(worker)
-
-    assert report.outcome == "resolved", report.escalations
-    assert ("restart", "succeeded") in steps(report)
-    restarts = [r for r in cluster.api.audit if r.verb == "patch" and r.resource == "statefulsets"]
-    assert len([r for r in restarts if r.user.endswith(":redis-runbook")]) == 1
-    history = await handle.fetch_history()
-    scheduled = [
-        e.activity_task_scheduled_event_attributes.activity_type.name
-        for e in history.events
-        if e.HasField("activity_task_scheduled_event_attributes")
-    ]
-    assert scheduled.count("restart") == 1
-    assert cluster.redis().ping()
-
-
-def _spawn_worker(env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
-    out = log.open("wb")
-    return subprocess.Popen([RUNBOOK, "worker"], env=env, stdout=out, stderr=out)
-
-
-async def _until_status(handle: Any, check: Any, within: float = 60) -> None:
-    deadline = asyncio.get_running_loop().time() + within
-    while not check(await handle.query("status", result_type=IncidentStatus)):
-        if asyncio.get_running_loop().time() > deadline:
-            raise TimeoutError("status never matched")
         await asyncio.sleep(0.2)
 
 

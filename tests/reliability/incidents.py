@@ -1,0 +1,131 @@
+"""One redis_down incident on the sandbox cluster, as the reliability cases run it: the
+incident, the worker's runbook.yaml for it, what the API Deployment looks like, and waiting
+for a condition (never a fixed sleep)."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from kubernetes import client
+from temporalio.api.enums.v1 import PendingActivityState
+from temporalio.client import WorkflowHandle
+
+from activities.models import Incident, IncidentReport, IncidentStatus, Mode, RedisTarget
+from sandbox.cluster import SandboxCluster
+
+ROLE = Path(__file__).resolve().parents[2] / "deploy" / "k8s" / "rbac" / "role.yaml"
+NS = "treebeard-production"
+CATALOG = {"name": "catalog", "kind": "callable", "target": "sandbox.cache_traffic:warm_catalog"}
+# Crash-looping Redis, the force delete's approval let expire, fallback after 3 s: the path
+# through enable_fallback, waiting for Redis, warm, re_enable, scale and watch_hit_rate.
+TO_FALLBACK: dict[str, Any] = {
+    "outage": {"ready_timeout": "2s", "fallback_after": "3s", "poll": "0.5s"},
+    "approvals": {"required_for": ["force_delete_pod"], "timeout": "1s"},
+}
+
+
+def incident(cluster: SandboxCluster) -> Incident:
+    return Incident(
+        target=RedisTarget(
+            redis_url=cluster.redis_url,
+            namespace=NS,
+            statefulset="redis",
+            api_deployment="treebeard-api",
+        ),
+        mode=Mode.AUTO,
+        requested_by="tests",
+    )
+
+
+def worker_config(cluster: SandboxCluster, task_queue: str, **sections: Any) -> dict[str, Any]:
+    """The runbook.yaml of a `runbook worker` process acting on this sandbox as the Role."""
+    return {
+        "temporal": {"task_queue": task_queue},
+        "kubernetes": {"kubeconfig": str(cluster.runbook_kubeconfig)},
+        "recovery": {"watch_interval": "0.2s", "watch_deadline": "1s"},
+        **sections,
+    }
+
+
+def api_state(cluster: SandboxCluster) -> tuple[int | None, str | None]:
+    """(replicas, CACHE_ENABLED of the api container) of the API Deployment."""
+    with cluster.api_client() as api:
+        deploy = client.AppsV1Api(api).read_namespaced_deployment("treebeard-api", NS)
+    pod_spec = deploy.spec.template.spec
+    assert pod_spec is not None
+    env = {e.name: e.value for e in pod_spec.containers[0].env or []}
+    replicas: int | None = deploy.spec.replicas
+    enabled: str | None = env.get("CACHE_ENABLED")
+    return replicas, enabled
+
+
+def generations(cluster: SandboxCluster) -> tuple[int, int]:
+    """metadata.generation of (the Redis StatefulSet, the API Deployment): each spec change
+    bumps it by one, so it counts the changes that took effect."""
+    with cluster.api_client() as api:
+        apps = client.AppsV1Api(api)
+        sts = apps.read_namespaced_stateful_set("redis", NS)
+        deploy = apps.read_namespaced_deployment("treebeard-api", NS)
+    assert sts.metadata is not None and deploy.metadata is not None
+    return int(sts.metadata.generation or 0), int(deploy.metadata.generation or 0)
+
+
+def answers(cluster: SandboxCluster) -> bool:
+    try:
+        with cluster.redis() as conn:
+            return bool(conn.ping())
+    except Exception:
+        return False
+
+
+def steps(report: IncidentReport) -> list[tuple[str, str]]:
+    return [(s.name.value, s.status) for s in report.steps]
+
+
+async def until(check: Callable[[], Any], what: str, within: float = 60.0) -> None:
+    """Poll a blocking check on a thread until it holds."""
+    deadline = asyncio.get_running_loop().time() + within
+    while not await asyncio.to_thread(check):
+        if asyncio.get_running_loop().time() > deadline:
+            raise TimeoutError(f"never happened within {within}s: {what}")
+        await asyncio.sleep(0.2)
+
+
+async def until_status(
+    handle: WorkflowHandle[Any, Any],
+    check: Callable[[IncidentStatus], bool],
+    what: str,
+    within: float = 60.0,
+) -> IncidentStatus:
+    """Poll the `status` query until it satisfies `check`."""
+    deadline = asyncio.get_running_loop().time() + within
+    while True:
+        status: IncidentStatus = await handle.query("status", result_type=IncidentStatus)
+        if check(status):
+            return status
+        if asyncio.get_running_loop().time() > deadline:
+            raise TimeoutError(f"never happened within {within}s: {what} (phase {status.phase})")
+        await asyncio.sleep(0.2)
+
+
+async def until_heartbeating(
+    handle: WorkflowHandle[Any, Any], activity: str, within: float = 60.0
+) -> None:
+    """Until an attempt of `activity` has started on a worker and heartbeated: the step is
+    inside its loop, not about to be scheduled nor between attempts."""
+    deadline = asyncio.get_running_loop().time() + within
+    while True:
+        described = await handle.describe()
+        if any(
+            pending.activity_type.name == activity
+            and pending.state == PendingActivityState.PENDING_ACTIVITY_STATE_STARTED
+            and pending.heartbeat_details.payloads
+            for pending in described.raw_description.pending_activities
+        ):
+            return
+        if asyncio.get_running_loop().time() > deadline:
+            raise TimeoutError(f"{activity} never heartbeated within {within}s")
+        await asyncio.sleep(0.2)
