@@ -12,6 +12,7 @@ import contextlib
 import json
 import re
 from collections.abc import Callable, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
@@ -44,6 +45,28 @@ T = TypeVar("T")
 EVENTS_KEPT = 20
 _UNITS = {"": 1, "k": 10**3, "M": 10**6, "G": 10**9, "T": 10**12}
 _UNITS |= {"Ki": 2**10, "Mi": 2**20, "Gi": 2**30, "Ti": 2**40}
+
+
+POD_FIELDS = ("pods", "oom_killed", "crash_looping", "pod_pending", "pod_terminating")
+ENDPOINT_FIELDS = ("ready_endpoints", "not_ready_endpoints")
+
+
+def _read_in_parallel(
+    facts: KubernetesFacts,
+    readers: list[tuple[Callable[[KubernetesFacts], None], tuple[str, ...]]],
+) -> None:
+    """The reads after the StatefulSet are independent: run them at once (triage is on the
+    path to mitigation), each into its own copy, then merge in a fixed order so the facts
+    and the order of their findings never depend on which reply came first."""
+    copies = [facts.model_copy(update={"findings": []}, deep=True) for _ in readers]
+    with ThreadPoolExecutor(max_workers=len(readers)) as pool:
+        pending = [pool.submit(read, c) for (read, _), c in zip(readers, copies, strict=True)]
+        for done in pending:
+            done.result()
+    for (_, fields), copy in zip(readers, copies, strict=True):
+        for field in fields:
+            setattr(facts, field, getattr(copy, field))
+        facts.findings.extend(copy.findings)
 
 
 class ReadFailed(Exception):
@@ -269,12 +292,17 @@ class Inspector:
             limits = (found[1].get("resources") or {}).get("limits") or {}
             facts.memory_limit = limits.get("memory")
             facts.memory_limit_bytes = quantity_bytes(facts.memory_limit)
-        self._pods(facts, sts, ns)
-        self._events(facts, ns)
-        self._pvcs(facts, sts, ns)
-        self._endpoints(facts, ns, facts.statefulset.service_name or target.statefulset)
+        service = facts.statefulset.service_name or target.statefulset
+        readers: list[tuple[Callable[[KubernetesFacts], None], tuple[str, ...]]] = [
+            (lambda f: self._pods(f, sts, ns), POD_FIELDS),
+            (lambda f: self._pvcs(f, sts, ns), ("pvcs", "pvc_unbound")),
+            (lambda f: self._endpoints(f, ns, service), ENDPOINT_FIELDS),
+        ]
         if target.api_deployment:
-            self._deployment(facts, ns, target.api_deployment)
+            api = target.api_deployment
+            readers.append((lambda f: self._deployment(f, ns, api), ("api_deployment",)))
+        _read_in_parallel(facts, readers)
+        self._events(facts, ns)  # of the StatefulSet and of the pods just listed
         facts.problem = problem_of(facts)
         return facts
 

@@ -8,6 +8,7 @@ gate, then verify with a fresh diagnosis and report.
 from __future__ import annotations
 
 import asyncio
+from datetime import timedelta
 from typing import Any
 
 from temporalio import workflow
@@ -66,6 +67,9 @@ EVIDENCE: dict[Scenario, tuple[str, str, type[Any]]] = {
     Scenario.SLOW_COMMANDS: ("slowlog", "slowlog_report", SlowlogReport),
     Scenario.HIGH_LATENCY: ("slowlog", "slowlog_report", SlowlogReport),
 }
+FRESH_TRIAGE = timedelta(seconds=10)
+PATCH_LOCAL_CONFIG = "config-as-local-activity"
+PATCH_PING_FROM_TRIAGE = "first-ping-from-fresh-triage"
 RECOVERY = frozenset({StepName.WARM, StepName.RE_ENABLE, StepName.SCALE, StepName.WATCH_HIT_RATE})
 
 
@@ -218,6 +222,14 @@ class RedisCacheFailure(
     # ---- triage ---------------------------------------------------------------------------
 
     async def _load_config(self) -> RunbookConfig:
+        """A local activity: the worker's own settings need no task queue round trip. The
+        patch keeps incidents started before this change replaying as they ran."""
+        if workflow.patched(PATCH_LOCAL_CONFIG):
+            return await workflow.execute_local_activity_method(
+                PolicyActivities.runbook_config,
+                start_to_close_timeout=retries.CONFIG.timeout,
+                retry_policy=retries.CONFIG.retry,
+            )
         return await workflow.execute_activity_method(
             PolicyActivities.runbook_config,
             start_to_close_timeout=retries.CONFIG.timeout,
@@ -300,6 +312,8 @@ class RedisCacheFailure(
         try:
             if step.name is StepName.DIAGNOSE:
                 result = await self._verify()
+            elif (seen := self._fresh_triage_answer(step)) is not None:
+                result = seen
             else:
                 result = await run_step(self._incident.target, step, await self._context(step))
         except ActivityError as err:
@@ -320,6 +334,25 @@ class RedisCacheFailure(
         down = self._latest is not None and not self._latest.reachable
         if step is self._plan[-1] and down and self._cache_given_back():
             self._flapped()
+
+    def _fresh_triage_answer(self, step: Step) -> StepResult | None:
+        """The first PING of the redis_down path confirms what triage measured a moment ago
+        (several PINGs): within FRESH_TRIAGE, triage's answer is the step's result, one
+        round trip sooner. Incidents started before this change replay their PING."""
+        triage = self._triage
+        if step.name is not StepName.PING or triage is None or triage.reachable:
+            return None
+        age = workflow.now() - triage.taken_at
+        if age > FRESH_TRIAGE or triage is not self._latest:
+            return None
+        if not workflow.patched(PATCH_PING_FROM_TRIAGE):
+            return None
+        why = next((f.message for f in triage.findings), "unreachable")
+        return StepResult(
+            changed=False,
+            summary=f"no answer at triage {age.total_seconds():.1f}s ago: {why}",
+            after={"ok": 0, "from_triage": 1},
+        )
 
     async def _restore_api(self) -> None:
         """An abort mid-fallback still gives the API its cache and its replicas back."""
