@@ -1,5 +1,5 @@
 # make test: lint, types and the whole suite against real Redis and Temporal.
-# make test-reliability: the reliability cases too slow for make test (each waits out a 60 s
+# make test-reliability: the reliability cases kept out of make test (each waits out a 15 s
 #   heartbeat timeout after killing a worker); .ci/run runs both.
 # make demo [SCENARIO=down|oom|crashloop|list] [ARGS=...]: the sandbox cluster with a real Redis
 #   and traffic, Temporal with its Web UI, worker, webhook and (where installed) redis_exporter,

@@ -10,6 +10,7 @@ import time
 import redis.asyncio as aioredis
 from temporalio import activity
 
+from activities.heartbeat import heartbeating
 from activities.models import RedisTarget, StepResult
 from activities.redis_access import RedisAccess
 from activities.redis_errors import redis_session
@@ -28,7 +29,8 @@ class HitRateActivities:
         async with redis_session(target, self._access) as client:
             last = await _counters(client)
             while time.monotonic() - began < deadline_s:
-                await asyncio.sleep(interval_s)
+                async with heartbeating(f"sampling the hit rate every {interval_s:g}s"):
+                    await asyncio.sleep(interval_s)
                 now = await _counters(client)
                 hits, misses = now[0] - last[0], now[1] - last[1]
                 last = now

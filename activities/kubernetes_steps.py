@@ -281,6 +281,7 @@ class KubernetesActivities:
             facts = None
             ping_ok: bool | None = None
             try:
+                _beat("reading the StatefulSet")  # each call may take its full timeout
                 sts = self._read_sts(target)
                 facts = statefulset_facts(sts)
                 pods_reason = None if not facts.rollout_complete else self._pods_not_ready(sts)
@@ -300,6 +301,7 @@ class KubernetesActivities:
                 elif pods_reason:
                     reason = pods_reason
                 else:
+                    _beat("rollout complete: PING")
                     ping_ok = ping_redis(target, self._redis_access)
                     reason = "ready" if ping_ok else "rollout complete, Redis does not answer PING"
             waited = round(time.monotonic() - began, 3)

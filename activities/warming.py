@@ -15,6 +15,7 @@ import redis
 from pydantic import BaseModel, ConfigDict, Field
 from temporalio import activity
 
+from activities.heartbeat import heartbeating
 from activities.models import RedisTarget, StepResult
 from activities.redis_access import RedisAccess
 
@@ -56,8 +57,9 @@ class WarmingActivities:
         for critical_only in (True, False):
             for warmer in self._warmers:
                 phase = "critical" if critical_only else "all"
-                activity.heartbeat(f"{warmer.name}: {phase}")
-                outcomes[f"{warmer.name}/{phase}"] = await self._run(warmer, target, critical_only)
+                async with heartbeating(f"{warmer.name}: {phase}"):
+                    outcome = await self._run(warmer, target, critical_only)
+                outcomes[f"{warmer.name}/{phase}"] = outcome
         failed = [k for k, v in outcomes.items() if isinstance(v, str) and v.startswith("failed")]
         keys = await asyncio.to_thread(self._dbsize, target)
         summary = f"warmed: {len(outcomes) - len(failed)} of {len(outcomes)} passes ok, {keys} keys"

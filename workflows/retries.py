@@ -69,8 +69,9 @@ NOTIFY = StepKind(
     timeout=timedelta(seconds=15),
 )
 
-# Recovery runs for minutes (warmers, watching the hit rate) and heartbeats its progress.
-RECOVERY = StepKind(MUTATION.retry, timeout=timedelta(minutes=20), heartbeat=timedelta(seconds=60))
+# Recovery runs for minutes (warmers, watching the hit rate) and heartbeats every few seconds
+# while it waits (activities/heartbeat.py), so a dead worker's attempt is given up in 15 s.
+RECOVERY = StepKind(MUTATION.retry, timeout=timedelta(minutes=20), heartbeat=timedelta(seconds=15))
 
 # Waiting for a rollout: as long as the policy's deadline (passed in), proving life by heartbeat.
 WAIT = StepKind(MUTATION.retry, timeout=timedelta(hours=2), heartbeat=timedelta(seconds=10))

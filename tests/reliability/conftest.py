@@ -18,7 +18,7 @@ from tests.reliability.processes import Workers
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line(
         "markers",
-        "slow: waits out a 60 s heartbeat timeout; not in `make test`, run by "
+        "slow: waits out a 15 s heartbeat timeout; not in `make test`, run by "
         "`make test-reliability`",
     )
 
