@@ -323,7 +323,9 @@ class RedisCacheFailure(
             return
         step.result = result
         self._answered = bool(result.after.get("ok")) if step.name is StepName.PING else None
-        if isinstance(result, FallbackResult):
+        if isinstance(result, FallbackResult) and self._original_replicas is None:
+            # The first fallback's count: after a flap caught before the scale back, the API
+            # still runs the fallback replicas, which the next fallback would take as original.
             self._original_replicas = result.original_replicas
         if isinstance(result, ReadinessResult):
             self._ready = result.ready
