@@ -257,7 +257,11 @@ class KubernetesActivities:
         previous = restart_stamp(before)
         return RestartResult(
             changed=changed,
-            summary=f"rollout restart {stamp}" if changed else f"already restarted at {stamp}",
+            # The stamp is this incident's own: finding it means an earlier attempt of this
+            # step restarted (its reply may have been lost), not that someone else did.
+            summary=f"rollout restart {stamp}"
+            if changed
+            else f"restarted by an earlier attempt of this step ({stamp})",
             before={"restartedAt": previous},
             after={"restartedAt": stamp},
             statefulset=target.statefulset,
