@@ -11,11 +11,11 @@ from pathlib import Path
 import pytest
 from temporalio.testing import WorkflowEnvironment
 
-from activities.models import Incident, Mode, RedisTarget, StepName
+from activities.models import StepName
 from sandbox.cache_traffic import CacheTraffic
 from sandbox.cluster import SandboxCluster
 from tests.harness import running_worker, settings_for, start
-from tests.sandbox_checks import NS, api_state, until
+from tests.sandbox_checks import api_state, incident, until
 
 ROLE = Path(__file__).resolve().parents[1] / "deploy" / "k8s" / "rbac" / "role.yaml"
 WARMER = "sandbox.cache_traffic:warm_catalog"
@@ -37,16 +37,9 @@ async def test_redis_down_again_after_re_enable_goes_back_to_fallback(
         warmers=[{"name": "catalog", "kind": "callable", "target": WARMER}],
         recovery={"watch_interval": "0.5s", "watch_deadline": "6s"},
     )
-    target = RedisTarget(
-        redis_url=cluster.redis_url,
-        namespace=NS,
-        statefulset="redis",
-        api_deployment="treebeard-api",
-    )
     await asyncio.to_thread(cluster.fault, "crashloop")
     async with running_worker(temporal_env.client, config):
-        job = Incident(target=target, mode=Mode.AUTO, requested_by="tests")
-        handle = await start(temporal_env.client, config, job, "flap")
+        handle = await start(temporal_env.client, config, incident(cluster), "flap")
         await until(lambda: api_state(cluster) == (8, "false"), "the first fallback")
         await asyncio.to_thread(cluster.fault, "clear")
         await until(lambda: api_state(cluster)[1] == "true", "the cache re-enabled")

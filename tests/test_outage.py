@@ -10,22 +10,18 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from kubernetes import client
 from temporalio.testing import WorkflowEnvironment
 
 from activities.models import (
-    Incident,
     IncidentReport,
-    Mode,
-    RedisTarget,
     StepName,
 )
 from sandbox.cache_traffic import CacheTraffic
 from sandbox.cluster import SandboxCluster
 from tests.harness import running_worker, settings_for, start, wait_for_pending
+from tests.sandbox_checks import api_state, incident, until
 
 ROLE = Path(__file__).resolve().parents[1] / "deploy" / "k8s" / "rbac" / "role.yaml"
-NS = "treebeard-production"
 WARMER = "sandbox.cache_traffic:warm_catalog"
 
 
@@ -35,19 +31,6 @@ def cluster(tmp_path: Path) -> Iterator[SandboxCluster]:
         yield running
 
 
-def incident(cluster: SandboxCluster) -> Incident:
-    return Incident(
-        target=RedisTarget(
-            redis_url=cluster.redis_url,
-            namespace=NS,
-            statefulset="redis",
-            api_deployment="treebeard-api",
-        ),
-        mode=Mode.AUTO,
-        requested_by="tests",
-    )
-
-
 def settings(cluster: SandboxCluster, **overrides: Any) -> Any:
     overrides.setdefault("outage", {"ready_timeout": "20s", "poll": "0.5s"})
     return settings_for(kubernetes={"kubeconfig": str(cluster.runbook_kubeconfig)}, **overrides)
@@ -55,17 +38,6 @@ def settings(cluster: SandboxCluster, **overrides: Any) -> Any:
 
 def steps(report: IncidentReport) -> list[tuple[str, str]]:
     return [(s.name.value, s.status) for s in report.steps]
-
-
-def api_state(cluster: SandboxCluster) -> tuple[int | None, str | None]:
-    with cluster.api_client() as api:
-        deploy = client.AppsV1Api(api).read_namespaced_deployment("treebeard-api", NS)
-    pod_spec = deploy.spec.template.spec
-    assert pod_spec is not None
-    env = {e.name: e.value for e in pod_spec.containers[0].env or []}
-    replicas: int | None = deploy.spec.replicas
-    enabled: str | None = env.get("CACHE_ENABLED")
-    return replicas, enabled
 
 
 async def test_killed_redis_is_restarted_once_and_verified(
@@ -134,7 +106,7 @@ async def test_fallback_serves_from_the_database_then_restores_the_api(
     with CacheTraffic(cluster.redis_port):
         async with running_worker(temporal_env.client, config):
             handle = await start(temporal_env.client, config, job, "fallback")
-            await _until(lambda: api_state(cluster) == (8, "false"))
+            await until(lambda: api_state(cluster) == (8, "false"), "fallback entered")
             await asyncio.to_thread(cluster.fault, "clear")
             report = await handle.result()
 
@@ -157,14 +129,6 @@ async def test_fallback_serves_from_the_database_then_restores_the_api(
     assert report.figures.time_to_mitigate_s is not None  # fallback mitigated it
 
 
-async def _until(check: Any, within: float = 60) -> None:
-    deadline = asyncio.get_running_loop().time() + within
-    while not await asyncio.to_thread(check):
-        if asyncio.get_running_loop().time() > deadline:
-            raise TimeoutError("condition never held")
-        await asyncio.sleep(0.2)
-
-
 async def test_abort_mid_fallback_still_restores_the_api(
     temporal_env: WorkflowEnvironment, cluster: SandboxCluster
 ) -> None:
@@ -177,7 +141,7 @@ async def test_abort_mid_fallback_still_restores_the_api(
     job = incident(cluster)
     async with running_worker(temporal_env.client, config):
         handle = await start(temporal_env.client, config, job, "abort-fallback")
-        await _until(lambda: api_state(cluster) == (8, "false"))
+        await until(lambda: api_state(cluster) == (8, "false"), "fallback entered")
         await handle.signal("abort", {"by": "alice", "reason": "taking over"})
         report = await handle.result()
 

@@ -17,10 +17,11 @@ from temporalio.testing import WorkflowEnvironment
 from activities.kubernetes_inspect import restart_history
 from activities.kubernetes_models import RESTART_HISTORY, KubernetesFacts, StatefulSetFacts
 from activities.kubernetes_plans import plan_record_restart
-from activities.models import Diagnosis, Incident, Mode, RedisTarget, Scenario, StepName
+from activities.models import Diagnosis, Scenario, StepName
 from activities.policy import Policy
 from sandbox.cluster import SandboxCluster
 from tests.harness import running_worker, settings_for, start, wait_for_pending
+from tests.sandbox_checks import incident
 from workflows.plan import plan_for
 
 ROLE = Path(__file__).resolve().parents[1] / "deploy" / "k8s" / "rbac" / "role.yaml"
@@ -83,16 +84,6 @@ def cluster(tmp_path: Path) -> Iterator[SandboxCluster]:
         yield running
 
 
-def _incident(cluster: SandboxCluster) -> Incident:
-    target = RedisTarget(
-        redis_url=cluster.redis_url,
-        namespace=NS,
-        statefulset="redis",
-        api_deployment="treebeard-api",
-    )
-    return Incident(target=target, mode=Mode.AUTO, requested_by="tests")
-
-
 def _recorded(cluster: SandboxCluster) -> list[str]:
     with cluster.api_client() as api:
         sts = client.AppsV1Api(api).read_namespaced_stateful_set("redis", NS)
@@ -111,7 +102,7 @@ async def test_the_budget_holds_across_incidents_and_workers(
     )
     await asyncio.to_thread(cluster.fault, "down")
     async with running_worker(temporal_env.client, config):
-        first = await start(temporal_env.client, config, _incident(cluster), "budget-1")
+        first = await start(temporal_env.client, config, incident(cluster), "budget-1")
         report = await first.result()
     assert report.outcome == "resolved", report.escalations
     assert cluster.restarts() == 1 and len(_recorded(cluster)) == 1
@@ -120,7 +111,7 @@ async def test_the_budget_holds_across_incidents_and_workers(
     await asyncio.to_thread(cluster.fault, "clear")
     await asyncio.to_thread(cluster.fault, "down")
     async with running_worker(temporal_env.client, config):
-        second = await start(temporal_env.client, config, _incident(cluster), "budget-2")
+        second = await start(temporal_env.client, config, incident(cluster), "budget-2")
         status = await wait_for_pending(second, "restart", within=60)
         step = next(s for s in status.plan if s.name is StepName.RESTART)
         assert "1 restarts of this target in the last hour, budget 1" in step.title

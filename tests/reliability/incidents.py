@@ -13,8 +13,23 @@ from kubernetes import client
 from temporalio.api.enums.v1 import PendingActivityState
 from temporalio.client import WorkflowHandle
 
-from activities.models import Incident, IncidentReport, IncidentStatus, Mode, RedisTarget
+from activities.models import IncidentReport, IncidentStatus
 from sandbox.cluster import SandboxCluster
+from tests.sandbox_checks import api_state, incident, until
+
+__all__ = [
+    "CATALOG",
+    "ROLE",
+    "TO_FALLBACK",
+    "api_state",
+    "generations",
+    "incident",
+    "steps",
+    "until",
+    "until_heartbeating",
+    "until_status",
+    "worker_config",
+]
 
 ROLE = Path(__file__).resolve().parents[2] / "deploy" / "k8s" / "rbac" / "role.yaml"
 NS = "treebeard-production"
@@ -27,19 +42,6 @@ TO_FALLBACK: dict[str, Any] = {
 }
 
 
-def incident(cluster: SandboxCluster) -> Incident:
-    return Incident(
-        target=RedisTarget(
-            redis_url=cluster.redis_url,
-            namespace=NS,
-            statefulset="redis",
-            api_deployment="treebeard-api",
-        ),
-        mode=Mode.AUTO,
-        requested_by="tests",
-    )
-
-
 def worker_config(cluster: SandboxCluster, task_queue: str, **sections: Any) -> dict[str, Any]:
     """The runbook.yaml of a `runbook worker` process acting on this sandbox as the Role."""
     return {
@@ -48,18 +50,6 @@ def worker_config(cluster: SandboxCluster, task_queue: str, **sections: Any) -> 
         "recovery": {"watch_interval": "0.2s", "watch_deadline": "1s"},
         **sections,
     }
-
-
-def api_state(cluster: SandboxCluster) -> tuple[int | None, str | None]:
-    """(replicas, CACHE_ENABLED of the api container) of the API Deployment."""
-    with cluster.api_client() as api:
-        deploy = client.AppsV1Api(api).read_namespaced_deployment("treebeard-api", NS)
-    pod_spec = deploy.spec.template.spec
-    assert pod_spec is not None
-    env = {e.name: e.value for e in pod_spec.containers[0].env or []}
-    replicas: int | None = deploy.spec.replicas
-    enabled: str | None = env.get("CACHE_ENABLED")
-    return replicas, enabled
 
 
 def generations(cluster: SandboxCluster) -> tuple[int, int]:
@@ -83,15 +73,6 @@ def answers(cluster: SandboxCluster) -> bool:
 
 def steps(report: IncidentReport) -> list[tuple[str, str]]:
     return [(s.name.value, s.status) for s in report.steps]
-
-
-async def until(check: Callable[[], Any], what: str, within: float = 60.0) -> None:
-    """Poll a blocking check on a thread until it holds."""
-    deadline = asyncio.get_running_loop().time() + within
-    while not await asyncio.to_thread(check):
-        if asyncio.get_running_loop().time() > deadline:
-            raise TimeoutError(f"never happened within {within}s: {what}")
-        await asyncio.sleep(0.2)
 
 
 async def until_status(
