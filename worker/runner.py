@@ -10,6 +10,7 @@ from typing import Any
 
 from temporalio.client import Client
 from temporalio.worker import Worker
+from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
 
 from activities.hit_rate import HitRateActivities
 from activities.kubernetes_client import KubernetesAccess
@@ -73,6 +74,11 @@ def kubernetes_activities(settings: Settings) -> KubernetesActivities | None:
     return kube
 
 
+# Client libraries the contracts' modules import: shared with the sandbox rather than
+# re-imported into every workflow run (they are never called from workflow code).
+PASSTHROUGH = ("redis", "kubernetes", "httpx", "urllib3")
+
+
 def build_worker(client: Client, settings: Settings, executor: ThreadPoolExecutor) -> Worker:
     return Worker(
         client,
@@ -80,6 +86,9 @@ def build_worker(client: Client, settings: Settings, executor: ThreadPoolExecuto
         workflows=[RedisCacheFailure],
         activities=activities_for(settings),
         activity_executor=executor,
+        workflow_runner=SandboxedWorkflowRunner(
+            restrictions=SandboxRestrictions.default.with_passthrough_modules(*PASSTHROUGH)
+        ),
     )
 
 
