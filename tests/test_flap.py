@@ -27,8 +27,9 @@ def cluster(tmp_path: Path) -> Iterator[SandboxCluster]:
         yield running
 
 
+@pytest.mark.parametrize("seen", ["before_the_scale_back", "after_the_scale_back"])
 async def test_redis_down_again_after_re_enable_goes_back_to_fallback(
-    temporal_env: WorkflowEnvironment, cluster: SandboxCluster
+    temporal_env: WorkflowEnvironment, cluster: SandboxCluster, seen: str
 ) -> None:
     config = settings_for(
         kubernetes={"kubeconfig": str(cluster.runbook_kubeconfig)},
@@ -41,8 +42,15 @@ async def test_redis_down_again_after_re_enable_goes_back_to_fallback(
     async with running_worker(temporal_env.client, config):
         handle = await start(temporal_env.client, config, incident(cluster), "flap")
         await until(lambda: api_state(cluster) == (8, "false"), "the first fallback")
-        await asyncio.to_thread(cluster.fault, "clear")
-        await until(lambda: api_state(cluster)[1] == "true", "the cache re-enabled")
+        if seen == "before_the_scale_back":
+            # re_enable's reply is held (its patch is done at once): Redis goes down while
+            # the workflow waits for it, so the flap is seen at the scale step's condition.
+            cluster.api.failures.add(verb="patch", resource="deployments", reply_delay=4)
+            await asyncio.to_thread(cluster.fault, "clear")
+            await until(lambda: api_state(cluster)[1] == "true", "the cache re-enabled")
+        else:
+            await asyncio.to_thread(cluster.fault, "clear")
+            await until(lambda: api_state(cluster) == (3, "true"), "the API restored")
         await asyncio.to_thread(cluster.fault, "crashloop")  # and down it goes again
         await until(lambda: api_state(cluster) == (8, "false"), "the second fallback")
         await asyncio.to_thread(cluster.fault, "clear")
@@ -53,8 +61,10 @@ async def test_redis_down_again_after_re_enable_goes_back_to_fallback(
     names = [s.name for s in report.steps if s.status == "succeeded"]
     assert names.count(StepName.ENABLE_FALLBACK) == 2
     assert names.count(StepName.RE_ENABLE) == 2
+    assert names.count(StepName.SCALE) == (1 if seen == "before_the_scale_back" else 2)
     assert names.count(StepName.RESTART) == 1  # the flap itself restarts nothing
     assert [e.kind for e in report.timeline].count("flap") == 1
+    # Back to the replicas from before the first fallback, not the fallback's 8.
     assert api_state(cluster) == (3, "true")
     assert cluster.redis().ping()
     assert report.approvals == []  # the fallback needed none: none asked twice
