@@ -68,3 +68,29 @@ async def test_redis_down_again_after_re_enable_goes_back_to_fallback(
     assert api_state(cluster) == (3, "true")
     assert cluster.redis().ping()
     assert report.approvals == []  # the fallback needed none: none asked twice
+
+
+async def test_past_max_flaps_the_api_stays_on_the_database_for_a_person(
+    temporal_env: WorkflowEnvironment, cluster: SandboxCluster
+) -> None:
+    config = settings_for(
+        kubernetes={"kubeconfig": str(cluster.runbook_kubeconfig)},
+        outage={"ready_timeout": "2s", "fallback_after": "3s", "poll": "0.5s", "max_flaps": 0},
+        approvals={"required_for": ["force_delete_pod"], "timeout": "1s"},
+        warmers=[{"name": "catalog", "kind": "callable", "target": WARMER}],
+        recovery={"watch_interval": "0.5s", "watch_deadline": "6s"},
+    )
+    await asyncio.to_thread(cluster.fault, "crashloop")
+    async with running_worker(temporal_env.client, config):
+        handle = await start(temporal_env.client, config, incident(cluster), "flaps-spent")
+        await until(lambda: api_state(cluster) == (8, "false"), "the first fallback")
+        await asyncio.to_thread(cluster.fault, "clear")
+        await until(lambda: api_state(cluster) == (3, "true"), "the API restored")
+        await asyncio.to_thread(cluster.fault, "crashloop")
+        report = await handle.result()
+
+    assert report.outcome == "escalated"
+    assert api_state(cluster) == (8, "false")  # safe: on the database, not on a dead cache
+    names = [s.name for s in report.steps if s.status == "succeeded"]
+    assert names.count(StepName.ENABLE_FALLBACK) == 2 and names.count(StepName.RE_ENABLE) == 1
+    assert any("max_flaps is 0" in p and "3 replicas" in p for p in report.escalations)

@@ -10,6 +10,7 @@ from temporalio.client import WorkflowHistory
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.worker import Replayer
 
+from worker.runner import workflow_runner
 from worker.telemetry import tracing_interceptor
 from workflows.incident import RedisCacheFailure
 
@@ -26,6 +27,7 @@ async def test_history_replays(path: Path) -> None:
         workflows=[RedisCacheFailure],
         data_converter=pydantic_data_converter,
         interceptors=[tracing_interceptor()],
+        workflow_runner=workflow_runner(),
     )
     history = WorkflowHistory.from_json(path.stem, await asyncio.to_thread(path.read_text))
     result = await replayer.replay_workflow(history, raise_on_replay_failure=True)

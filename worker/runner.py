@@ -79,6 +79,13 @@ def kubernetes_activities(settings: Settings) -> KubernetesActivities | None:
 PASSTHROUGH = ("redis", "kubernetes", "httpx", "urllib3")
 
 
+def workflow_runner() -> SandboxedWorkflowRunner:
+    """The sandbox the worker runs workflows in (the replay test uses the same)."""
+    return SandboxedWorkflowRunner(
+        restrictions=SandboxRestrictions.default.with_passthrough_modules(*PASSTHROUGH)
+    )
+
+
 def build_worker(client: Client, settings: Settings, executor: ThreadPoolExecutor) -> Worker:
     return Worker(
         client,
@@ -86,9 +93,7 @@ def build_worker(client: Client, settings: Settings, executor: ThreadPoolExecuto
         workflows=[RedisCacheFailure],
         activities=activities_for(settings),
         activity_executor=executor,
-        workflow_runner=SandboxedWorkflowRunner(
-            restrictions=SandboxRestrictions.default.with_passthrough_modules(*PASSTHROUGH)
-        ),
+        workflow_runner=workflow_runner(),
     )
 
 

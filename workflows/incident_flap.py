@@ -27,24 +27,28 @@ class FlapGuard(IncidentState):
 
     def _flapped(self) -> bool:
         """Redis is down again with the cache back on: another fallback round takes the place
-        of what is left of the plan. False past `outage.max_flaps` (then it is a person's)."""
+        of what is left of the plan. Past `outage.max_flaps` the round has no recovery: the
+        API is put back on the database and left there for a person. False when it stands
+        down (aborted, or every alert resolved)."""
         if self._abort is not None or self._stand_down:
             return False
         limit = self._config.policy.outage.max_flaps
-        if self._flaps >= limit:
-            self._problems.append(
-                f"Redis went down again after recovery {self._flaps + 1} times "
-                f"(outage.max_flaps is {limit}): left for a person"
-            )
-            return False
+        recover = self._flaps < limit
         self._flaps += 1
         self._ready = self._answered = None  # those facts were about the previous outage
-        again = fallback_again(self._config.policy)
+        again = fallback_again(self._config.policy, recover=recover)
         mark_unavailable(again, frozenset(self._config.available_steps))
         self._plan[self._index + 1 :] = again
-        self._note(
-            "flap",
-            f"Redis is down again after recovery (flap {self._flaps} of at most {limit}): "
-            "serving from the database again, then recovering again",
+        if recover:
+            what = "serving from the database again, then recovering again"
+            self._note("flap", f"Redis is down again after recovery (flap {self._flaps} of at "
+                       f"most {limit}): {what}")  # fmt: skip
+            return True
+        why = (
+            f"Redis went down again after recovery {self._flaps} times (outage.max_flaps is "
+            f"{limit}): the API goes back on the database and stays there for a person "
+            f"(to restore: CACHE_ENABLED=true, {self._original_replicas or '?'} replicas)"
         )
+        self._note("flap", why)
+        self._problems.append(why)
         return True

@@ -126,13 +126,17 @@ def _redis_down(p: _Planner, d: Diagnosis) -> None:
 
 
 def _fallback(p: _Planner) -> None:
+    _enter_fallback(p)
+    p.recovery(after=Condition.FALLBACK_ENTERED, restore_api=True)
+
+
+def _enter_fallback(p: _Planner) -> None:
     p.add(
         StepName.ENABLE_FALLBACK,
         "Serve from the database: CACHE_ENABLED=false on the API and scale it up",
         when=Condition.STILL_DOWN_PAST_FALLBACK_DEADLINE,
         params={"replicas": p.policy.limits.fallback_replicas},
     )
-    p.recovery(after=Condition.FALLBACK_ENTERED, restore_api=True)
 
 
 def _restart_budget_spent(d: Diagnosis, policy: Policy) -> str | None:
@@ -249,12 +253,16 @@ def plan_for(scenario: Scenario, diagnosis: Diagnosis, policy: Policy) -> list[S
     return planner.steps
 
 
-def fallback_again(policy: Policy) -> list[Step]:
+def fallback_again(policy: Policy, recover: bool = True) -> list[Step]:
     """Redis went down again after the API got its cache back (a flap): the fallback and the
-    recovery once more, then a fresh verification. No restart: a flapping Redis restarted
-    again and again is what the restart budget is for, so that stays with a person."""
+    recovery once more, then a fresh verification; without `recover`, the fallback only (the
+    API stays on the database for a person). No restart: a flapping Redis restarted again and
+    again is what the restart budget is for, so that stays with a person."""
     planner = _Planner(policy)
-    _fallback(planner)
+    if recover:
+        _fallback(planner)
+    else:
+        _enter_fallback(planner)
     planner.add(StepName.DIAGNOSE, "Verify: a fresh diagnosis shows the symptom gone")
     return planner.steps
 
