@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from worker.config_loader import load_settings
+from worker.runner import kubernetes_access
 from worker.settings import ConfigError
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -34,6 +35,17 @@ def test_example_file_loads_and_matches_the_design() -> None:
     assert not route.matches({"namespace": "treebeard-production", "alertname": "NodeDown"})
     assert not route.matches({"alertname": "RedisDown"})
     assert route.to_target().workflow_id == "redis-cache-failure/treebeard-production/redis"
+
+
+def test_kubernetes_timeouts_reach_the_client(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    example = load_settings(ROOT / "runbook.example.yaml")
+    assert kubernetes_access(example).timeouts == (3.0, 5.0)
+    path = write(tmp_path, "kubernetes: {connect_timeout: 1s, request_timeout: 4s}\n")
+    monkeypatch.setenv("RUNBOOK_CONFIG", str(path))
+    monkeypatch.setenv("RUNBOOK_KUBERNETES__REQUEST_TIMEOUT", "2500ms")
+    assert kubernetes_access(load_settings()).timeouts == (1.0, 2.5)
 
 
 def test_no_file_means_defaults(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -61,14 +61,21 @@ def activities_for(settings: Settings) -> Sequence[Any]:
     ]
 
 
+def kubernetes_access(settings: Settings) -> KubernetesAccess:
+    k = settings.kubernetes
+    return KubernetesAccess(
+        kubeconfig=k.kubeconfig,
+        context=k.context,
+        connect_timeout=k.connect_timeout,
+        request_timeout=k.request_timeout,
+    )
+
+
 def kubernetes_activities(settings: Settings) -> KubernetesActivities | None:
     """None when switched off; otherwise loaded now (a missing config is logged, not fatal)."""
     if not settings.kubernetes.enabled:
         return None
-    access = KubernetesAccess(
-        kubeconfig=settings.kubernetes.kubeconfig, context=settings.kubernetes.context
-    )
-    kube = KubernetesActivities.from_access(access, settings.redis_access)
+    kube = KubernetesActivities.from_access(kubernetes_access(settings), settings.redis_access)
     if not kube.configured:
         log.warning("Kubernetes steps are not available on this worker: no configuration found")
     return kube

@@ -8,6 +8,7 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Mapping
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -77,6 +78,14 @@ class KubernetesSettings(Section):
     enabled: bool = True
     kubeconfig: Path | None = None
     context: str | None = None
+    connect_timeout: Duration = Field(
+        default=timedelta(seconds=3), description="per API call; keep both under 10s in sum"
+    )
+    request_timeout: Duration = Field(
+        default=timedelta(seconds=5),
+        description="per API call: wait_ready's heartbeat timeout is 10s, so a slower read "
+        "would lose the attempt instead of looking again",
+    )
 
 
 class NotificationSettings(Section):
