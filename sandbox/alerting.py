@@ -11,13 +11,9 @@ group: nothing outlives the run.
 from __future__ import annotations
 
 import contextlib
-import os
 import re
 import shutil
-import signal
-import subprocess
 import time
-from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
@@ -26,7 +22,7 @@ from typing import Any
 import httpx
 import yaml
 
-from sandbox.processes import free_port, wait_for_port
+from sandbox.processes import Daemon, free_port, wait_for_port
 
 DEPLOY = Path(__file__).resolve().parents[1] / "deploy"
 # Debian's names first, then the upstream ones (Homebrew, release tarballs).
@@ -60,52 +56,6 @@ def missing_binaries() -> list[str]:
     """Roles with no executable: empty when the whole chain can run here."""
     found = find_binaries()
     return [CANDIDATES[role][0] for role in CANDIDATES if role not in found]
-
-
-class Daemon:
-    """One external process in a session of its own, its output in a log file. Stopped by
-    PID and process group, so a child it started cannot outlive it either."""
-
-    def __init__(
-        self, name: str, argv: list[str], log: Path, env: Mapping[str, str] | None = None
-    ) -> None:
-        self.name = name
-        self.log = log
-        with log.open("ab") as out:
-            self.proc = subprocess.Popen(
-                argv,
-                stdin=subprocess.DEVNULL,
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                env=dict(env) if env is not None else None,
-                start_new_session=True,
-            )
-
-    @property
-    def pid(self) -> int:
-        return self.proc.pid
-
-    def running(self) -> bool:
-        return self.proc.poll() is None
-
-    def stop(self, timeout: float = 10.0) -> None:
-        """SIGTERM to the group, SIGKILL to the group past `timeout`."""
-        self._signal_group(signal.SIGTERM)
-        try:
-            self.proc.wait(timeout)
-        except subprocess.TimeoutExpired:
-            self._signal_group(signal.SIGKILL)
-            self.proc.wait(5)
-        self._signal_group(signal.SIGKILL)  # anything left in its group
-
-    def _signal_group(self, sig: signal.Signals) -> None:
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(self.proc.pid, sig)
-
-    def tail(self, lines: int = 15) -> str:
-        text = self.log.read_text(errors="replace").splitlines()[-lines:]
-        head = f"--- {self.name} (pid {self.proc.pid}, rc {self.proc.poll()}) ---"
-        return "\n".join([head, *text])
 
 
 def fast_rules(source: Path, dest: Path) -> Path:

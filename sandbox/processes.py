@@ -116,3 +116,49 @@ class RedisProcess:
     def restart(self) -> RedisProcess:
         self.stop()
         return self.start()
+
+
+class Daemon:
+    """One external process in a session of its own, its output in a log file. Stopped by
+    PID and process group, so a child it started cannot outlive it either."""
+
+    def __init__(
+        self, name: str, argv: list[str], log: Path, env: Mapping[str, str] | None = None
+    ) -> None:
+        self.name = name
+        self.log = log
+        with log.open("ab") as out:
+            self.proc = subprocess.Popen(
+                argv,
+                stdin=subprocess.DEVNULL,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                env=dict(env) if env is not None else None,
+                start_new_session=True,
+            )
+
+    @property
+    def pid(self) -> int:
+        return self.proc.pid
+
+    def running(self) -> bool:
+        return self.proc.poll() is None
+
+    def stop(self, timeout: float = 10.0) -> None:
+        """SIGTERM to the group, SIGKILL to the group past `timeout`."""
+        self._signal_group(signal.SIGTERM)
+        try:
+            self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self._signal_group(signal.SIGKILL)
+            self.proc.wait(5)
+        self._signal_group(signal.SIGKILL)  # anything left in its group
+
+    def _signal_group(self, sig: signal.Signals) -> None:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(self.proc.pid, sig)
+
+    def tail(self, lines: int = 15) -> str:
+        text = self.log.read_text(errors="replace").splitlines()[-lines:]
+        head = f"--- {self.name} (pid {self.proc.pid}, rc {self.proc.poll()}) ---"
+        return "\n".join([head, *text])

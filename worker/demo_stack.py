@@ -18,9 +18,8 @@ from urllib.parse import quote
 import httpx
 import yaml
 
-from sandbox.alerting import Daemon
 from sandbox.cluster import SandboxCluster
-from sandbox.processes import binary, free_port, wait_for_port
+from sandbox.processes import Daemon, binary, free_port, wait_for_port
 
 STATE = Path(".runbook")
 VENV_BIN = [Path(sys.executable).parent]
