@@ -23,6 +23,11 @@ K8sName = Annotated[
 ]
 
 
+# The workflow type, a public contract: the CLI and the webhook name it without importing the
+# workflow (and with it every activity and client library).
+WORKFLOW_TYPE = "RedisCacheFailure"
+
+
 class Contract(BaseModel):
     """Base for input contracts: a typo in a field name is an error, never silently dropped."""
 

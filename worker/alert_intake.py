@@ -22,14 +22,13 @@ from temporalio.client import Client
 from temporalio.common import WorkflowIDConflictPolicy
 from temporalio.service import RPCError, RPCStatusCode
 
-from activities.models import Alert, AlertStatus, Incident, RedisTarget
+from activities.models import WORKFLOW_TYPE, Alert, AlertStatus, Incident, RedisTarget
 from worker.alert_dedupe import Key, RecentAlerts, RecentDeliveries, Replay
 from worker.alert_routing import Route, Router
 from worker.alert_sources import Delivery
 from worker.client import connect
 from worker.settings import Settings, TemporalSettings
 from worker.webhook_metrics import WebhookMetrics
-from workflows.incident import WORKFLOW_TYPE
 
 log = logging.getLogger("runbook.webhook")
 

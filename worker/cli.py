@@ -20,9 +20,7 @@ from temporalio.service import RPCError
 from worker import cli_incidents, cli_start, webhook_cli
 from worker.cli_common import CommandFailed, UsageError, connect_or_explain, report_error
 from worker.config_loader import load_settings
-from worker.runner import run_worker
 from worker.settings import ConfigError, Settings
-from worker.telemetry import configure_tracing
 
 
 class _Parser(argparse.ArgumentParser):
@@ -48,6 +46,11 @@ def _parser() -> argparse.ArgumentParser:
 
 
 async def _worker(args: argparse.Namespace, settings: Settings) -> int:
+    # Imported here: the activities and their client libraries are the worker's alone, and
+    # `runbook approve` at 3 a.m. should not wait for them.
+    from worker.runner import run_worker
+    from worker.telemetry import configure_tracing
+
     tracing = configure_tracing("redis-runbook-worker")
     client = await connect_or_explain(settings)
     stop = asyncio.Event()

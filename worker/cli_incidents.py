@@ -20,6 +20,7 @@ from temporalio.client import (
 from temporalio.service import RPCError, RPCStatusCode
 
 from activities.models import (
+    WORKFLOW_TYPE,
     Decision,
     IncidentReport,
     IncidentStatus,
@@ -30,7 +31,6 @@ from activities.models import (
 from worker.cli_common import CommandFailed, UsageError, connect_or_explain, emit
 from worker.render import render_step
 from worker.settings import Settings
-from workflows.incident import WORKFLOW_TYPE
 
 
 def add_parsers(sub: Any) -> None:

@@ -14,11 +14,10 @@ from pydantic import ValidationError
 from temporalio.client import WorkflowFailureError
 from temporalio.common import WorkflowIDConflictPolicy
 
-from activities.models import Incident, IncidentReport, Mode
+from activities.models import WORKFLOW_TYPE, Incident, IncidentReport, Mode
 from worker.cli_common import CommandFailed, UsageError, connect_or_explain, emit
 from worker.render import render_report
 from worker.settings import ConfigError, Settings
-from workflows.incident import WORKFLOW_TYPE
 
 
 def add_parser(sub: Any) -> None:

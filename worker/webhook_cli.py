@@ -13,14 +13,13 @@ import logging
 import signal
 import sys
 from pathlib import Path
-from typing import Any
-
-import uvicorn
+from typing import TYPE_CHECKING, Any
 
 from worker.config_loader import load_settings
 from worker.settings import ConfigError, Settings
-from worker.telemetry import configure_tracing
-from worker.webhook import create_app
+
+if TYPE_CHECKING:
+    import uvicorn
 
 
 def add_parser(subparsers: Any) -> None:
@@ -45,6 +44,11 @@ async def run(args: argparse.Namespace, settings: Settings) -> int:
     The server gets its own event loop in a thread: uvloop when it is installed (about a third
     more deliveries per second than the default loop the CLI runs in). This loop only waits
     for it and turns SIGINT/SIGTERM into uvicorn's graceful shutdown."""
+    import uvicorn  # the server's imports only when serving: other commands start faster
+
+    from worker.telemetry import configure_tracing
+    from worker.webhook import create_app
+
     configure_tracing("redis-runbook-webhook")
     app = create_app(settings, insecure_no_auth=args.insecure_no_auth)
     config = uvicorn.Config(

@@ -21,6 +21,7 @@ with workflow.unsafe.imports_passed_through():
     from activities.carried import CarriedState
     from activities.kubernetes_models import FallbackResult, ReadinessResult
     from activities.models import (
+        WORKFLOW_TYPE,
         Abort,
         Alert,
         AlertStatus,
@@ -52,7 +53,6 @@ with workflow.unsafe.imports_passed_through():
     from workflows.review import figures_of, render_review
     from workflows.step_errors import cause_of
 
-WORKFLOW_TYPE = "RedisCacheFailure"
 DECISION_HINT = '{"step": "flush", "approver": "your-name", "comment": "why"}'
 SIGNAL_NOTE = (
     "step: the pending one (query status), e.g. flush, restart, force_delete_pod, "
