@@ -120,16 +120,22 @@ def find_container(spec: Mapping[str, Any], name: str) -> tuple[int, JSONDict] |
     return None
 
 
-def restart_history(sts: Mapping[str, Any]) -> list[datetime]:
-    """The runbook's own restart record; an entry someone mangled by hand is skipped, never
-    fatal (the budget then counts fewer, and the audit log still has the truth)."""
+def recorded_restarts(sts: Mapping[str, Any]) -> list[Any]:
+    """The entries of the runbook's own restart record, as written; a record someone mangled
+    by hand reads as empty, never fatal (the budget then counts fewer, and the audit log still
+    has the truth)."""
     raw = ((sts.get("metadata") or {}).get("annotations") or {}).get(RESTART_HISTORY)
     try:
         entries = json.loads(raw) if raw else []
     except ValueError:
         return []
+    return entries if isinstance(entries, list) else []
+
+
+def restart_history(sts: Mapping[str, Any]) -> list[datetime]:
+    """When the runbook restarted it; an entry that is not an aware time is skipped."""
     times: list[datetime] = []
-    for entry in entries if isinstance(entries, list) else []:
+    for entry in recorded_restarts(sts):
         with contextlib.suppress(TypeError, ValueError):
             at = datetime.fromisoformat(entry)
             if at.tzinfo is not None:  # a naive time cannot be placed in the window

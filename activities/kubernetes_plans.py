@@ -16,7 +16,7 @@ from typing import Any
 from temporalio.exceptions import ApplicationError
 
 from activities.kubernetes_client import K8S_INVALID, K8S_NOT_FOUND, JSONDict, JSONPatch, pointer
-from activities.kubernetes_inspect import find_container, quantity_bytes
+from activities.kubernetes_inspect import find_container, quantity_bytes, recorded_restarts
 from activities.kubernetes_models import (
     ORIGINAL_REPLICAS,
     RESTART_HISTORY,
@@ -93,13 +93,7 @@ def plan_record_restart(sts: Mapping[str, Any], at: str) -> JSONPatch:
     meta = sts["metadata"]
     annotations = meta.get("annotations")
     previous = (annotations or {}).get(RESTART_HISTORY)
-    try:
-        entries = json.loads(previous) if previous else []
-    except ValueError:
-        entries = []  # mangled by hand: start a fresh record rather than fail the restart
-    if not isinstance(entries, list):
-        entries = []
-    value = json.dumps([*entries, at][-RESTART_HISTORY_KEPT:])
+    value = json.dumps([*recorded_restarts(sts), at][-RESTART_HISTORY_KEPT:])
     path = pointer("metadata", "annotations", RESTART_HISTORY)
     if previous is not None:
         return [
