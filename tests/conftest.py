@@ -11,6 +11,7 @@ import pytest
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 
+from sandbox.cluster import SandboxCluster
 from sandbox.processes import RedisProcess, binary
 from worker.telemetry import tracing_interceptor
 
@@ -62,3 +63,12 @@ def redis_server(tmp_path: Path) -> Iterator[RedisFactory]:
     factory = RedisFactory(tmp_path)
     yield factory
     factory.stop_all()
+
+
+@pytest.fixture
+def cluster(tmp_path: Path) -> Iterator[SandboxCluster]:
+    """A sandbox cluster whose runbook credentials are held to the worker's Role."""
+    from tests.sandbox_checks import ROLE
+
+    with SandboxCluster(tmp_path / "sandbox", role_file=ROLE) as running:
+        yield running

@@ -35,12 +35,10 @@ from tests.harness import (
     start,
     wait_for_pending,
 )
-from tests.sandbox_checks import api_state, until
+from tests.sandbox_checks import ROLE, api_state, fallback_settings, until
 from worker.settings import Settings
 
 HISTORIES = Path(__file__).parent / "histories"
-ROLE = Path(__file__).parent.parent / "deploy" / "k8s" / "rbac" / "role.yaml"
-WARMER = "sandbox.cache_traffic:warm_catalog"
 Handle = WorkflowHandle[object, IncidentReport]
 Case = Callable[[Client, Settings, RedisFactory], Awaitable[Handle]]
 
@@ -93,32 +91,17 @@ def _sandbox_settings(cluster: SandboxCluster, **overrides: Any) -> Settings:
     return settings_for(kubernetes={"kubeconfig": str(cluster.runbook_kubeconfig)}, **overrides)
 
 
-def _fallback_settings(cluster: SandboxCluster) -> Settings:
-    return _sandbox_settings(
-        cluster,
-        outage={"ready_timeout": "2s", "fallback_after": "3s", "poll": "0.5s"},
-        approvals={"required_for": ["force_delete_pod"], "timeout": "1s"},
-        warmers=[{"name": "catalog", "kind": "callable", "target": WARMER}],
-        recovery={"watch_interval": "0.5s", "watch_deadline": "6s"},
-    )
-
-
-async def _restarted(c: Client, cluster: SandboxCluster) -> Handle:
-    settings = _sandbox_settings(cluster)
-    await asyncio.to_thread(cluster.fault, "down")
+async def _down(
+    c: Client, cluster: SandboxCluster, fault: str, approve: str | None = None, **overrides: Any
+) -> Handle:
+    """Redis down on the sandbox; with `approve`, that step waits for bob's approval."""
+    settings = _sandbox_settings(cluster, **overrides)
+    await asyncio.to_thread(cluster.fault, fault)
     async with running_worker(c, settings):
         handle = await start(c, settings, auto(cluster.redis_url))
-        await handle.result()
-    return handle
-
-
-async def _force_deleted(c: Client, cluster: SandboxCluster) -> Handle:
-    settings = _sandbox_settings(cluster)
-    await asyncio.to_thread(cluster.fault, "crashloop")
-    async with running_worker(c, settings):
-        handle = await start(c, settings, auto(cluster.redis_url))
-        await wait_for_pending(handle, "force_delete_pod", within=60)
-        await handle.signal("approve", {"step": "force_delete_pod", "approver": "bob"})
+        if approve:
+            await wait_for_pending(handle, approve, within=60)
+            await handle.signal("approve", {"step": approve, "approver": "bob"})
         await handle.result()
     return handle
 
@@ -126,7 +109,7 @@ async def _force_deleted(c: Client, cluster: SandboxCluster) -> Handle:
 async def _fallback(c: Client, cluster: SandboxCluster, flap: bool) -> Handle:
     """Past the fallback deadline: serve from the database, recover; with `flap`, Redis
     crashes again right after the cache is re-enabled and the workflow goes round again."""
-    settings = _fallback_settings(cluster)
+    settings = fallback_settings(cluster)
     await asyncio.to_thread(cluster.fault, "crashloop")
     async with running_worker(c, settings):
         handle = await start(c, settings, auto(cluster.redis_url))
@@ -142,24 +125,17 @@ async def _fallback(c: Client, cluster: SandboxCluster, flap: bool) -> Handle:
     return handle
 
 
-async def _over_budget(c: Client, cluster: SandboxCluster) -> Handle:
-    """A restart budget of 0: the restart waits for approval, which is given."""
-    settings = _sandbox_settings(cluster, limits={"restarts_per_hour": 0})
-    await asyncio.to_thread(cluster.fault, "down")
-    async with running_worker(c, settings):
-        handle = await start(c, settings, auto(cluster.redis_url))
-        await wait_for_pending(handle, "restart", within=60)
-        await handle.signal("approve", {"step": "restart", "approver": "bob"})
-        await handle.result()
-    return handle
-
-
 SANDBOX_CASES: dict[str, SandboxCase] = {
-    "auto_redis_down_restarted": _restarted,
-    "auto_redis_crash_loop_force_deleted": _force_deleted,
+    "auto_redis_down_restarted": lambda c, k: _down(c, k, "down"),
+    "auto_redis_crash_loop_force_deleted": lambda c, k: _down(
+        c, k, "crashloop", approve="force_delete_pod"
+    ),
     "auto_redis_down_fallback_recovered": lambda c, k: _fallback(c, k, flap=False),
     "auto_redis_down_flapped_back_to_fallback": lambda c, k: _fallback(c, k, flap=True),
-    "auto_redis_down_restart_over_budget_approved": _over_budget,
+    # A restart budget of 0: the restart waits for approval, which is given.
+    "auto_redis_down_restart_over_budget_approved": lambda c, k: _down(
+        c, k, "down", approve="restart", limits={"restarts_per_hour": 0}
+    ),
 }
 
 

@@ -5,20 +5,43 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from kubernetes import client
 
 from activities.models import Incident
 from sandbox.cluster import SandboxCluster
-from tests.harness import auto
+from tests.harness import auto, settings_for
+from worker.settings import Settings
 
 NS = "treebeard-production"
+# The worker's least-privilege Role: sandbox clusters in tests hold the runbook to it.
+ROLE = Path(__file__).resolve().parents[1] / "deploy" / "k8s" / "rbac" / "role.yaml"
+CATALOG = {"name": "catalog", "kind": "callable", "target": "sandbox.cache_traffic:warm_catalog"}
+# Crash-looping Redis, the force delete's approval let expire, fallback after 3 s: the path
+# through enable_fallback, waiting for Redis, warm, re_enable, scale and watch_hit_rate.
+TO_FALLBACK: dict[str, Any] = {
+    "outage": {"ready_timeout": "2s", "fallback_after": "3s", "poll": "0.5s"},
+    "approvals": {"required_for": ["force_delete_pod"], "timeout": "1s"},
+}
 
 
 def incident(cluster: SandboxCluster) -> Incident:
     """An auto-mode incident for the sandbox's Redis, its StatefulSet and the API."""
     return auto(cluster.redis_url)
+
+
+def fallback_settings(cluster: SandboxCluster, **outage: Any) -> Settings:
+    """A worker on this sandbox taking the fallback path (TO_FALLBACK, the catalog warmer, a
+    short hit-rate watch); `outage` adds to TO_FALLBACK's outage section."""
+    return settings_for(
+        kubernetes={"kubeconfig": str(cluster.runbook_kubeconfig)},
+        outage={**TO_FALLBACK["outage"], **outage},
+        approvals=TO_FALLBACK["approvals"],
+        warmers=[CATALOG],
+        recovery={"watch_interval": "0.5s", "watch_deadline": "6s"},
+    )
 
 
 def api_state(cluster: SandboxCluster) -> tuple[int | None, str | None]:

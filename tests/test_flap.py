@@ -5,8 +5,6 @@ and restarts nothing twice."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 from temporalio.testing import WorkflowEnvironment
@@ -14,30 +12,15 @@ from temporalio.testing import WorkflowEnvironment
 from activities.models import StepName
 from sandbox.cache_traffic import CacheTraffic
 from sandbox.cluster import SandboxCluster
-from tests.harness import running_worker, settings_for, start
-from tests.sandbox_checks import api_state, incident, until
-
-ROLE = Path(__file__).resolve().parents[1] / "deploy" / "k8s" / "rbac" / "role.yaml"
-WARMER = "sandbox.cache_traffic:warm_catalog"
-
-
-@pytest.fixture
-def cluster(tmp_path: Path) -> Iterator[SandboxCluster]:
-    with SandboxCluster(tmp_path / "sandbox", role_file=ROLE) as running:
-        yield running
+from tests.harness import running_worker, start
+from tests.sandbox_checks import api_state, fallback_settings, incident, until
 
 
 @pytest.mark.parametrize("seen", ["before_the_scale_back", "after_the_scale_back"])
 async def test_redis_down_again_after_re_enable_goes_back_to_fallback(
     temporal_env: WorkflowEnvironment, cluster: SandboxCluster, seen: str
 ) -> None:
-    config = settings_for(
-        kubernetes={"kubeconfig": str(cluster.runbook_kubeconfig)},
-        outage={"ready_timeout": "2s", "fallback_after": "3s", "poll": "0.5s"},
-        approvals={"required_for": ["force_delete_pod"], "timeout": "1s"},
-        warmers=[{"name": "catalog", "kind": "callable", "target": WARMER}],
-        recovery={"watch_interval": "0.5s", "watch_deadline": "6s"},
-    )
+    config = fallback_settings(cluster)
     await asyncio.to_thread(cluster.fault, "crashloop")
     async with running_worker(temporal_env.client, config):
         handle = await start(temporal_env.client, config, incident(cluster), "flap")
@@ -73,13 +56,7 @@ async def test_redis_down_again_after_re_enable_goes_back_to_fallback(
 async def test_past_max_flaps_the_api_stays_on_the_database_for_a_person(
     temporal_env: WorkflowEnvironment, cluster: SandboxCluster
 ) -> None:
-    config = settings_for(
-        kubernetes={"kubeconfig": str(cluster.runbook_kubeconfig)},
-        outage={"ready_timeout": "2s", "fallback_after": "3s", "poll": "0.5s", "max_flaps": 0},
-        approvals={"required_for": ["force_delete_pod"], "timeout": "1s"},
-        warmers=[{"name": "catalog", "kind": "callable", "target": WARMER}],
-        recovery={"watch_interval": "0.5s", "watch_deadline": "6s"},
-    )
+    config = fallback_settings(cluster, max_flaps=0)
     await asyncio.to_thread(cluster.fault, "crashloop")
     async with running_worker(temporal_env.client, config):
         handle = await start(temporal_env.client, config, incident(cluster), "flaps-spent")

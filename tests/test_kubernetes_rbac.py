@@ -21,8 +21,8 @@ from activities.kubernetes_steps import KubernetesActivities
 from activities.models import RedisTarget
 from sandbox.cluster import RUNBOOK_USER, SandboxCluster
 from sandbox.kube_rbac import granted_pairs, load_role_rules
+from tests.sandbox_checks import ROLE
 
-ROLE = Path(__file__).resolve().parents[1] / "deploy" / "k8s" / "rbac" / "role.yaml"
 NS = "treebeard-production"
 
 

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import socket
 import time
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -34,14 +33,7 @@ from activities.kubernetes_steps import KubernetesActivities
 from activities.models import RedisTarget
 from sandbox.cluster import SandboxCluster, write_kubeconfig
 
-ROLE = Path(__file__).resolve().parents[1] / "deploy" / "k8s" / "rbac" / "role.yaml"
 NS = "treebeard-production"
-
-
-@pytest.fixture
-def cluster(tmp_path: Path) -> Iterator[SandboxCluster]:
-    with SandboxCluster(tmp_path / "sandbox", role_file=ROLE) as running:
-        yield running
 
 
 @pytest.fixture

@@ -20,8 +20,7 @@ from activities.kubernetes_models import FallbackResult, ReadinessResult, Restar
 from activities.kubernetes_steps import KubernetesActivities
 from activities.models import RedisTarget, StepResult
 from sandbox.cluster import SandboxCluster
-
-ROLE = Path(__file__).resolve().parents[1] / "deploy" / "k8s" / "rbac" / "role.yaml"
+from tests.sandbox_checks import ROLE
 
 
 @workflow.defn(sandboxed=False)

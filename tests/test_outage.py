@@ -5,11 +5,8 @@ killed during wait_ready, warm or watch_hit_rate: tests/reliability/."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
-import pytest
 from temporalio.testing import WorkflowEnvironment
 
 from activities.models import (
@@ -21,14 +18,7 @@ from sandbox.cluster import SandboxCluster
 from tests.harness import running_worker, settings_for, start, wait_for_pending
 from tests.sandbox_checks import api_state, incident, until
 
-ROLE = Path(__file__).resolve().parents[1] / "deploy" / "k8s" / "rbac" / "role.yaml"
 WARMER = "sandbox.cache_traffic:warm_catalog"
-
-
-@pytest.fixture
-def cluster(tmp_path: Path) -> Iterator[SandboxCluster]:
-    with SandboxCluster(tmp_path / "sandbox", role_file=ROLE) as running:
-        yield running
 
 
 def settings(cluster: SandboxCluster, **overrides: Any) -> Any:

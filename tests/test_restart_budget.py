@@ -5,12 +5,9 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
-import pytest
 from kubernetes import client
 from temporalio.testing import WorkflowEnvironment
 
@@ -24,7 +21,6 @@ from tests.harness import running_worker, settings_for, start, wait_for_pending
 from tests.sandbox_checks import incident
 from workflows.plan import plan_for
 
-ROLE = Path(__file__).resolve().parents[1] / "deploy" / "k8s" / "rbac" / "role.yaml"
 NS = "treebeard-production"
 NOW = datetime(2026, 11, 26, 12, 0, tzinfo=UTC)
 
@@ -76,12 +72,6 @@ def test_the_record_keeps_the_newest_and_survives_a_mangled_annotation() -> None
     assert len(restart_history(sts)) == 30  # a naive time cannot be placed: skipped
     kept = json.loads(plan_record_restart(sts, NOW.isoformat())[-1]["value"])
     assert len(kept) == 20 and kept[-1] == NOW.isoformat()
-
-
-@pytest.fixture
-def cluster(tmp_path: Path) -> Iterator[SandboxCluster]:
-    with SandboxCluster(tmp_path / "sandbox", role_file=ROLE) as running:
-        yield running
 
 
 def _recorded(cluster: SandboxCluster) -> list[str]:

@@ -10,8 +10,6 @@ from typing import Any
 
 import pytest
 
-from sandbox.cluster import SandboxCluster
-from tests.reliability.incidents import ROLE
 from tests.reliability.processes import Workers
 
 
@@ -21,12 +19,6 @@ def pytest_configure(config: pytest.Config) -> None:
         "slow: waits out a 15 s heartbeat timeout; not in `make test`, run by "
         "`make test-reliability`",
     )
-
-
-@pytest.fixture
-def cluster(tmp_path: Path) -> Iterator[SandboxCluster]:
-    with SandboxCluster(tmp_path / "sandbox", role_file=ROLE) as running:
-        yield running
 
 
 WorkersFor = Callable[[str, dict[str, Any]], Workers]

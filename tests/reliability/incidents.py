@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 from kubernetes import client
@@ -15,7 +14,7 @@ from temporalio.client import WorkflowHandle
 
 from activities.models import IncidentReport, IncidentStatus
 from sandbox.cluster import SandboxCluster
-from tests.sandbox_checks import api_state, incident, until
+from tests.sandbox_checks import CATALOG, ROLE, TO_FALLBACK, api_state, incident, until
 
 __all__ = [
     "CATALOG",
@@ -31,15 +30,7 @@ __all__ = [
     "worker_config",
 ]
 
-ROLE = Path(__file__).resolve().parents[2] / "deploy" / "k8s" / "rbac" / "role.yaml"
 NS = "treebeard-production"
-CATALOG = {"name": "catalog", "kind": "callable", "target": "sandbox.cache_traffic:warm_catalog"}
-# Crash-looping Redis, the force delete's approval let expire, fallback after 3 s: the path
-# through enable_fallback, waiting for Redis, warm, re_enable, scale and watch_hit_rate.
-TO_FALLBACK: dict[str, Any] = {
-    "outage": {"ready_timeout": "2s", "fallback_after": "3s", "poll": "0.5s"},
-    "approvals": {"required_for": ["force_delete_pod"], "timeout": "1s"},
-}
 
 
 def worker_config(cluster: SandboxCluster, task_queue: str, **sections: Any) -> dict[str, Any]:
