@@ -67,3 +67,23 @@ def test_four_eyes_still_lets_the_requester_reject() -> None:
     b = book(four_eyes=True)
     assert b.submit(decide(StepName.FLUSH, "alice", "reject"), AT).accepted
     assert b.state(StepName.FLUSH) == "rejected"
+
+
+def test_a_step_the_book_was_never_told_about_is_not_approved() -> None:
+    """Fail closed: a step outside the plan the book was made for needs the most approvals
+    any step needs, and is 'waiting' (never 'approved') until it gets them."""
+    b = book(approvals_needed={StepName.FLUSH: 3})
+    assert b.state(StepName.RESTART) == "waiting"
+    assert b.need(StepName.RESTART) == 3
+    empty = ApprovalBook.for_plan(ApprovalPolicy(required_for=[]), "alice", [])
+    assert empty.state(StepName.FLUSH) == "waiting"
+    assert empty.need(StepName.FLUSH) == 1
+
+
+def test_a_step_the_plan_gained_can_be_approved_once_required() -> None:
+    b = book()
+    refused = b.submit(decide(StepName.FORCE_DELETE_POD, "bob"), AT)
+    assert not refused.accepted
+    b.require(StepName.FORCE_DELETE_POD, 1)
+    assert b.submit(decide(StepName.FORCE_DELETE_POD, "bob"), AT).accepted
+    assert b.state(StepName.FORCE_DELETE_POD) == "approved"

@@ -35,10 +35,21 @@ class ApprovalBook:
         needed = {s.name: s.approvals_needed for s in plan if s.requires_approval}
         return cls(policy=policy, requested_by=requested_by, needed=needed)
 
+    def need(self, step: StepName) -> int:
+        """Approvals `step` needs. Fails closed: a step this book was never told about needs
+        the most approvals any step of the policy or the plan needs, never none."""
+        if step in self.needed:
+            return self.needed[step]
+        return max(1, *self.policy.approvals_needed.values(), *self.needed.values())
+
+    def require(self, step: StepName, approvals: int) -> None:
+        """A step the plan gained later (a flap's new round) asks for approval here."""
+        self.needed[step] = max(self.needed.get(step, 0), approvals, 1)
+
     def state(self, step: StepName) -> State:
         if step in self.closed:
             return self.closed[step]
-        if len(self.approvers_of(step)) >= self.needed.get(step, 0):
+        if len(self.approvers_of(step)) >= self.need(step):
             return "approved"
         return "waiting"
 
@@ -63,7 +74,7 @@ class ApprovalBook:
         if not approved:
             self.closed[decision.step] = "rejected"
             return Verdict(True, f"{decision.step.value} rejected by {decision.approver}")
-        have, need = len(self.approvers_of(decision.step)), self.needed[decision.step]
+        have, need = len(self.approvers_of(decision.step)), self.need(decision.step)
         if have >= need:
             self.closed[decision.step] = "approved"
             return Verdict(True, f"{decision.step.value} approved ({have}/{need})")

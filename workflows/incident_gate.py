@@ -25,6 +25,7 @@ class ApprovalGate(IncidentState):
         book = self._book
         assert book is not None
         timeout = self._config.policy.approvals.timeout
+        book.require(step.name, step.approvals_needed)
         if book.state(step.name) == "waiting":
             carried_since = self._pending_since.pop(step.name, None)
             since = carried_since or workflow.now()
