@@ -1,0 +1,60 @@
+"""The worker's Kubernetes Role, made from the targets it is configured for.
+
+The Role names its objects: each target's StatefulSet, that StatefulSet's pods and the API
+Deployment. What a name cannot restrict (listing pods by label, listing events, reading the
+PVCs and endpoints a pod points at) is read-only. `runbook rbac` prints it for your
+runbook.yaml; deploy/k8s/rbac/role.yaml is this for the shipped one, kept equal by a test.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from typing import Any
+
+from worker.settings import Settings, TargetRoute
+
+ROLE_NAME = "redis-runbook"
+
+
+def _rule(group: str, resource: str, verbs: list[str], names: list[str] | None = None) -> Any:
+    rule: dict[str, Any] = {"apiGroups": [group], "resources": [resource], "verbs": verbs}
+    if names is not None:
+        rule["resourceNames"] = sorted(set(names))
+    return rule
+
+
+def rules_for(routes: list[TargetRoute]) -> list[dict[str, Any]]:
+    """The rules one namespace's targets need, in a stable order."""
+    statefulsets = [r.statefulset for r in routes]
+    pods = [f"{r.statefulset}-{i}" for r in routes for i in range(r.pods)]
+    apis = [r.api_deployment for r in routes if r.api_deployment]
+    rules = [_rule("apps", "statefulsets", ["get", "patch"], statefulsets)]
+    if apis:
+        rules.append(_rule("apps", "deployments", ["get", "patch"], apis))
+    rules += [
+        _rule("", "pods", ["get", "delete"], pods),
+        _rule("", "pods", ["list"]),
+        _rule("", "events", ["list"]),
+        {"apiGroups": [""], "resources": ["persistentvolumeclaims", "endpoints"], "verbs": ["get"]},
+    ]
+    return rules
+
+
+def roles_for(settings: Settings) -> list[dict[str, Any]]:
+    """One Role per namespace that holds a configured target."""
+    by_namespace: dict[str, list[TargetRoute]] = defaultdict(list)
+    for route in settings.targets:
+        by_namespace[route.namespace].append(route)
+    return [
+        {
+            "apiVersion": "rbac.authorization.k8s.io/v1",
+            "kind": "Role",
+            "metadata": {
+                "name": ROLE_NAME,
+                "namespace": namespace,
+                "labels": {"app.kubernetes.io/name": ROLE_NAME},
+            },
+            "rules": rules_for(routes),
+        }
+        for namespace, routes in sorted(by_namespace.items())
+    ]
