@@ -1,6 +1,8 @@
 """What an incident carries into its next run when its history grows long (continue-as-new).
 
-Set by the workflow itself as its second argument; never give it when starting by hand.
+Set by the workflow itself in Incident.carried; a run accepts it only when Temporal says the run
+was continued from the very run that wrote it (`from_run_id`), so a hand-started workflow cannot
+smuggle a plan or approvals in. The policy is not carried: every run reads it from the worker.
 """
 
 from __future__ import annotations
@@ -24,9 +26,14 @@ from activities.policy import RunbookConfig
 
 
 class CarriedState(BaseModel):
+    from_run_id: str | None = Field(
+        default=None, description="the run that continued as new; absent only in old histories"
+    )
     runs: int = 1
     started_at: datetime
-    config: RunbookConfig
+    config: RunbookConfig | None = Field(
+        default=None, description="read only when replaying histories from before it was dropped"
+    )
     scenario: Scenario
     reasons: list[str] = Field(default_factory=list)
     plan: list[Step]

@@ -12,13 +12,13 @@ from temporalio import activity
 
 from activities.heartbeat import heartbeating
 from activities.models import RedisTarget, StepResult
-from activities.redis_access import RedisAccess
 from activities.redis_errors import redis_session
+from activities.targets import TargetBook
 
 
 class HitRateActivities:
-    def __init__(self, access: RedisAccess) -> None:
-        self._access = access
+    def __init__(self, targets: TargetBook) -> None:
+        self._targets = targets
 
     @activity.defn(name="watch_hit_rate")
     async def watch_hit_rate(
@@ -26,7 +26,7 @@ class HitRateActivities:
     ) -> StepResult:
         curve: dict[str, str | int | float | None] = {}
         began = time.monotonic()
-        async with redis_session(target, self._access) as client:
+        async with redis_session(target, self._targets.access(target)) as client:
             last = await _counters(client)
             while time.monotonic() - began < deadline_s:
                 async with heartbeating(f"sampling the hit rate every {interval_s:g}s"):

@@ -64,7 +64,8 @@ from activities.kubernetes_plans import (
     restart_stamp,
 )
 from activities.models import RedisTarget
-from activities.redis_access import RedisAccess
+from activities.redis_access import RedisAccess, open_sync_client
+from activities.targets import TargetBook
 
 QUANTITY = r"^\d+(\.\d+)?(Ki|Mi|Gi|Ti|k|M|G|T)?$"
 
@@ -99,18 +100,8 @@ def _readiness(
 
 
 def ping_redis(target: RedisTarget, access: RedisAccess) -> bool:
-    """One PING over a fresh connection with the worker's credentials."""
-    extra: dict[str, Any] = {}
-    if target.redis_url.startswith("rediss://") and access.tls_ca_file:
-        extra["ssl_ca_certs"] = str(access.tls_ca_file)
-    conn = redis.Redis.from_url(
-        target.redis_url,
-        username=access.username,
-        password=access.password.get_secret_value() if access.password else None,
-        socket_connect_timeout=access.connect_timeout.total_seconds(),
-        socket_timeout=access.command_timeout.total_seconds(),
-        **extra,
-    )
+    """One PING over a fresh connection with the target's credentials."""
+    conn = open_sync_client(target, access)
     try:
         return bool(conn.ping())
     except (redis.RedisError, OSError):
@@ -127,21 +118,21 @@ class KubernetesActivities:
         api: client.ApiClient | None,
         *,
         access: KubernetesAccess | None = None,
-        redis_access: RedisAccess | None = None,
+        targets: TargetBook | None = None,
         unavailable: str | None = None,
         redis_container: str = "redis",
         api_container: str = "api",
     ) -> None:
         self._client = api
         self._access = access or KubernetesAccess()
-        self._redis_access = redis_access or RedisAccess()
+        self._targets = targets or TargetBook([])
         self._unavailable = unavailable or "Kubernetes is not configured for this worker"
         self.redis_container = redis_container
         self.api_container = api_container
 
     @classmethod
     def from_access(
-        cls, access: KubernetesAccess, redis_access: RedisAccess | None = None
+        cls, access: KubernetesAccess, targets: TargetBook | None = None
     ) -> KubernetesActivities:
         """Load the configuration now; a missing one is remembered, not raised, so the worker
         still starts and inspect_kubernetes reports it."""
@@ -150,7 +141,7 @@ class KubernetesActivities:
             reason = None
         except KubernetesNotConfigured as err:
             api, reason = None, str(err)
-        return cls(api, access=access, redis_access=redis_access, unavailable=reason)
+        return cls(api, access=access, targets=targets, unavailable=reason)
 
     @property
     def configured(self) -> bool:
@@ -306,7 +297,7 @@ class KubernetesActivities:
                     reason = pods_reason
                 else:
                     _beat("rollout complete: PING")
-                    ping_ok = ping_redis(target, self._redis_access)
+                    ping_ok = ping_redis(target, self._targets.access(target))
                     reason = "ready" if ping_ok else "rollout complete, Redis does not answer PING"
             waited = round(time.monotonic() - began, 3)
             if ping_ok:

@@ -1,8 +1,9 @@
 """The operator's policy: thresholds that decide the scenario, and who must approve what.
 
 It is configuration (runbook.yaml) but it travels into workflows, which cannot read files, so it
-lives beside the contracts and reaches the workflow through the `current_policy` activity: the
-value a workflow acted on is then recorded in its history.
+lives beside the contracts and reaches the workflow through the `runbook_config` local activity,
+which every run calls (a continued run too): the value a run acted on is recorded in its
+history, and no workflow input can stand in for it.
 """
 
 from __future__ import annotations
@@ -14,7 +15,8 @@ from typing import Annotated, Any
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, PlainSerializer
 from temporalio import activity
 
-from activities.models import StepName
+from activities.models import RedisTarget, StepName
+from activities.targets import TargetBook
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$")
 _UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
@@ -181,14 +183,22 @@ class RunbookConfig(BaseModel):
     policy: Policy = Field(default_factory=Policy)
     available_steps: list[StepName] = Field(default_factory=list)
     channels: list[str] = Field(default_factory=list, description="notification channel names")
+    target: RedisTarget | None = Field(
+        default=None,
+        description="the configured target the incident is about, as the worker knows it "
+        "(absent only in histories recorded before targets were checked)",
+    )
 
 
 class PolicyActivities:
-    """Hands the worker's configuration to workflows, which must not read files."""
+    """Hands the worker's configuration to workflows, which must not read files, and refuses
+    a target the worker was not configured for before anything contacts it."""
 
-    def __init__(self, config: RunbookConfig) -> None:
+    def __init__(self, config: RunbookConfig, targets: TargetBook) -> None:
         self._config = config
+        self._targets = targets
 
     @activity.defn(name="runbook_config")
-    async def runbook_config(self) -> RunbookConfig:
-        return self._config
+    async def runbook_config(self, target: RedisTarget) -> RunbookConfig:
+        configured = self._targets.find(target).target
+        return self._config.model_copy(update={"target": configured})

@@ -21,8 +21,8 @@ from activities.analysis_models import (
 )
 from activities.finding import Finding
 from activities.models import RedisTarget
-from activities.redis_access import RedisAccess
 from activities.redis_errors import redis_session
+from activities.targets import TargetBook
 
 ADVICE = {
     "KEYS": "replace KEYS with SCAN",
@@ -111,14 +111,14 @@ def prefix_of(key: str) -> str:
 
 
 class RedisAnalysisActivities:
-    def __init__(self, access: RedisAccess, slow_ms: float = 10.0, sample: int = 1000) -> None:
-        self._access = access
+    def __init__(self, targets: TargetBook, slow_ms: float = 10.0, sample: int = 1000) -> None:
+        self._targets = targets
         self._slow_ms = slow_ms
         self._sample = sample
 
     @activity.defn(name="slowlog_report")
     async def slowlog_report(self, target: RedisTarget) -> SlowlogReport:
-        async with redis_session(target, self._access) as client:
+        async with redis_session(target, self._targets.access(target)) as client:
             try:
                 entries = await client.slowlog_get(128)
             except rexc.ResponseError as err:
@@ -129,7 +129,7 @@ class RedisAnalysisActivities:
 
     @activity.defn(name="client_report")
     async def client_report(self, target: RedisTarget) -> ClientReport:
-        async with redis_session(target, self._access) as client:
+        async with redis_session(target, self._targets.access(target)) as client:
             try:
                 own_id = int(await client.client_id())
                 clients = await client.client_list()
@@ -141,7 +141,7 @@ class RedisAnalysisActivities:
 
     @activity.defn(name="keyspace_report")
     async def keyspace_report(self, target: RedisTarget) -> KeyspaceReport:
-        async with redis_session(target, self._access) as client:
+        async with redis_session(target, self._targets.access(target)) as client:
             dbsize = int(await client.dbsize())
             keys: list[str] = []
             cursor = 0

@@ -22,6 +22,7 @@ from temporalio import activity
 
 from activities.models import Diagnosis, Finding, RedisInfo, RedisTarget, SlowlogEntry
 from activities.redis_access import RedisAccess, open_client
+from activities.targets import TargetBook
 
 SLOWLOG_FETCH = 128
 
@@ -202,10 +203,10 @@ async def diagnose(target: RedisTarget, access: RedisAccess, ping_samples: int) 
 class RedisDiagnosisActivities:
     """Activities bound to the worker's Redis credentials (no global state)."""
 
-    def __init__(self, access: RedisAccess, ping_samples: int = 5) -> None:
-        self._access = access
+    def __init__(self, targets: TargetBook, ping_samples: int = 5) -> None:
+        self._targets = targets
         self._ping_samples = ping_samples
 
     @activity.defn(name="diagnose_redis")
     async def diagnose_redis(self, target: RedisTarget) -> Diagnosis:
-        return await diagnose(target, self._access, self._ping_samples)
+        return await diagnose(target, self._targets.access(target), self._ping_samples)

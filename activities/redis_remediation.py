@@ -10,8 +10,8 @@ from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from activities.models import RedisTarget, StepResult
-from activities.redis_access import RedisAccess
 from activities.redis_errors import REFUSED_BY_POLICY, redis_session
+from activities.targets import TargetBook
 
 EVICTION_POLICIES = ("allkeys-lru", "volatile-lru", "allkeys-lfu", "volatile-lfu")
 PERSISTENCE_KEYS = ("save", "stop-writes-on-bgsave-error", "rdbcompression")
@@ -24,15 +24,15 @@ def _beat(detail: str) -> None:
 
 
 class RedisRemediationActivities:
-    def __init__(self, access: RedisAccess) -> None:
-        self._access = access
+    def __init__(self, targets: TargetBook) -> None:
+        self._targets = targets
 
     @activity.defn(name="ping")
     async def ping(self, target: RedisTarget) -> StepResult:
         """A probe: a Redis that does not answer is a result, not an error."""
         began = time.perf_counter()
         try:
-            async with redis_session(target, self._access) as client:
+            async with redis_session(target, self._targets.access(target)) as client:
                 await client.ping()
         except Exception as err:
             return StepResult(changed=False, summary=f"no answer: {err}", after={"ok": 0})
@@ -41,7 +41,7 @@ class RedisRemediationActivities:
 
     @activity.defn(name="memory_purge")
     async def memory_purge(self, target: RedisTarget) -> StepResult:
-        async with redis_session(target, self._access) as client:
+        async with redis_session(target, self._targets.access(target)) as client:
             before = await client.info("memory")
             await client.memory_purge()
             after = await client.info("memory")
@@ -58,7 +58,7 @@ class RedisRemediationActivities:
     async def flush(self, target: RedisTarget) -> StepResult:
         """FLUSHDB of the target's database only, in the background (ASYNC) so Redis keeps
         answering; waits until the memory is actually given back. FLUSHALL is never used."""
-        async with redis_session(target, self._access) as client:
+        async with redis_session(target, self._targets.access(target)) as client:
             keys_before = int(await client.dbsize())
             used_before = (await client.info("memory"))["used_memory"]
             await client.flushdb(asynchronous=True)
@@ -90,7 +90,7 @@ class RedisRemediationActivities:
     @activity.defn(name="raise_maxclients")
     async def raise_maxclients(self, target: RedisTarget, ceiling: int) -> StepResult:
         """Raise to the policy's ceiling; never lower a limit someone already raised."""
-        async with redis_session(target, self._access) as client:
+        async with redis_session(target, self._targets.access(target)) as client:
             current = int((await client.config_get("maxclients"))["maxclients"] or 0)
             if current >= ceiling:
                 return StepResult(
@@ -124,7 +124,7 @@ class RedisRemediationActivities:
 
     async def _set_config(self, target: RedisTarget, wanted: dict[str, str]) -> StepResult:
         """CONFIG SET only what differs from the live value, and report both sides."""
-        async with redis_session(target, self._access) as client:
+        async with redis_session(target, self._targets.access(target)) as client:
             before = {k: (await client.config_get(k)).get(k) for k in wanted}
             for key, value in wanted.items():
                 if before[key] != value:

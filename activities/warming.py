@@ -17,7 +17,8 @@ from temporalio import activity
 
 from activities.heartbeat import heartbeating
 from activities.models import RedisTarget, StepResult
-from activities.redis_access import RedisAccess
+from activities.redis_access import open_sync_client
+from activities.targets import TargetBook
 
 
 class Warmer(BaseModel):
@@ -43,8 +44,8 @@ def load_callable(path: str) -> Callable[..., Any]:
 
 
 class WarmingActivities:
-    def __init__(self, access: RedisAccess, warmers: list[Warmer]) -> None:
-        self._access = access
+    def __init__(self, targets: TargetBook, warmers: list[Warmer]) -> None:
+        self._targets = targets
         self._warmers = warmers
 
     @activity.defn(name="warm")
@@ -97,11 +98,4 @@ class WarmingActivities:
             return int(client.dbsize())
 
     def _client(self, target: RedisTarget) -> redis.Redis:
-        password = self._access.password.get_secret_value() if self._access.password else None
-        return redis.Redis.from_url(
-            target.redis_url,
-            username=self._access.username,
-            password=password,
-            socket_connect_timeout=self._access.connect_timeout.total_seconds(),
-            socket_timeout=self._access.command_timeout.total_seconds(),
-        )
+        return open_sync_client(target, self._targets.access(target))

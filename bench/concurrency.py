@@ -16,6 +16,7 @@ import uuid
 from datetime import UTC, datetime
 from pathlib import Path
 
+import yaml
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 
@@ -50,11 +51,24 @@ def failing_servers(root: Path, count: int) -> list[RedisProcess]:
     return servers
 
 
-def start_worker(address: str, queue: str, root: Path) -> subprocess.Popen[bytes]:
-    """The real `runbook worker` process, so its peak memory is its own."""
+def target_of(i: int, server: RedisProcess) -> RedisTarget:
+    return RedisTarget(redis_url=server.url, namespace=f"bench-{i}")
+
+
+def start_worker(
+    address: str, queue: str, root: Path, servers: list[RedisProcess]
+) -> subprocess.Popen[bytes]:
+    """The real `runbook worker` process, so its peak memory is its own, configured for
+    every server's target (it acts on configured targets only)."""
+    targets = [
+        {"name": f"bench-{i}", **target_of(i, s).model_dump(exclude_none=True)}
+        for i, s in enumerate(servers)
+    ]
+    config = root / "runbook.yaml"
+    config.write_text(yaml.safe_dump({"targets": targets}))
     env = dict(os.environ, TEMPORAL_ADDRESS=address, RUNBOOK_TEMPORAL__TASK_QUEUE=queue)
     env["RUNBOOK_KUBERNETES__ENABLED"] = "false"
-    env.pop("RUNBOOK_CONFIG", None)
+    env["RUNBOOK_CONFIG"] = str(config)
     log = (root / "worker.log").open("wb")
     return subprocess.Popen(
         [binary("runbook", VENV_BIN), "worker"], env=env, stdout=log, stderr=log
@@ -69,7 +83,8 @@ async def run(count: int) -> int:
     queue = f"bench-{uuid.uuid4().hex[:8]}"
     with tempfile.TemporaryDirectory() as tmp:
         servers = failing_servers(Path(tmp), count)
-        worker = start_worker(env.client.service_client.config.target_host, queue, Path(tmp))
+        address = env.client.service_client.config.target_host
+        worker = start_worker(address, queue, Path(tmp), servers)
         try:
             async with env:
                 await asyncio.sleep(2)  # the worker connects and polls
@@ -77,8 +92,8 @@ async def run(count: int) -> int:
                 handles = await asyncio.gather(*(
                     env.client.start_workflow(
                         "RedisCacheFailure",
-                        Incident(target=RedisTarget(redis_url=s.url, namespace=f"bench-{i}"),
-                                 mode=Mode.DRY_RUN, requested_by="bench"),
+                        Incident(target=target_of(i, s), mode=Mode.DRY_RUN,
+                                 requested_by="bench"),
                         id=f"bench/{queue}/{i}", task_queue=queue, result_type=IncidentReport,
                     )
                     for i, s in enumerate(servers)

@@ -25,9 +25,27 @@ from worker.settings import Settings, TemporalSettings
 FAST_RECOVERY = {"watch_interval": "0.2s", "watch_deadline": "1s"}
 
 
-def settings_for(task_queue: str | None = None, **overrides: object) -> Settings:
+def target_route(redis_url: str, **fields: object) -> dict[str, object]:
+    """The `targets:` entry of the target `auto` and `dry_run` make for this URL."""
+    return {
+        "name": f"tests/{redis_url}",
+        "redis_url": redis_url,
+        "namespace": "treebeard-production",
+        "statefulset": "redis",
+        "api_deployment": "treebeard-api",
+        **fields,
+    }
+
+
+def settings_for(
+    redis_url: str | None = None, *, task_queue: str | None = None, **overrides: object
+) -> Settings:
+    """A worker on its own task queue, configured for the target of `redis_url` (the worker
+    acts on configured targets only)."""
     queue = task_queue or f"runbooks-{uuid.uuid4().hex[:8]}"
     overrides.setdefault("recovery", FAST_RECOVERY)
+    if redis_url is not None:
+        overrides.setdefault("targets", [target_route(redis_url)])
     return Settings(temporal=TemporalSettings(task_queue=queue), **overrides)  # type: ignore[arg-type]
 
 

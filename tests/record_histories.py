@@ -20,7 +20,7 @@ from temporalio.client import Client, WorkflowHandle
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 
-from activities.models import Decision, IncidentReport, Scenario
+from activities.models import Decision, Incident, IncidentReport, Scenario
 from sandbox import faults
 from sandbox.cache_traffic import CacheTraffic
 from sandbox.cluster import SandboxCluster
@@ -40,47 +40,59 @@ from worker.settings import Settings
 
 HISTORIES = Path(__file__).parent / "histories"
 Handle = WorkflowHandle[object, IncidentReport]
-Case = Callable[[Client, Settings, RedisFactory], Awaitable[Handle]]
+Case = Callable[[Client, RedisFactory], Awaitable[Handle]]
+Drive = Callable[[Handle], Awaitable[None]]
 
 
-async def _dry(scenario: Scenario, c: Client, s: Settings, f: RedisFactory) -> Handle:
+async def _finished(c: Client, incident: Incident, drive: Drive | None = None) -> Handle:
+    """Run one incident to its end on a worker configured for its target."""
+    settings = settings_for(incident.target.redis_url)
+    async with running_worker(c, settings):
+        handle = await start(c, settings, incident)
+        if drive is not None:
+            await drive(handle)
+        await handle.result()
+    return handle
+
+
+async def _dry(scenario: Scenario, c: Client, f: RedisFactory) -> Handle:
     url, _held = redis_in_state(f, scenario)
-    return await start(c, s, dry_run(url))
+    return await _finished(c, dry_run(url))
 
 
-async def _oom(c: Client, s: Settings, f: RedisFactory, flush: str) -> Handle:
+async def _oom(c: Client, f: RedisFactory, flush: str) -> Handle:
     server = f(maxmemory="4mb", **{"maxmemory-policy": "noeviction"})
     faults.fill_memory(server.client())
-    handle = await start(c, s, auto(server.url))
-    await wait_for_pending(handle, "set_eviction_policy")
-    decision = {"step": "set_eviction_policy", "approver": "bob"}
-    await handle.execute_update("decide", Decision.model_validate(decision))
-    await wait_for_pending(handle, "flush")
-    await handle.signal(flush, {"step": "flush", "approver": "carol"})
-    return handle
+
+    async def decide(handle: Handle) -> None:
+        await wait_for_pending(handle, "set_eviction_policy")
+        decision = {"step": "set_eviction_policy", "approver": "bob"}
+        await handle.execute_update("decide", Decision.model_validate(decision))
+        await wait_for_pending(handle, "flush")
+        await handle.signal(flush, {"step": "flush", "approver": "carol"})
+
+    return await _finished(c, auto(server.url), decide)
 
 
-async def _connections(c: Client, s: Settings, f: RedisFactory) -> Handle:
+async def _connections(c: Client, f: RedisFactory) -> Handle:
     url, _held = redis_in_state(f, Scenario.TOO_MANY_CONNECTIONS)
-    handle = await start(c, s, auto(url))
-    await handle.result()
-    return handle
+    return await _finished(c, auto(url))
+
+
+async def _auto_down(c: Client, f: RedisFactory) -> Handle:
+    url, _ = redis_in_state(f, Scenario.REDIS_DOWN)
+    return await _finished(c, auto(url))
 
 
 CASES: dict[str, Case] = {
-    "dry_run_healthy": lambda c, s, f: _dry(Scenario.HEALTHY, c, s, f),
-    "dry_run_out_of_memory": lambda c, s, f: _dry(Scenario.OUT_OF_MEMORY, c, s, f),
-    "dry_run_redis_down": lambda c, s, f: _dry(Scenario.REDIS_DOWN, c, s, f),
-    "auto_out_of_memory_approved": lambda c, s, f: _oom(c, s, f, "approve"),
-    "auto_out_of_memory_flush_rejected": lambda c, s, f: _oom(c, s, f, "reject"),
-    "auto_redis_down_without_kubernetes": lambda c, s, f: _auto_down(c, s, f),
+    "dry_run_healthy": lambda c, f: _dry(Scenario.HEALTHY, c, f),
+    "dry_run_out_of_memory": lambda c, f: _dry(Scenario.OUT_OF_MEMORY, c, f),
+    "dry_run_redis_down": lambda c, f: _dry(Scenario.REDIS_DOWN, c, f),
+    "auto_out_of_memory_approved": lambda c, f: _oom(c, f, "approve"),
+    "auto_out_of_memory_flush_rejected": lambda c, f: _oom(c, f, "reject"),
+    "auto_redis_down_without_kubernetes": _auto_down,
     "auto_too_many_connections": _connections,
 }
-
-
-async def _auto_down(c: Client, s: Settings, f: RedisFactory) -> Handle:
-    url, _ = redis_in_state(f, Scenario.REDIS_DOWN)
-    return await start(c, s, auto(url))
 
 
 SandboxCase = Callable[[Client, SandboxCluster], Awaitable[Handle]]
@@ -88,7 +100,9 @@ SandboxCase = Callable[[Client, SandboxCluster], Awaitable[Handle]]
 
 def _sandbox_settings(cluster: SandboxCluster, **overrides: Any) -> Settings:
     overrides.setdefault("outage", {"ready_timeout": "3s", "poll": "0.5s"})
-    return settings_for(kubernetes={"kubeconfig": str(cluster.runbook_kubeconfig)}, **overrides)
+    return settings_for(
+        cluster.redis_url, kubernetes={"kubeconfig": str(cluster.runbook_kubeconfig)}, **overrides
+    )
 
 
 async def _down(
@@ -164,14 +178,11 @@ async def record(only: set[str]) -> None:
         factory = RedisFactory(Path(tmp))
         try:
             async with env:
-                settings = settings_for()
                 handles: dict[str, Handle] = {}
-                async with running_worker(env.client, settings):
-                    for name, case in CASES.items():
-                        if only and name not in only:
-                            continue
-                        handles[name] = await case(env.client, settings, factory)
-                        await handles[name].result()
+                for name, case in CASES.items():
+                    if only and name not in only:
+                        continue
+                    handles[name] = await case(env.client, factory)
                 handles.update(await _sandbox_cases(env.client, Path(tmp), only))
                 for name, handle in handles.items():
                     path = HISTORIES / f"{name}.json"

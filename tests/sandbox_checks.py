@@ -36,6 +36,7 @@ def fallback_settings(cluster: SandboxCluster, **outage: Any) -> Settings:
     """A worker on this sandbox taking the fallback path (TO_FALLBACK, the catalog warmer, a
     short hit-rate watch); `outage` adds to TO_FALLBACK's outage section."""
     return settings_for(
+        cluster.redis_url,
         kubernetes={"kubeconfig": str(cluster.runbook_kubeconfig)},
         outage={**TO_FALLBACK["outage"], **outage},
         approvals=TO_FALLBACK["approvals"],

@@ -39,7 +39,7 @@ async def test_every_alert_resolved_withdraws_the_pending_flush(
     temporal_env: WorkflowEnvironment, redis_server: RedisFactory
 ) -> None:
     server = full_evicting_redis(redis_server)
-    settings = settings_for()
+    settings = settings_for(server.url)
     incident = auto(server.url).model_copy(update={"alerts": [alert("a1"), alert("a2")]})
     async with running_worker(temporal_env.client, settings):
         handle = await start(temporal_env.client, settings, incident, "withdraw")
@@ -66,7 +66,7 @@ async def test_abort_skips_the_rest_and_refuses_late_approvals(
     temporal_env: WorkflowEnvironment, redis_server: RedisFactory
 ) -> None:
     server = full_evicting_redis(redis_server)
-    settings = settings_for()
+    settings = settings_for(server.url)
     async with running_worker(temporal_env.client, settings):
         handle = await temporal_env.client.start_workflow(
             "RedisCacheFailure",
@@ -95,7 +95,7 @@ async def test_refused_decision_after_withdrawal(
     temporal_env: WorkflowEnvironment, redis_server: RedisFactory
 ) -> None:
     server = full_evicting_redis(redis_server)
-    settings = settings_for(approvals={"timeout": "1h"})
+    settings = settings_for(server.url, approvals={"timeout": "1h"})
     incident = auto(server.url).model_copy(update={"alerts": [alert("only")]})
     async with running_worker(temporal_env.client, settings):
         handle = await start(temporal_env.client, settings, incident, "late")

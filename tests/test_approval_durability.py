@@ -23,7 +23,7 @@ async def test_approval_timeout_skips_the_step_and_escalates(
     time_skipping_env: WorkflowEnvironment, redis_server: RedisFactory
 ) -> None:
     server = full_evicting_redis(redis_server)
-    settings = settings_for()
+    settings = settings_for(server.url)
     began = time.monotonic()
     async with running_worker(time_skipping_env.client, settings):
         handle = await start(time_skipping_env.client, settings, auto(server.url))

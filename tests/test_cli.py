@@ -8,7 +8,7 @@ import os
 import subprocess
 import sys
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -34,13 +34,32 @@ def cli_env(temporal_env: WorkflowEnvironment, tmp_path: Path) -> dict[str, str]
     return env
 
 
+Spawn = Callable[[], subprocess.Popen[bytes]]
+
+
+def configure(env: dict[str, str], redis_url: str, namespace: str = "default") -> None:
+    """Add a target to the runbook.yaml the CLI and the worker read (here as the environment's
+    RUNBOOK_TARGETS): the worker acts on configured targets only."""
+    targets = json.loads(env.get("RUNBOOK_TARGETS", "[]"))
+    targets.append({"name": f"{namespace}/{redis_url}", "redis_url": redis_url,
+                    "namespace": namespace})  # fmt: skip
+    env["RUNBOOK_TARGETS"] = json.dumps(targets)
+
+
 @pytest.fixture
-def worker_process(cli_env: dict[str, str], tmp_path: Path) -> Iterator[subprocess.Popen[bytes]]:
-    log = (tmp_path / "worker.log").open("wb")
-    proc = subprocess.Popen([RUNBOOK, "worker"], env=cli_env, stdout=log, stderr=log)
-    yield proc
-    stop_process(proc)
-    assert proc.returncode == 0, (tmp_path / "worker.log").read_text()
+def spawn_worker(cli_env: dict[str, str], tmp_path: Path) -> Iterator[Spawn]:
+    """`runbook worker` started once the test has configured its targets."""
+    started: list[subprocess.Popen[bytes]] = []
+
+    def spawn() -> subprocess.Popen[bytes]:
+        log = (tmp_path / "worker.log").open("wb")
+        started.append(subprocess.Popen([RUNBOOK, "worker"], env=cli_env, stdout=log, stderr=log))
+        return started[-1]
+
+    yield spawn
+    for proc in started:
+        stop_process(proc)
+        assert proc.returncode == 0, (tmp_path / "worker.log").read_text()
 
 
 def runbook(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
@@ -55,11 +74,13 @@ async def _workflows_on(env: WorkflowEnvironment, queue: str) -> int:
 
 def test_start_dry_run_waits_and_prints_the_plan(
     cli_env: dict[str, str],
-    worker_process: subprocess.Popen[bytes],
+    spawn_worker: Spawn,
     redis_server: RedisFactory,
 ) -> None:
     server = redis_server(maxmemory="4mb", **{"maxmemory-policy": "noeviction"})
     faults.fill_memory(server.client())
+    configure(cli_env, server.url)
+    spawn_worker()
 
     done = runbook(cli_env, "start", "--redis-url", server.url, "--dry-run", "--wait")
 
@@ -74,9 +95,15 @@ def test_start_dry_run_waits_and_prints_the_plan(
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        (["--redis-url", "http://r:6379/0", "--dry-run"], "scheme must be redis://"),
-        (["--redis-url", "redis://:pw@r:6379/0", "--dry-run"], "RUNBOOK_REDIS_PASSWORD"),
+        (["--input", '{"target": {"redis_url": "http://r:6379/0"}}'], "scheme must be redis://"),
+        (
+            ["--input", '{"target": {"redis_url": "redis://:pw@r:6379/0"}}'],
+            "RUNBOOK_REDIS_PASSWORD",
+        ),
         (["--input", '{"target": {"redis_url": "redis://r/0"}, "urgency": 1}'], "urgency"),
+        (["--input", '{"target": {"redis_url": "redis://r/0"}, "carried": {}}'], "`carried`"),
+        (["--input", '{"target": {"redis_url": "redis://r/0"}}'], "not one this worker is"),
+        (["--redis-url", "redis://r:6379/0", "--dry-run"], "no target with redis_url"),
         (["--input", "{not json"], "not JSON"),
         (["--target", "nowhere", "--dry-run"], "no target named 'nowhere'"),
     ],
@@ -109,6 +136,7 @@ async def test_bad_config_file_is_refused_and_starts_nothing(
 
 def test_unreachable_temporal_is_a_clear_error(cli_env: dict[str, str]) -> None:
     cli_env["TEMPORAL_ADDRESS"] = "127.0.0.1:1"
+    configure(cli_env, "redis://r:6379/0")
     done = runbook(cli_env, "start", "--redis-url", "redis://r:6379/0", "--dry-run")
     assert done.returncode == 2
     assert "cannot reach Temporal at 127.0.0.1:1" in done.stderr
@@ -123,9 +151,10 @@ async def test_status_approve_and_list_drive_an_incident(
     server = full_evicting_redis(redis_server)
     client = server.client()
     cli_env["RUNBOOK_APPROVALS__APPROVERS"] = '["bob"]'
+    namespace = f"cli-{uuid.uuid4().hex[:6]}"
+    configure(cli_env, server.url, namespace)
     log = (tmp_path / "worker.log").open("wb")
     worker = subprocess.Popen([RUNBOOK, "worker"], env=cli_env, stdout=log, stderr=log)  # noqa: ASYNC220
-    namespace = f"cli-{uuid.uuid4().hex[:6]}"
     try:
         started = runbook(cli_env, "start", "--redis-url", server.url, "--namespace", namespace)
         assert started.returncode == 0, started.stderr
@@ -169,11 +198,13 @@ async def test_status_approve_and_list_drive_an_incident(
 async def test_status_follow_ends_with_the_incident(
     temporal_env: WorkflowEnvironment,
     cli_env: dict[str, str],
-    worker_process: subprocess.Popen[bytes],
+    spawn_worker: Spawn,
     redis_server: RedisFactory,
 ) -> None:
     server = full_evicting_redis(redis_server)
     namespace = f"follow-{uuid.uuid4().hex[:6]}"
+    configure(cli_env, server.url, namespace)
+    spawn_worker()
     started = runbook(cli_env, "start", "--redis-url", server.url, "--namespace", namespace)
     assert started.returncode == 0, started.stderr
     workflow_id = f"redis-cache-failure/{namespace}/redis"
@@ -204,7 +235,7 @@ def json_of(done: subprocess.CompletedProcess[str]) -> dict[str, Any]:
 @pytest.mark.parametrize(
     ("args", "code", "message"),
     [
-        (["start", "--redis-url", "http://r:6379/0", "--dry-run"], 2, "scheme must be redis://"),
+        (["start", "--redis-url", "http://r:6379/0", "--dry-run"], 2, "no target with redis_url"),
         (["status", "redis-cache-failure/nope/redis"], 2, "no incident"),
         (["report", "redis-cache-failure/nope/redis"], 2, "no incident"),
         (["approve", "redis-cache-failure/nope/redis", "flush", "--as", "bob"], 2, "no incident"),
@@ -238,9 +269,11 @@ def test_unreachable_temporal_is_a_json_error(cli_env: dict[str, str]) -> None:
 
 
 def test_start_json_is_one_object_with_the_report(
-    cli_env: dict[str, str], worker_process: subprocess.Popen[bytes], redis_server: RedisFactory
+    cli_env: dict[str, str], spawn_worker: Spawn, redis_server: RedisFactory
 ) -> None:
     server = redis_server()
+    configure(cli_env, server.url)
+    spawn_worker()
     started = runbook(cli_env, "start", "--redis-url", server.url, "--dry-run", "--json")
     waited = runbook(cli_env, "start", "--redis-url", server.url, "--dry-run", "--wait", "--json")
 
@@ -264,6 +297,7 @@ async def test_approve_reject_list_json_while_an_incident_waits(
     server = full_evicting_redis(redis_server)
     cli_env["RUNBOOK_APPROVALS__APPROVERS"] = '["bob"]'
     namespace = f"json-{uuid.uuid4().hex[:6]}"
+    configure(cli_env, server.url, namespace)
     workflow_id = f"redis-cache-failure/{namespace}/redis"
     log = (tmp_path / "worker.log").open("wb")
     worker = subprocess.Popen([RUNBOOK, "worker"], env=cli_env, stdout=log, stderr=log)  # noqa: ASYNC220
@@ -308,11 +342,13 @@ async def test_approve_reject_list_json_while_an_incident_waits(
 async def test_abort_stops_an_incident_and_says_whether_it_took(
     temporal_env: WorkflowEnvironment,
     cli_env: dict[str, str],
-    worker_process: subprocess.Popen[bytes],
+    spawn_worker: Spawn,
     redis_server: RedisFactory,
 ) -> None:
     server = full_evicting_redis(redis_server)
     namespace = f"abort-{uuid.uuid4().hex[:6]}"
+    configure(cli_env, server.url, namespace)
+    spawn_worker()
     workflow_id = f"redis-cache-failure/{namespace}/redis"
     started = runbook(cli_env, "start", "--redis-url", server.url, "--namespace", namespace)
     assert started.returncode == 0, started.stderr

@@ -23,6 +23,7 @@ async def test_escalations_and_status_updates_on_the_runbook_cadence(
     server = full_evicting_redis(redis_server)
     with http_receiver() as hook:
         settings = settings_for(
+            server.url,
             approvals={"timeout": "45m"},
             notifications={"channels": [{"name": "ops", "kind": "webhook", "url": hook.url}]},
         )
@@ -68,6 +69,7 @@ async def test_a_channel_that_is_down_does_not_delay_remediation(
     held = faults.hold_connections(server.port, 9)
     dead = f"http://127.0.0.1:{free_port()}/hook"
     settings = settings_for(
+        server.url,
         limits={"maxclients_ceiling": 500},
         communication={"status_every": "1s", "notify_timeout": "3s"},
         notifications={"channels": [{"name": "down", "kind": "slack", "url": dead}]},

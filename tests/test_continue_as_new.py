@@ -24,7 +24,7 @@ async def test_alert_storm_during_an_approval_continues_as_new(
     temporal_env: WorkflowEnvironment, redis_server: RedisFactory
 ) -> None:
     server = full_evicting_redis(redis_server)
-    settings = settings_for(limits={"history_events": 150}, approvals={"timeout": "1h"})
+    settings = settings_for(server.url, limits={"history_events": 150}, approvals={"timeout": "1h"})
     job = auto(server.url)
     async with running_worker(temporal_env.client, settings):
         handle = await start(temporal_env.client, settings, job, "long")

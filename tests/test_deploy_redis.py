@@ -20,6 +20,7 @@ from activities.redis_access import RedisAccess
 from activities.redis_diagnosis import RedisDiagnosisActivities
 from activities.redis_errors import COMMAND_UNAVAILABLE, NON_RETRYABLE
 from activities.redis_remediation import RedisRemediationActivities
+from activities.targets import ConfiguredTarget, TargetBook
 from sandbox.processes import binary, free_port, stop_process, wait_for_port
 from worker.config_loader import load_settings
 
@@ -70,12 +71,13 @@ async def test_the_runbook_diagnoses_it_and_reports_flushdb_as_unavailable(
 ) -> None:
     access = RedisAccess(password=SecretStr(PASSWORD))
     target = RedisTarget(redis_url=f"redis://127.0.0.1:{shipped_redis}/0")
+    targets = TargetBook([ConfiguredTarget(name="shipped", target=target, access=access)])
 
-    diagnosis = await RedisDiagnosisActivities(access).diagnose_redis(target)
+    diagnosis = await RedisDiagnosisActivities(targets).diagnose_redis(target)
     assert diagnosis.reachable, diagnosis.findings
 
     with pytest.raises(ApplicationError) as err:
-        await RedisRemediationActivities(access).flush(target)
+        await RedisRemediationActivities(targets).flush(target)
     assert err.value.type == COMMAND_UNAVAILABLE
     assert err.value.non_retryable
     assert COMMAND_UNAVAILABLE in NON_RETRYABLE

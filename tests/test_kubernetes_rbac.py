@@ -19,6 +19,7 @@ from temporalio.exceptions import ApplicationError
 from activities.kubernetes_client import K8S_FORBIDDEN, KubernetesAccess
 from activities.kubernetes_steps import KubernetesActivities
 from activities.models import RedisTarget
+from activities.targets import ConfiguredTarget, TargetBook
 from sandbox.cluster import RUNBOOK_USER, SandboxCluster
 from sandbox.kube_rbac import granted_pairs, load_role_rules
 from tests.sandbox_checks import ROLE
@@ -53,10 +54,12 @@ def exercise_every_activity(steps: KubernetesActivities, tgt: RedisTarget) -> No
 
 def test_role_grants_exactly_what_the_activities_use(tmp_path: Path) -> None:
     with SandboxCluster(tmp_path / "sandbox", role_file=ROLE) as cluster:
+        tgt = target(cluster)
         steps = KubernetesActivities.from_access(
-            KubernetesAccess(kubeconfig=cluster.runbook_kubeconfig)
+            KubernetesAccess(kubeconfig=cluster.runbook_kubeconfig),
+            TargetBook([ConfiguredTarget(name="sandbox", target=tgt)]),
         )
-        exercise_every_activity(steps, target(cluster))
+        exercise_every_activity(steps, tgt)
         user = RUNBOOK_USER.format(namespace=NS)
         records = [r for r in cluster.api.audit if r.user == user]
     assert records

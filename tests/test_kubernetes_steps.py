@@ -31,15 +31,27 @@ from activities.kubernetes_client import (
 from activities.kubernetes_models import CACHE_ENV, ORIGINAL_REPLICAS, RESTARTED_AT, KubeProblem
 from activities.kubernetes_steps import KubernetesActivities
 from activities.models import RedisTarget
+from activities.targets import ConfiguredTarget, TargetBook
 from sandbox.cluster import SandboxCluster, write_kubeconfig
 
 NS = "treebeard-production"
 
 
 @pytest.fixture
-def steps(cluster: SandboxCluster) -> KubernetesActivities:
+def steps(cluster: SandboxCluster, target: RedisTarget) -> KubernetesActivities:
     access = KubernetesAccess(kubeconfig=cluster.runbook_kubeconfig)
-    return KubernetesActivities.from_access(access)
+    return KubernetesActivities.from_access(access, sandbox_targets(target))
+
+
+@pytest.fixture
+def admin_steps(cluster: SandboxCluster, target: RedisTarget) -> KubernetesActivities:
+    """As the cluster's admin: objects the Role does not name answer 404, not 403."""
+    access = KubernetesAccess(kubeconfig=cluster.kubeconfig)
+    return KubernetesActivities.from_access(access, sandbox_targets(target))
+
+
+def sandbox_targets(target: RedisTarget) -> TargetBook:
+    return TargetBook([ConfiguredTarget(name="sandbox", target=target)])
 
 
 @pytest.fixture
@@ -166,9 +178,9 @@ def test_inspect_names_the_problem(
 
 
 def test_inspect_reports_missing_unconfigured_and_unreachable(
-    tmp_path: Path, steps: KubernetesActivities, target: RedisTarget
+    tmp_path: Path, admin_steps: KubernetesActivities, target: RedisTarget
 ) -> None:
-    missing = steps.inspect_kubernetes(target.model_copy(update={"statefulset": "nope"}))
+    missing = admin_steps.inspect_kubernetes(target.model_copy(update={"statefulset": "nope"}))
     assert missing.reachable and missing.problem is KubeProblem.STATEFULSET_MISSING
     assert missing.has("statefulset_not_found")
 
@@ -271,8 +283,9 @@ def test_force_delete_only_deletes_the_statefulsets_pods(
     with pytest.raises(ApplicationError) as err:
         steps.force_delete_pod(target, "other-0")
     assert err.value.non_retryable
-    gone = steps.force_delete_pod(target, "redis-7")
-    assert not gone.deleted
+    with pytest.raises(ApplicationError) as unnamed:  # the Role names the StatefulSet's pods
+        steps.force_delete_pod(target, "redis-7")
+    assert unnamed.value.type == K8S_FORBIDDEN and unnamed.value.non_retryable
     before = steps.inspect_kubernetes(target).pods[0].uid
     replaced = steps.force_delete_pod(target, "redis-0", "some-older-uid")
     assert not replaced.deleted
@@ -285,7 +298,11 @@ def test_force_delete_only_deletes_the_statefulsets_pods(
 
 
 def test_raise_memory_limit_changes_only_that_limit(
-    cluster: SandboxCluster, steps: KubernetesActivities, target: RedisTarget, admin: Any
+    cluster: SandboxCluster,
+    steps: KubernetesActivities,
+    admin_steps: KubernetesActivities,
+    target: RedisTarget,
+    admin: Any,
 ) -> None:
     before = sts_json(admin)["spec"]["template"]["spec"]["containers"]
     result = steps.raise_memory_limit(target, "64Mi")
@@ -305,7 +322,7 @@ def test_raise_memory_limit_changes_only_that_limit(
             steps.raise_memory_limit(target, bad)  # not a quantity; below the request
         assert (err.value.type, err.value.non_retryable) == (kind, True)
     with pytest.raises(ApplicationError) as err:
-        steps.raise_memory_limit(target, "1Gi", container="nope")
+        admin_steps.raise_memory_limit(target, "1Gi", container="nope")
     assert (err.value.type, err.value.non_retryable) == (K8S_NOT_FOUND, True)
 
 
@@ -346,13 +363,18 @@ def test_fallback_re_enable_and_scale_back(
     assert steps.inspect_kubernetes(target).api_deployment.cache_enabled is True  # type: ignore[union-attr]
 
 
-def test_scale_defaults_and_refusals(steps: KubernetesActivities, target: RedisTarget) -> None:
+def test_scale_defaults_and_refusals(
+    steps: KubernetesActivities, admin_steps: KubernetesActivities, target: RedisTarget
+) -> None:
     assert steps.scale(target.model_copy(update={"api_replicas": 5})).replicas == 5
     with pytest.raises(ApplicationError) as err:
         steps.scale(target.model_copy(update={"api_deployment": None}), 2)
     assert err.value.non_retryable
     with pytest.raises(ApplicationError) as err:
-        steps.scale(target, 2, deployment="nope")
+        steps.scale(target, 2, deployment="nope")  # the Role names the API Deployment
+    assert (err.value.type, err.value.non_retryable) == (K8S_FORBIDDEN, True)
+    with pytest.raises(ApplicationError) as err:
+        admin_steps.scale(target, 2, deployment="nope")
     assert (err.value.type, err.value.non_retryable) == (K8S_NOT_FOUND, True)
 
 
@@ -360,10 +382,14 @@ def test_scale_defaults_and_refusals(steps: KubernetesActivities, target: RedisT
 
 
 def test_errors_are_sorted_into_retryable_or_not(
-    cluster: SandboxCluster, steps: KubernetesActivities, target: RedisTarget, admin: Any
+    cluster: SandboxCluster,
+    steps: KubernetesActivities,
+    admin_steps: KubernetesActivities,
+    target: RedisTarget,
+    admin: Any,
 ) -> None:
     with pytest.raises(ApplicationError) as err:
-        steps.restart(target.model_copy(update={"statefulset": "nope"}), "t1")
+        admin_steps.restart(target.model_copy(update={"statefulset": "nope"}), "t1")
     assert (err.value.type, err.value.non_retryable) == (K8S_NOT_FOUND, True)
     with pytest.raises(ApplicationError) as err:  # outside the Role's namespace
         steps.restart(target.model_copy(update={"namespace": "default"}), "t1")

@@ -19,6 +19,7 @@ from activities.kubernetes_client import KubernetesAccess
 from activities.kubernetes_models import FallbackResult, ReadinessResult, RestartResult
 from activities.kubernetes_steps import KubernetesActivities
 from activities.models import RedisTarget, StepResult
+from activities.targets import ConfiguredTarget, TargetBook
 from sandbox.cluster import SandboxCluster
 from tests.sandbox_checks import ROLE
 
@@ -65,14 +66,15 @@ async def test_steps_run_on_a_temporal_worker(
         SandboxCluster(tmp_path / "sandbox", role_file=ROLE) as cluster,
         ThreadPoolExecutor(max_workers=4) as executor,
     ):
-        steps = KubernetesActivities.from_access(
-            KubernetesAccess(kubeconfig=cluster.runbook_kubeconfig)
-        )
         target = RedisTarget(
             redis_url=cluster.redis_url,
             namespace=cluster.names.namespace,
             statefulset=cluster.names.statefulset,
             api_deployment=cluster.names.api_deployment,
+        )
+        steps = KubernetesActivities.from_access(
+            KubernetesAccess(kubeconfig=cluster.runbook_kubeconfig),
+            TargetBook([ConfiguredTarget(name="sandbox", target=target)]),
         )
         async with Worker(
             temporal_env.client,

@@ -23,7 +23,9 @@ WARMER = "sandbox.cache_traffic:warm_catalog"
 
 def settings(cluster: SandboxCluster, **overrides: Any) -> Any:
     overrides.setdefault("outage", {"ready_timeout": "20s", "poll": "0.5s"})
-    return settings_for(kubernetes={"kubeconfig": str(cluster.runbook_kubeconfig)}, **overrides)
+    return settings_for(
+        cluster.redis_url, kubernetes={"kubeconfig": str(cluster.runbook_kubeconfig)}, **overrides
+    )
 
 
 def steps(report: IncidentReport) -> list[tuple[str, str]]:

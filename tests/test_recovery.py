@@ -18,6 +18,7 @@ async def test_flushed_cache_is_warmed_and_hit_rate_climbs(
     server = redis_server(maxmemory="4mb", **{"maxmemory-policy": "noeviction"})
     faults.fill_memory(server.client())
     settings = settings_for(
+        server.url,
         approvals={"required_for": ["flush"]},
         warmers=[
             {"name": "catalog", "kind": "callable", "target": "sandbox.cache_traffic:warm_catalog"},

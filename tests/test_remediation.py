@@ -35,7 +35,7 @@ async def test_out_of_memory_is_resolved_only_after_approvals(
     server = redis_server(maxmemory="4mb", **{"maxmemory-policy": "noeviction"})
     client = server.client()
     keys = faults.fill_memory(client)
-    settings = settings_for()
+    settings = settings_for(server.url)
     async with running_worker(temporal_env.client, settings):
         handle = await start(temporal_env.client, settings, auto(server.url))
 
@@ -83,7 +83,7 @@ async def test_rejected_flush_escalates_and_flushes_nothing(
 ) -> None:
     server = full_evicting_redis(redis_server)
     client = server.client()
-    settings = settings_for()
+    settings = settings_for(server.url)
     async with running_worker(temporal_env.client, settings):
         handle = await start(temporal_env.client, settings, auto(server.url))
         await wait_for_pending(handle, "flush")
@@ -102,7 +102,7 @@ async def test_too_many_connections_resolved_unattended(
 ) -> None:
     server = redis_server(maxclients="10")
     held = faults.hold_connections(server.port, 9)
-    settings = settings_for(limits={"maxclients_ceiling": 500})
+    settings = settings_for(server.url, limits={"maxclients_ceiling": 500})
     async with running_worker(temporal_env.client, settings):
         report = await (await start(temporal_env.client, settings, auto(server.url))).result()
 
@@ -122,7 +122,7 @@ async def test_slow_commands_pre_approved_tuning(
     client = server.client()
     faults.slow_commands(client, seconds=0.02)
     client.execute_command("KEYS", "*")  # type: ignore[no-untyped-call]
-    settings = settings_for()
+    settings = settings_for(server.url)
     incident = auto(server.url)
     async with running_worker(temporal_env.client, settings):
         handle = await start(
@@ -148,7 +148,9 @@ async def test_refused_approvals_change_nothing_and_are_kept(
 ) -> None:
     server = full_evicting_redis(redis_server)
     client = server.client()
-    settings = settings_for(approvals={"approvers": ["alice", "bob"], "four_eyes": True})
+    settings = settings_for(
+        server.url, approvals={"approvers": ["alice", "bob"], "four_eyes": True}
+    )
     async with running_worker(temporal_env.client, settings):
         handle = await start(temporal_env.client, settings, auto(server.url, "alice"))
         await wait_for_pending(handle, "flush")
@@ -177,7 +179,7 @@ async def test_renamed_flushdb_is_a_clear_finding_not_a_retry_loop(
     temporal_env: WorkflowEnvironment, redis_server: RedisFactory
 ) -> None:
     server = full_evicting_redis(redis_server, **{"rename-command": 'FLUSHDB ""'})
-    settings = settings_for()
+    settings = settings_for(server.url)
     async with running_worker(temporal_env.client, settings):
         handle = await start(temporal_env.client, settings, auto(server.url))
         await handle.execute_update("decide", approval("flush", "bob"))
@@ -199,7 +201,7 @@ async def test_approval_racing_the_start_is_honoured_when_the_step_is_reached(
 ) -> None:
     server = full_evicting_redis(redis_server)
     client = server.client()
-    settings = settings_for()
+    settings = settings_for(server.url)
     async with running_worker(temporal_env.client, settings):
         handle = await start(temporal_env.client, settings, auto(server.url))
         answer = await handle.execute_update("decide", approval("flush", "bob"))
@@ -218,7 +220,7 @@ async def test_high_latency_from_failing_persistence_runs_its_path(
     server = redis_server(**{"enable-protected-configs": "yes", "save": "3600 1"})
     client = server.client()
     faults.break_persistence(client)
-    settings = settings_for(approvals={"required_for": []})
+    settings = settings_for(server.url, approvals={"required_for": []})
     async with running_worker(temporal_env.client, settings):
         report = await (await start(temporal_env.client, settings, auto(server.url))).result()
 

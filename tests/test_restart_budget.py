@@ -86,6 +86,7 @@ async def test_the_budget_holds_across_incidents_and_workers(
     temporal_env: WorkflowEnvironment, cluster: SandboxCluster
 ) -> None:
     config = settings_for(
+        cluster.redis_url,
         kubernetes={"kubeconfig": str(cluster.runbook_kubeconfig)},
         outage={"ready_timeout": "20s", "poll": "0.5s"},
         limits={"restarts_per_hour": 1},

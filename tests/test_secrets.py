@@ -35,7 +35,7 @@ async def test_redis_password_is_in_no_history_and_no_log(
     temporal_env: WorkflowEnvironment, redis_server: RedisFactory, caplog: pytest.LogCaptureFixture
 ) -> None:
     server = full_evicting_redis(redis_server, requirepass=SECRET)
-    settings = settings_for(redis_password=SECRET, approvals={"required_for": []})
+    settings = settings_for(server.url, redis_password=SECRET, approvals={"required_for": []})
     caplog.set_level(logging.DEBUG)
     async with running_worker(temporal_env.client, settings):
         handle = await start(temporal_env.client, settings, auto(server.url))

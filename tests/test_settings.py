@@ -113,3 +113,55 @@ def test_bad_environment_override_is_named(tmp_path: Path, monkeypatch: pytest.M
 def test_missing_file_says_how_to_fix(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="RUNBOOK_CONFIG"):
         load_settings(tmp_path / "nope.yaml")
+
+
+TWO_TARGETS = """
+targets:
+  - {name: a, redis_url: "redis://a:6379/0", namespace: one, password_env: A_REDIS_PASSWORD}
+  - {name: b, redis_url: "redis://b:6379/0", namespace: two%s}
+"""
+
+
+def test_each_target_has_its_own_password(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    secret = tmp_path / "b-password"
+    secret.write_text("bee\n")
+    monkeypatch.setenv("A_REDIS_PASSWORD", "ay")
+    settings = load_settings(write(tmp_path, TWO_TARGETS % f", password_file: {secret}"))
+    passwords = {
+        t.name: t.access.password.get_secret_value() if t.access.password else None
+        for t in settings.target_book().configured
+    }
+    assert passwords == {"a": "ay", "b": "bee"}
+
+
+def test_the_default_password_never_serves_two_targets(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("A_REDIS_PASSWORD", "ay")
+    monkeypatch.setenv("RUNBOOK_REDIS_PASSWORD", "shared")
+    with pytest.raises(ConfigError, match=r"single target only.*missing: b"):
+        load_settings(write(tmp_path, TWO_TARGETS % ""))
+    single = load_settings(write(tmp_path, "targets: [{name: a, redis_url: 'redis://a/0'}]\n"))
+    (only,) = single.target_book().configured
+    assert only.access.password is not None
+    assert only.access.password.get_secret_value() == "shared"
+
+
+def test_a_missing_target_secret_stops_the_worker_not_the_cli(tmp_path: Path) -> None:
+    settings = load_settings(write(tmp_path, TWO_TARGETS % ""))  # A_REDIS_PASSWORD unset
+    assert settings.route_for(settings.targets[0].to_target()) is not None  # the CLI works
+    with pytest.raises(ConfigError, match="password_env A_REDIS_PASSWORD is not set"):
+        settings.target_book()
+
+
+@pytest.mark.parametrize(
+    ("second", "shared"),
+    [
+        ("{name: a, redis_url: 'redis://c/0', namespace: three}", "name"),
+        ("{name: c, redis_url: 'redis://c/0', namespace: one}", "namespace/statefulset"),
+    ],
+)
+def test_targets_are_unambiguous(tmp_path: Path, second: str, shared: str) -> None:
+    text = f"targets:\n  - {{name: a, redis_url: 'redis://a/0', namespace: one}}\n  - {second}\n"
+    with pytest.raises(ConfigError, match=f"share the {shared}"):
+        load_settings(write(tmp_path, text))

@@ -166,10 +166,13 @@ async def wait_for_body(
         await asyncio.sleep(0.05)
 
 
-def slack_settings(env: WorkflowEnvironment, **overrides: Any) -> Settings:
+def slack_settings(
+    env: WorkflowEnvironment, redis_url: str | None = None, **overrides: Any
+) -> Settings:
     webhook = overrides.pop("webhook", {})
     slack = {"approvers": APPROVERS, **webhook.pop("slack", {})}
     settings = settings_for(
+        redis_url,
         webhook={"slack": slack, **webhook},
         **{"webhook_token": TOKEN, "slack_signing_secret": SECRET, **overrides},
     )
@@ -194,6 +197,7 @@ async def pending_flush(
         prefix = responses.url.removesuffix("hook")
         settings = slack_settings(
             env,
+            server.url,
             notifications={"channels": [{"name": "ops", "kind": "slack", "url": channel.url}]},
             webhook={"slack": {"response_url_prefixes": [prefix]}},
             **overrides,

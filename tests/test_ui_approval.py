@@ -123,7 +123,7 @@ async def test_flush_approved_from_the_web_ui_runs_and_is_recorded(
     client = server.client()
     keys_before = client.dbsize()
     assert keys_before > 1000
-    settings = settings_for()
+    settings = settings_for(server.url)
     async with running_worker(ui_client, settings):
         handle = await start(ui_client, settings, auto(server.url))
         await wait_for_pending(handle, "flush", within=60)

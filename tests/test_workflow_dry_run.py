@@ -41,7 +41,7 @@ async def test_dry_run_diagnoses_and_plans(
     temporal_env: WorkflowEnvironment, redis_server: RedisFactory, scenario: Scenario
 ) -> None:
     url, _held = redis_in_state(redis_server, scenario)
-    settings = settings_for()
+    settings = settings_for(url)
     async with running_worker(temporal_env.client, settings):
         handle = await start(temporal_env.client, settings, dry_run(url))
         report = await handle.result()
@@ -61,7 +61,9 @@ async def test_plan_marks_approvals_from_policy(
     temporal_env: WorkflowEnvironment, redis_server: RedisFactory
 ) -> None:
     url, _ = redis_in_state(redis_server, Scenario.OUT_OF_MEMORY)
-    settings = settings_for(approvals={"required_for": ["flush"], "approvals_needed": {"flush": 2}})
+    settings = settings_for(
+        url, approvals={"required_for": ["flush"], "approvals_needed": {"flush": 2}}
+    )
     async with running_worker(temporal_env.client, settings):
         report = await (await start(temporal_env.client, settings, dry_run(url))).result()
 
@@ -80,7 +82,7 @@ async def test_dry_run_changes_nothing_in_redis(
     faults.fill_memory(client)
     before = (client.dbsize(), client.config_get("maxmemory-policy"))
     client.config_resetstat()
-    settings = settings_for()
+    settings = settings_for(server.url)
     async with running_worker(temporal_env.client, settings):
         await (await start(temporal_env.client, settings, dry_run(server.url))).result()
 
@@ -104,7 +106,7 @@ async def test_plain_temporal_cli_start_completes_with_a_report(
     temporal_env: WorkflowEnvironment, redis_server: RedisFactory
 ) -> None:
     server = redis_server()
-    settings = settings_for()
+    settings = settings_for(server.url)
     payload = json.dumps(
         {
             "target": {
@@ -159,7 +161,7 @@ async def test_alerts_are_recorded_once_per_fingerprint(
     temporal_env: WorkflowEnvironment, redis_server: RedisFactory
 ) -> None:
     server = redis_server()
-    settings = settings_for()
+    settings = settings_for(server.url)
     first = Alert(source="alertmanager", name="RedisDown", fingerprint="f1")
     incident = dry_run(server.url).model_copy(update={"alerts": [first]})
     async with running_worker(temporal_env.client, settings):

@@ -41,6 +41,10 @@ def _parser() -> argparse.ArgumentParser:
     worker.set_defaults(handler=_worker)
     cli_start.add_parser(sub)
     cli_incidents.add_parsers(sub)
+    rbac = sub.add_parser(
+        "rbac", help="print the worker's Kubernetes Role for the targets in runbook.yaml"
+    )
+    rbac.set_defaults(handler=_rbac)
     webhook_cli.add_parser(sub)
     return parser
 
@@ -60,6 +64,17 @@ async def _worker(args: argparse.Namespace, settings: Settings) -> int:
     await run_worker(client, settings, stop)
     if tracing is not None:
         tracing.shutdown()
+    return 0
+
+
+async def _rbac(args: argparse.Namespace, settings: Settings) -> int:
+    import yaml
+
+    from worker.rbac import roles_for
+
+    if not settings.targets:
+        raise UsageError("no targets in the config: the Role names the targets' objects")
+    print(yaml.safe_dump_all(roles_for(settings), sort_keys=False), end="")
     return 0
 
 

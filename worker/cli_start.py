@@ -23,12 +23,14 @@ from worker.settings import ConfigError, Settings
 def add_parser(sub: Any) -> None:
     start = sub.add_parser("start", help="start an incident for one Redis")
     source = start.add_mutually_exclusive_group(required=True)
-    source.add_argument("--redis-url", help="redis://host:port/db (no password in it)")
     source.add_argument("--target", help="a target name from runbook.yaml")
+    source.add_argument(
+        "--redis-url", help="the redis:// URL of a target in runbook.yaml (no password in it)"
+    )
     source.add_argument("--input", help="the whole Incident as JSON, or @file.json")
-    start.add_argument("--namespace", default="default")
-    start.add_argument("--statefulset", default="redis")
-    start.add_argument("--api-deployment")
+    start.add_argument("--namespace", help="with --redis-url: must be the target's")
+    start.add_argument("--statefulset", help="with --redis-url: must be the target's")
+    start.add_argument("--api-deployment", help="with --redis-url: must be the target's")
     start.add_argument("--dry-run", action="store_true", help="diagnose and plan, change nothing")
     start.add_argument("--requested-by", help="who asks (default: $RUNBOOK_USER or login name)")
     start.add_argument("--workflow-id", help="override the workflow id")
@@ -53,20 +55,29 @@ def _raw_input(args: argparse.Namespace, settings: Settings) -> dict[str, Any]:
             raise UsageError(f"--input is not JSON: {err}") from None
         if not isinstance(data, dict):
             raise UsageError("--input must be a JSON object with a 'target'")
+        if "carried" in data:
+            raise UsageError(
+                "--input must not set `carried`: the workflow sets it itself when it continues "
+                "as new, and refuses it from anyone else. Remove the field"
+            )
         return data
-    if args.target:
-        try:
-            target = settings.target_named(args.target).to_target().model_dump()
-        except ConfigError as err:
-            raise UsageError(str(err)) from None
-    else:
-        target = {
-            "redis_url": args.redis_url,
-            "namespace": args.namespace,
-            "statefulset": args.statefulset,
-            "api_deployment": args.api_deployment,
-        }
-    return {"target": target, "mode": Mode.DRY_RUN if args.dry_run else Mode.AUTO}
+    try:
+        route = (
+            settings.target_named(args.target)
+            if args.target
+            else settings.target_with_url(args.redis_url)
+        )
+    except ConfigError as err:
+        raise UsageError(str(err)) from None
+    target = route.to_target()
+    for flag in ("namespace", "statefulset", "api_deployment"):
+        given = getattr(args, flag, None)
+        if given is not None and given != getattr(target, flag):
+            raise UsageError(
+                f"--{flag.replace('_', '-')} {given} differs from target {route.name}'s "
+                f"{getattr(target, flag)}: the worker acts on targets as runbook.yaml has them"
+            )
+    return {"target": target.model_dump(), "mode": Mode.DRY_RUN if args.dry_run else Mode.AUTO}
 
 
 def build_incident(args: argparse.Namespace, settings: Settings) -> Incident:
@@ -83,6 +94,8 @@ def build_incident(args: argparse.Namespace, settings: Settings) -> Incident:
             f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in err.errors()
         )
         raise UsageError(f"invalid incident: {problems}") from None
+    if settings.route_for(incident.target) is None:
+        raise UsageError(f"{settings.unknown_target(incident.target)}")
     return incident
 
 

@@ -20,22 +20,23 @@ from activities.policy import PolicyActivities, RunbookConfig
 from activities.redis_analysis import RedisAnalysisActivities
 from activities.redis_diagnosis import RedisDiagnosisActivities
 from activities.redis_remediation import RedisRemediationActivities
+from activities.targets import TargetBook
 from activities.warming import WarmingActivities
 from worker.settings import Settings
+from worker.target_guard import TargetGuard
 from workflows.executor import KUBERNETES_STEPS, REDIS_STEPS
 from workflows.incident import RedisCacheFailure
 
 log = logging.getLogger("runbook.worker")
 
 
-def activities_for(settings: Settings) -> Sequence[Any]:
+def activities_for(settings: Settings, targets: TargetBook) -> Sequence[Any]:
     """Bind every activity to the worker's settings; secrets stay in this process."""
-    access = settings.redis_access
-    diagnosis = RedisDiagnosisActivities(access, settings.thresholds.ping_samples)
-    analysis = RedisAnalysisActivities(access, slow_ms=settings.thresholds.slowlog_ms)
-    fix = RedisRemediationActivities(access)
+    diagnosis = RedisDiagnosisActivities(targets, settings.thresholds.ping_samples)
+    analysis = RedisAnalysisActivities(targets, slow_ms=settings.thresholds.slowlog_ms)
+    fix = RedisRemediationActivities(targets)
     channels = settings.notifications.channels
-    kube = kubernetes_activities(settings)
+    kube = kubernetes_activities(settings, targets)
     available = REDIS_STEPS | (KUBERNETES_STEPS if kube and kube.configured else frozenset())
     config = RunbookConfig(
         policy=settings.policy,
@@ -53,10 +54,10 @@ def activities_for(settings: Settings) -> Sequence[Any]:
         fix.set_eviction_policy,
         fix.raise_maxclients,
         fix.tune_persistence,
-        PolicyActivities(config).runbook_config,
+        PolicyActivities(config, targets).runbook_config,
         NotificationActivities(channels).notify,
-        WarmingActivities(access, settings.warmers).warm,
-        HitRateActivities(access).watch_hit_rate,
+        WarmingActivities(targets, settings.warmers).warm,
+        HitRateActivities(targets).watch_hit_rate,
         *(kube.all() if kube else []),
     ]
 
@@ -71,11 +72,11 @@ def kubernetes_access(settings: Settings) -> KubernetesAccess:
     )
 
 
-def kubernetes_activities(settings: Settings) -> KubernetesActivities | None:
+def kubernetes_activities(settings: Settings, targets: TargetBook) -> KubernetesActivities | None:
     """None when switched off; otherwise loaded now (a missing config is logged, not fatal)."""
     if not settings.kubernetes.enabled:
         return None
-    kube = KubernetesActivities.from_access(kubernetes_access(settings), settings.redis_access)
+    kube = KubernetesActivities.from_access(kubernetes_access(settings), targets)
     if not kube.configured:
         log.warning("Kubernetes steps are not available on this worker: no configuration found")
     return kube
@@ -94,13 +95,16 @@ def workflow_runner() -> SandboxedWorkflowRunner:
 
 
 def build_worker(client: Client, settings: Settings, executor: ThreadPoolExecutor) -> Worker:
+    """Raises ConfigError when a target's secret cannot be read."""
+    targets = settings.target_book()
     return Worker(
         client,
         task_queue=settings.temporal.task_queue,
         workflows=[RedisCacheFailure],
-        activities=activities_for(settings),
+        activities=activities_for(settings, targets),
         activity_executor=executor,
         workflow_runner=workflow_runner(),
+        interceptors=[TargetGuard(targets)],
     )
 
 
@@ -108,6 +112,8 @@ async def run_worker(client: Client, settings: Settings, stop: asyncio.Event) ->
     """Run until `stop` is set, then finish in-flight activity attempts and exit."""
     with ThreadPoolExecutor(max_workers=16, thread_name_prefix="activity") as executor:
         worker = build_worker(client, settings, executor)
+        if not settings.targets:
+            log.warning("no targets configured: every incident will be refused (see targets:)")
         log.info(
             "worker polling task queue %r on %s (namespace %s)",
             settings.temporal.task_queue,

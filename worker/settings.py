@@ -36,6 +36,7 @@ from activities.policy import (
     Thresholds,
 )
 from activities.redis_access import RedisAccess
+from activities.targets import ConfiguredTarget, TargetBook, identity
 from activities.warming import Warmer
 from worker.webhook_settings import WebhookSettings
 
@@ -95,8 +96,14 @@ class NotificationSettings(Section):
     )
 
 
+ENV_NAME = r"^[A-Za-z_][A-Za-z0-9_]*$"
+
+
 class TargetRoute(Section):
-    """Alert labels -> the Redis they are about. Every matcher is a fully anchored regex."""
+    """A Redis this worker may act on, and the alert labels that name it (every matcher a
+    fully anchored regex). The worker acts on nothing else: an incident for any other target
+    is refused before the first connection. Its password comes from `password_env` or
+    `password_file`; with a single target, RUNBOOK_REDIS_PASSWORD serves as the default."""
 
     name: str = Field(min_length=1)
     match: dict[str, str] = Field(default_factory=dict)
@@ -104,6 +111,14 @@ class TargetRoute(Section):
     namespace: K8sName = "default"
     statefulset: K8sName = "redis"
     api_deployment: K8sName | None = None
+    pods: int = Field(
+        default=1, ge=1, le=100, description="the StatefulSet's pods (<statefulset>-0 ...)"
+    )
+    username: str | None = Field(default=None, description="ACL user; default redis.username")
+    password_env: str | None = Field(
+        default=None, pattern=ENV_NAME, description="environment variable holding its password"
+    )
+    password_file: Path | None = Field(default=None, description="file holding its password")
 
     @field_validator("match")
     @classmethod
@@ -119,6 +134,36 @@ class TargetRoute(Section):
     def _check_target(self) -> TargetRoute:
         self.to_target()
         return self
+
+    @model_validator(mode="after")
+    def _one_password_source(self) -> TargetRoute:
+        if self.password_env and self.password_file:
+            raise ValueError("give password_env or password_file, not both")
+        return self
+
+    @property
+    def has_own_password(self) -> bool:
+        return bool(self.password_env or self.password_file)
+
+    def password(self) -> SecretStr | None:
+        """This target's own secret, read now (at start: a missing one stops the worker)."""
+        if self.password_env:
+            value = os.environ.get(self.password_env)
+            if not value:
+                raise ValueError(
+                    f"target {self.name}: password_env {self.password_env} is not set. Fix: "
+                    "set it in the worker's environment"
+                )
+            return SecretStr(value)
+        if self.password_file:
+            try:
+                return SecretStr(self.password_file.read_text().strip())
+            except OSError as err:
+                raise ValueError(
+                    f"target {self.name}: password_file: cannot read {self.password_file}: "
+                    f"{err.strerror}"
+                ) from None
+        return None
 
     def matches(self, labels: Mapping[str, str]) -> bool:
         return all(re.fullmatch(p, labels.get(k, "")) for k, p in self.match.items())
@@ -207,6 +252,43 @@ class Settings(BaseSettings):
                 raise ValueError(f"{name}_file: cannot read {path}: {err.strerror}") from None
         return self
 
+    @model_validator(mode="after")
+    def _check_targets(self) -> Settings:
+        """Names and workflow ids are unique; a shared password never serves two hosts."""
+        keys = {
+            "name": [r.name for r in self.targets],
+            "namespace/statefulset": [r.to_target().workflow_id for r in self.targets],
+        }
+        for what, values in keys.items():
+            twice = sorted({v for v in values if values.count(v) > 1})
+            if twice:
+                raise ValueError(f"targets: two targets share the {what} {twice[0]!r}")
+        shared = [r.name for r in self.targets if not r.has_own_password]
+        if self.redis_password is not None and len(self.targets) > 1 and shared:
+            raise ValueError(
+                "RUNBOOK_REDIS_PASSWORD is the default password of a single target only; with "
+                f"several, give each its own password_env or password_file (missing: "
+                f"{', '.join(shared)})"
+            )
+        return self
+
+    def target_book(self) -> TargetBook:
+        """Every configured target with its own credentials, read now: the worker calls this
+        at start, so a missing secret stops it there, not at 3 a.m. (the CLI and the webhook
+        never need the secrets)."""
+        try:
+            return TargetBook([self._configured(route) for route in self.targets])
+        except ValueError as err:
+            raise ConfigError(str(err)) from None
+
+    def _configured(self, route: TargetRoute, secrets: bool = True) -> ConfiguredTarget:
+        own = route.password() if secrets and route.has_own_password else None
+        password = own if route.has_own_password else self.redis_password
+        access = self.redis_access.model_copy(
+            update={"password": password, "username": route.username or self.redis.username}
+        )
+        return ConfiguredTarget(name=route.name, target=route.to_target(), access=access)
+
     @property
     def policy(self) -> Policy:
         return Policy(
@@ -220,12 +302,36 @@ class Settings(BaseSettings):
 
     @property
     def redis_access(self) -> RedisAccess:
+        """Timeouts and TLS shared by every target, with the default password."""
         return RedisAccess(
             username=self.redis.username,
             password=self.redis_password,
             tls_ca_file=self.redis.tls_ca_file,
             connect_timeout=self.redis.connect_timeout,
             command_timeout=self.redis.command_timeout,
+        )
+
+    def target_with_url(self, redis_url: str | None) -> TargetRoute:
+        found = [r for r in self.targets if r.redis_url == redis_url]
+        if len(found) == 1:
+            return found[0]
+        if found:
+            names = ", ".join(r.name for r in found)
+            raise ConfigError(f"several targets have redis_url {redis_url} ({names}): use --target")
+        known = ", ".join(f"{r.name} ({r.redis_url})" for r in self.targets) or "none configured"
+        raise ConfigError(
+            f"no target with redis_url {redis_url} in the config (known: {known}). Fix: use "
+            "--target NAME, or add the target to `targets:` in runbook.yaml"
+        )
+
+    def route_for(self, target: RedisTarget) -> TargetRoute | None:
+        """The configured target `target` names (URL, namespace, StatefulSet, API Deployment)."""
+        wanted = identity(target)
+        return next((r for r in self.targets if identity(r.to_target()) == wanted), None)
+
+    def unknown_target(self, target: RedisTarget) -> str:
+        return TargetBook([self._configured(r, secrets=False) for r in self.targets]).refusal(
+            target
         )
 
     def target_named(self, name: str) -> TargetRoute:

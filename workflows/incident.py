@@ -18,7 +18,6 @@ with workflow.unsafe.imports_passed_through():
     from pydantic import ValidationError
 
     from activities.analysis_models import ClientReport, KeyspaceReport, SlowlogReport
-    from activities.carried import CarriedState
     from activities.kubernetes_models import FallbackResult, ReadinessResult
     from activities.models import (
         WORKFLOW_TYPE,
@@ -39,6 +38,7 @@ with workflow.unsafe.imports_passed_through():
         StepResult,
     )
     from activities.policy import PolicyActivities, RunbookConfig
+    from activities.targets import UNKNOWN_TARGET
     from workflows import retries
     from workflows.approvals import ApprovalBook
     from workflows.classify import explain
@@ -84,7 +84,7 @@ class RedisCacheFailure(
     def __init__(self, incident: Incident) -> None:
         super().__init__(incident)
         if incident.carried is not None:
-            self._restore(CarriedState.model_validate(incident.carried))
+            self._accept_carried(incident.carried)
 
     @workflow.run
     async def run(self, incident: Incident) -> IncidentReport:
@@ -96,6 +96,10 @@ class RedisCacheFailure(
             if incident.mode is Mode.DRY_RUN:
                 return await self._finish(verified=None)
         else:
+            self._refuse_untrusted_carry()
+            if self._carry == "trusted":
+                self._config = await self._load_config()
+                self._apply_config_to_carried_plan()
             self._note("continued", f"run {self._runs} picks up at step {self._index + 1}")
         self._start_timers()
         self._phase = "executing"
@@ -222,19 +226,31 @@ class RedisCacheFailure(
     # ---- triage ---------------------------------------------------------------------------
 
     async def _load_config(self) -> RunbookConfig:
-        """A local activity: the worker's own settings need no task queue round trip. The
-        patch keeps incidents started before this change replaying as they ran."""
-        if workflow.patched(PATCH_LOCAL_CONFIG):
-            return await workflow.execute_local_activity_method(
+        """A local activity: the worker's own settings need no task queue round trip. It
+        refuses a target the worker is not configured for, before anything contacts it. The
+        patch keeps incidents started before the local activity replaying as they ran."""
+        target = self._incident.target
+        try:
+            if workflow.patched(PATCH_LOCAL_CONFIG):
+                return await workflow.execute_local_activity_method(
+                    PolicyActivities.runbook_config,
+                    target,
+                    start_to_close_timeout=retries.CONFIG.timeout,
+                    retry_policy=retries.CONFIG.retry,
+                )
+            return await workflow.execute_activity_method(
                 PolicyActivities.runbook_config,
+                target,
                 start_to_close_timeout=retries.CONFIG.timeout,
                 retry_policy=retries.CONFIG.retry,
             )
-        return await workflow.execute_activity_method(
-            PolicyActivities.runbook_config,
-            start_to_close_timeout=retries.CONFIG.timeout,
-            retry_policy=retries.CONFIG.retry,
-        )
+        except ActivityError as err:
+            cause = err.cause
+            if isinstance(cause, ApplicationError) and cause.type == UNKNOWN_TARGET:
+                raise ApplicationError(
+                    cause.message, type=UNKNOWN_TARGET, non_retryable=True
+                ) from None
+            raise
 
     async def _triage_and_plan(self) -> Diagnosis:
         began = workflow.now()
@@ -272,7 +288,7 @@ class RedisCacheFailure(
         try:
             result = await workflow.execute_activity(
                 activity_name,
-                self._incident.target,
+                self._target,
                 start_to_close_timeout=retries.PROBE.timeout,
                 retry_policy=retries.PROBE.retry,
                 result_type=result_type,
@@ -315,7 +331,7 @@ class RedisCacheFailure(
             elif (seen := self._fresh_triage_answer(step)) is not None:
                 result = seen
             else:
-                result = await run_step(self._incident.target, step, await self._context(step))
+                result = await run_step(self._target, step, await self._context(step))
         except ActivityError as err:
             detail = cause_of(err)
             self._mark(step, "failed", began, detail=detail)
@@ -424,7 +440,7 @@ class RedisCacheFailure(
             return None
         report = IncidentReport(
             workflow_id=workflow.info().workflow_id,
-            target=self._incident.target,
+            target=self._target,
             mode=self._incident.mode,
             scenario=self._scenario or Scenario.HEALTHY,
             reasons=self._reasons,

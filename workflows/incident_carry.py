@@ -1,24 +1,78 @@
 """Continue-as-new: a long incident (an outage waiting for Redis, an alert storm) starts a
 fresh run before its history grows too long, carrying everything it knows in Incident.carried.
 The current step is re-entered; a pending approval keeps its original start, so its timeout
-does not restart."""
+does not restart.
+
+What is carried is trusted only when Temporal says this run continued from the run that wrote
+it: anyone can start the workflow with a `carried` of their own, and a forged one (any plan,
+any approvals) must run nothing. The policy is never carried; every run reads it afresh.
+"""
 
 from __future__ import annotations
 
 import asyncio
+from typing import Literal
 
 from temporalio import workflow
+from temporalio.exceptions import ApplicationError
 
 with workflow.unsafe.imports_passed_through():
+    from pydantic import ValidationError
+
     from activities.carried import CarriedState
-    from workflows.approvals import ApprovalBook
+    from activities.models import Approval, StepName
+    from workflows.approvals import ApprovalBook, State
     from workflows.incident_state import IncidentState
+    from workflows.plan import mark_unavailable, tighten_approvals
+
+Trust = Literal["trusted", "legacy", "forged"]
+FORGED_CARRY = "ForgedCarriedState"
+# Histories written before carried state named its run replay with the config they carried.
+PATCH_TRUSTED_CARRY = "carried-state-bound-to-its-run"
 
 
 class IncidentCarry(IncidentState):
+    _carry: Trust | None = None
+    _carry_problem = ""
+    _carried_approvals: tuple[list[Approval], dict[StepName, State]] | None = None
+
+    def _accept_carried(self, raw: dict[str, object]) -> None:
+        """In @workflow.init: restore only state Temporal vouches for; judge the rest in run."""
+        try:
+            carried = CarriedState.model_validate(raw)
+        except ValidationError as err:
+            self._carry, self._carry_problem = "forged", f"malformed: {err.errors()[0]['msg']}"
+            return
+        continued_from = workflow.info().continued_run_id
+        if continued_from is None:
+            self._carry, self._carry_problem = "forged", "this run was not continued from another"
+        elif carried.from_run_id is None:
+            self._carry = "legacy"
+        elif carried.from_run_id != continued_from:
+            self._carry = "forged"
+            self._carry_problem = "it names a run other than the one this run continued from"
+        else:
+            self._carry = "trusted"
+        if self._carry != "forged":
+            self._restore(carried)
+
+    def _refuse_untrusted_carry(self) -> None:
+        """First thing in run: a forged carry fails the workflow before any activity."""
+        legacy_replay = self._carry == "legacy" and not workflow.patched(PATCH_TRUSTED_CARRY)
+        if self._carry == "trusted" or legacy_replay:
+            return
+        why = self._carry_problem or "it does not name the run that continued as new"
+        raise ApplicationError(
+            f"refused: the input's `carried` field is set by the workflow itself when it "
+            f"continues as new, and this one was not ({why}). Nothing was run. Fix: start the "
+            "incident without `carried`",
+            type=FORGED_CARRY,
+            non_retryable=True,
+        )
+
     def _restore(self, c: CarriedState) -> None:
         """Pick up where the previous run stopped: same plan, approvals, timers' progress."""
-        self._runs, self._started, self._config = c.runs, c.started_at, c.config
+        self._runs, self._started = c.runs, c.started_at
         self._scenario, self._reasons, self._plan = c.scenario, c.reasons, c.plan
         self._timeline, self._problems, self._analysis = c.timeline, c.problems, c.analysis
         self._alerts = {a.fingerprint: a for a in c.alerts}
@@ -32,11 +86,28 @@ class IncidentCarry(IncidentState):
             c.next_step,
             "executing",
         )
+        self._carried_approvals = (c.approvals, dict(c.closed))  # type: ignore[arg-type]
+        if c.config is not None and c.from_run_id is None:  # an old history, replayed
+            self._config = c.config
+            self._open_carried_book()
+
+    def _apply_config_to_carried_plan(self) -> None:
+        """The policy of this run, read afresh, may ask more of the steps still to come."""
+        still_to_come = self._plan[self._index :]
+        tighten_approvals(still_to_come, self._config.policy)
+        mark_unavailable(still_to_come, frozenset(self._config.available_steps))
+        self._open_carried_book()
+
+    def _open_carried_book(self) -> None:
+        approvals, closed = self._carried_approvals or ([], {})
         self._book = ApprovalBook.for_plan(
-            c.config.policy.approvals, self._incident.requested_by, c.plan
+            self._config.policy.approvals, self._incident.requested_by, self._plan
         )
-        self._book.approvals = c.approvals
-        self._book.closed = dict(c.closed)  # type: ignore[arg-type]
+        self._book.approvals = approvals
+        self._book.closed = closed
+        for decision in self._inbox:
+            self._submit(decision)
+        self._inbox.clear()
 
     async def _continue_as_new(self) -> None:
         for timer in self._timers:
@@ -47,9 +118,9 @@ class IncidentCarry(IncidentState):
         self._note("continued", f"history at {length} events: continuing as a new run")
         assert self._triage is not None and self._scenario is not None and self._book is not None
         carried = CarriedState(
+            from_run_id=workflow.info().run_id,
             runs=self._runs + 1,
             started_at=self._started,
-            config=self._config,
             scenario=self._scenario,
             reasons=self._reasons,
             plan=self._plan,

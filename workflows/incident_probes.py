@@ -31,7 +31,7 @@ class IncidentProbes(IncidentState):
     async def _diagnose(self) -> Diagnosis:
         diagnosis = await workflow.execute_activity_method(
             RedisDiagnosisActivities.diagnose_redis,
-            self._incident.target,
+            self._target,
             start_to_close_timeout=retries.PROBE.timeout,
             retry_policy=retries.PROBE.retry,
         )
@@ -43,7 +43,7 @@ class IncidentProbes(IncidentState):
     async def _inspect(self) -> KubernetesFacts:
         facts: KubernetesFacts = await workflow.execute_activity(
             "inspect_kubernetes",
-            self._incident.target,
+            self._target,
             start_to_close_timeout=retries.PROBE.timeout,
             retry_policy=retries.PROBE.retry,
             result_type=KubernetesFacts,

@@ -23,6 +23,7 @@ with workflow.unsafe.imports_passed_through():
         Outcome,
         PendingApproval,
         Phase,
+        RedisTarget,
         Scenario,
         Step,
         StepName,
@@ -31,7 +32,7 @@ with workflow.unsafe.imports_passed_through():
     )
     from activities.notify_models import NotificationKind
     from activities.policy import RunbookConfig
-    from workflows.approvals import ApprovalBook
+    from workflows.approvals import ApprovalBook, Verdict
 
 
 class IncidentState:
@@ -86,12 +87,21 @@ class IncidentState:
     def _flapped(self) -> bool:
         raise NotImplementedError
 
+    def _submit(self, decision: Decision) -> Verdict:
+        raise NotImplementedError
+
     def _notify(
         self, kind: NotificationKind, title: str, recipients: list[str] | None = None
     ) -> None:
         raise NotImplementedError
 
     # ---- bookkeeping ------------------------------------------------------------------------
+
+    @property
+    def _target(self) -> RedisTarget:
+        """The target as the worker's configuration has it (checked by `runbook_config`);
+        the input's own only in histories recorded before targets were checked."""
+        return self._config.target or self._incident.target
 
     def _history_too_long(self) -> bool:
         info = workflow.info()

@@ -272,3 +272,12 @@ def mark_unavailable(plan: list[Step], available: frozenset[StepName]) -> list[S
     for step in plan:
         step.available = step.name in available
     return plan
+
+
+def tighten_approvals(steps: list[Step], policy: Policy) -> list[Step]:
+    """A continued run reads the policy afresh: the steps still to come need what it asks, or
+    what they already needed, whichever is more. Never less."""
+    for step in steps:
+        needed = max(step.approvals_needed, policy.approvals.needed(step.name))
+        step.requires_approval, step.approvals_needed = needed > 0, needed
+    return steps

@@ -14,6 +14,7 @@ from temporalio.client import WorkflowHandle
 
 from activities.models import IncidentReport, IncidentStatus
 from sandbox.cluster import SandboxCluster
+from tests.harness import target_route
 from tests.sandbox_checks import CATALOG, ROLE, TO_FALLBACK, api_state, incident, until
 
 __all__ = [
@@ -38,6 +39,7 @@ def worker_config(cluster: SandboxCluster, task_queue: str, **sections: Any) -> 
     return {
         "temporal": {"task_queue": task_queue},
         "kubernetes": {"kubeconfig": str(cluster.runbook_kubeconfig)},
+        "targets": [target_route(cluster.redis_url)],
         "recovery": {"watch_interval": "0.2s", "watch_deadline": "1s"},
         **sections,
     }

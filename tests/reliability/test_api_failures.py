@@ -44,7 +44,9 @@ SLOW_READ_S = 21.0
 
 
 def settings(cluster: SandboxCluster, **overrides: Any) -> Any:
-    return settings_for(kubernetes={"kubeconfig": str(cluster.runbook_kubeconfig)}, **overrides)
+    return settings_for(
+        cluster.redis_url, kubernetes={"kubeconfig": str(cluster.runbook_kubeconfig)}, **overrides
+    )
 
 
 @pytest.mark.timeout(180)

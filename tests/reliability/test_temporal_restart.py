@@ -71,7 +71,7 @@ async def test_server_killed_during_an_approval_wait_keeps_the_approval_gate(
     client = await dev_server.start()
     workers = workers_for(dev_server.address, config)
     workers.spawn()
-    handle = await start(client, settings_for(task_queue), incident(cluster))
+    handle = await start(client, settings_for(task_queue=task_queue), incident(cluster))
     await wait_for_pending(handle, "force_delete_pod", within=60)
     await until_status(handle, announced, "the approval request delivered")  # none in flight
 
@@ -112,7 +112,7 @@ async def test_server_killed_while_waiting_for_redis_in_fallback_restores_once(
         client = await dev_server.start()
         workers = workers_for(dev_server.address, config)
         workers.spawn()
-        handle = await start(client, settings_for(task_queue), incident(cluster))
+        handle = await start(client, settings_for(task_queue=task_queue), incident(cluster))
         await until(lambda: api_state(cluster) == (8, "false"), "fallback entered")
         await until_status(
             handle,

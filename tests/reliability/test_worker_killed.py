@@ -26,6 +26,7 @@ from tests.harness import (
     full_evicting_redis,
     settings_for,
     start,
+    target_route,
     wait_for_pending,
 )
 from tests.reliability.conftest import WorkersFor
@@ -91,10 +92,14 @@ async def test_worker_killed_between_approval_and_flush_flushes_once(
     task_queue = queue("durable")
     workers = workers_for(
         address(temporal_env),
-        {"temporal": {"task_queue": task_queue}, "recovery": {"watch_deadline": "1s"}},
+        {
+            "temporal": {"task_queue": task_queue},
+            "recovery": {"watch_deadline": "1s"},
+            "targets": [target_route(server.url)],
+        },
     )
     first = workers.spawn()
-    handle = await start(temporal_env.client, settings_for(task_queue), auto(server.url))
+    handle = await start(temporal_env.client, settings_for(task_queue=task_queue), auto(server.url))
     await wait_for_pending(handle, "flush")
 
     kill(first)
@@ -123,7 +128,9 @@ async def test_worker_killed_during_wait_ready_never_restarts_twice(
         worker_config(cluster, task_queue, outage={"ready_timeout": "60s"}),
     )
     first = workers.spawn()
-    handle = await start(temporal_env.client, settings_for(task_queue), incident(cluster))
+    handle = await start(
+        temporal_env.client, settings_for(task_queue=task_queue), incident(cluster)
+    )
     await until_status(
         handle, lambda s: s.current_step is StepName.WAIT_READY, "wait_ready running"
     )
@@ -162,7 +169,9 @@ async def test_worker_killed_during_warm_warms_again_and_changes_the_rest_once(
             worker_config(cluster, task_queue, warmers=[CATALOG, gate], **TO_FALLBACK),
         )
         first = workers.spawn()
-        handle = await start(temporal_env.client, settings_for(task_queue), incident(cluster))
+        handle = await start(
+            temporal_env.client, settings_for(task_queue=task_queue), incident(cluster)
+        )
         await until(lambda: api_state(cluster) == (8, "false"), "fallback entered")
         await asyncio.to_thread(cluster.fault, "clear")
         await until(lambda: endpoint.holding.is_set(), "warm inside the endpoint's call")
@@ -206,7 +215,9 @@ async def test_worker_killed_during_watch_hit_rate_repeats_nothing_before_it(
         )
         workers = workers_for(address(temporal_env), config)
         first = workers.spawn()
-        handle = await start(temporal_env.client, settings_for(task_queue), incident(cluster))
+        handle = await start(
+            temporal_env.client, settings_for(task_queue=task_queue), incident(cluster)
+        )
         await until(lambda: api_state(cluster) == (8, "false"), "fallback entered")
         await asyncio.to_thread(cluster.fault, "clear")
         await until_heartbeating(handle, "watch_hit_rate")

@@ -1,0 +1,63 @@
+"""The alerts an incident has seen, in bounded space.
+
+An alert storm can bring thousands of distinct alerts into one incident, and everything the
+incident knows is carried whole into its next run (continue-as-new) under Temporal's payload
+limit. So the ledger keeps the first alerts whole, the status of every fingerprint (a few bytes
+each, to know when they have all resolved), and counts past that.
+"""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, Field
+
+from activities.models import Alert, AlertStatus, AlertSummary
+
+SHOWN = 200  # alerts kept whole (labels, annotations) for the status and the report
+TRACKED = 20_000  # fingerprints whose status is known; past this, counted only
+
+
+class AlertLedger(BaseModel):
+    shown: dict[str, Alert] = Field(default_factory=dict, description="the first, whole")
+    firing: dict[str, bool] = Field(default_factory=dict, description="fingerprint -> firing")
+    deliveries: int = Field(default=0, description="alerts received, repeats included")
+    untracked: int = Field(default=0, description="new fingerprints past TRACKED")
+
+    @classmethod
+    def of(cls, alerts: list[Alert]) -> AlertLedger:
+        ledger = cls()
+        for alert in alerts:
+            ledger.record(alert)
+        return ledger
+
+    def record(self, alert: Alert) -> bool:
+        """Count it; True when it is news (a new fingerprint, or a known one changing status)."""
+        self.deliveries += 1
+        firing = alert.status is AlertStatus.FIRING
+        known = self.firing.get(alert.fingerprint)
+        if known is not None and known == firing:
+            return False
+        if known is None and len(self.firing) >= TRACKED:
+            self.untracked += 1
+            return True
+        self.firing[alert.fingerprint] = firing
+        if alert.fingerprint in self.shown or len(self.shown) < SHOWN:
+            self.shown[alert.fingerprint] = alert
+        return True
+
+    def all_resolved(self) -> bool:
+        """Every alert seen has resolved (never true once some went untracked: unknowable)."""
+        return bool(self.firing) and not self.untracked and not any(self.firing.values())
+
+    def alerts(self) -> list[Alert]:
+        return list(self.shown.values())
+
+    def summary(self) -> AlertSummary:
+        firing = sum(self.firing.values())
+        return AlertSummary(
+            distinct=len(self.firing) + self.untracked,
+            firing=firing,
+            resolved=len(self.firing) - firing,
+            deliveries=self.deliveries,
+            shown=len(self.shown),
+            untracked=self.untracked,
+        )

@@ -1,0 +1,69 @@
+"""The Redis targets this worker was configured for, each with its own credentials.
+
+A workflow's input can be written by anyone who can start a workflow, so a target in it is a
+claim, not an instruction: every activity that touches a Redis or a Kubernetes object looks
+the claim up here first, and only a configured target gets a connection, a credential or an
+API call. One target's secret is never handed out for another.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from pydantic import BaseModel, ConfigDict
+from temporalio.exceptions import ApplicationError
+
+from activities.models import RedisTarget
+from activities.redis_access import RedisAccess
+
+UNKNOWN_TARGET = "UnknownTarget"
+
+
+class ConfiguredTarget(BaseModel):
+    """One entry of the worker's `targets:`, secrets resolved (never serialised to a workflow)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    name: str
+    target: RedisTarget
+    access: RedisAccess = RedisAccess()
+
+
+def identity(target: RedisTarget) -> tuple[str, str, str, str | None]:
+    """What names a target: the Redis it connects to and the Kubernetes objects it may touch."""
+    return (target.redis_url, target.namespace, target.statefulset, target.api_deployment)
+
+
+class TargetBook:
+    """Looks targets up by identity; anything not configured is refused, never guessed."""
+
+    def __init__(self, targets: Sequence[ConfiguredTarget]) -> None:
+        self._by_identity = {identity(t.target): t for t in targets}
+
+    @property
+    def configured(self) -> list[ConfiguredTarget]:
+        return list(self._by_identity.values())
+
+    def find(self, target: RedisTarget) -> ConfiguredTarget:
+        """The configured entry for `target`, or a non-retryable UnknownTarget error."""
+        found = self._by_identity.get(identity(target))
+        if found is None:
+            raise ApplicationError(self.refusal(target), type=UNKNOWN_TARGET, non_retryable=True)
+        return found
+
+    def access(self, target: RedisTarget) -> RedisAccess:
+        return self.find(target).access
+
+    def refusal(self, target: RedisTarget) -> str:
+        known = "; ".join(
+            f"{t.name} ({t.target.redis_url}, {t.target.namespace}/{t.target.statefulset}, "
+            f"api {t.target.api_deployment or 'none'})"
+            for t in self._by_identity.values()
+        )
+        return (
+            f"target {target.redis_url} ({target.namespace}/{target.statefulset}, api "
+            f"{target.api_deployment or 'none'}) is not one this worker is configured for: "
+            f"nothing was contacted. Configured: {known or 'none'}. Fix: start the incident "
+            "for a configured target (runbook start --target NAME), or add it to `targets:` "
+            "in the worker's runbook.yaml"
+        )
