@@ -11,6 +11,7 @@ from datetime import datetime
 
 from pydantic import BaseModel, Field
 
+from activities.alert_ledger import AlertLedger
 from activities.analysis_models import Analysis
 from activities.models import (
     Abort,
@@ -39,7 +40,9 @@ class CarriedState(BaseModel):
     plan: list[Step]
     next_step: int = Field(ge=1, description="index in plan of the step to (re)enter")
     timeline: list[TimelineEntry] = Field(default_factory=list)
-    alerts: list[Alert] = Field(default_factory=list)
+    timeline_omitted: int = 0
+    alerts: list[Alert] = Field(default_factory=list, description="old histories only")
+    ledger: AlertLedger | None = None
     approvals: list[Approval] = Field(default_factory=list)
     closed: dict[StepName, str] = Field(default_factory=dict)
     withdrawn: dict[StepName, str] = Field(default_factory=dict)

@@ -97,6 +97,17 @@ class Alert(Contract):
     fingerprint: str = Field(min_length=1)
 
 
+class AlertSummary(BaseModel):
+    """How many alerts an incident saw: `alerts` lists the first `shown` of them whole."""
+
+    distinct: int = Field(default=0, description="fingerprints")
+    firing: int = 0
+    resolved: int = 0
+    deliveries: int = Field(default=0, description="alerts received, repeats included")
+    shown: int = 0
+    untracked: int = Field(default=0, description="fingerprints past the ledger's bound")
+
+
 class Mode(StrEnum):
     AUTO = "auto"
     DRY_RUN = "dry-run"
@@ -317,6 +328,7 @@ class IncidentStatus(BaseModel):
     pending_approvals: list[PendingApproval] = Field(default_factory=list)
     timeline: list[TimelineEntry] = Field(default_factory=list)
     alerts: list[Alert] = Field(default_factory=list)
+    alert_summary: AlertSummary = Field(default_factory=AlertSummary)
     review: str = ""
 
 
@@ -348,8 +360,11 @@ class IncidentReport(BaseModel):
     verification: Diagnosis | None = None
     analysis: Analysis = Field(default_factory=lambda: Analysis())
     escalations: list[str] = Field(default_factory=list)
-    timeline: list[TimelineEntry] = Field(default_factory=list)
+    timeline: list[TimelineEntry] = Field(
+        default_factory=list, description="the first and the latest entries; see kind 'omitted'"
+    )
     alerts: list[Alert] = Field(default_factory=list)
+    alert_summary: AlertSummary = Field(default_factory=AlertSummary)
     requested_by: str = ""
     figures: Figures = Field(default_factory=Figures)
     review: str = Field(default="", description="the post-incident review, Markdown")

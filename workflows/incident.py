@@ -156,14 +156,12 @@ class RedisCacheFailure(
         "Deduplicated by fingerprint.",
     )
     def alert(self, alert: Alert) -> None:
-        """Record an alert; repeats of a known fingerprint with the same status are ignored."""
-        known = self._alerts.get(alert.fingerprint)
-        if known is not None and known.status is alert.status:
+        """Record an alert; repeats of a known fingerprint with the same status are counted."""
+        if not self._alerts.record(alert):
             return
-        self._alerts[alert.fingerprint] = alert
         verb = "resolved" if alert.status is AlertStatus.RESOLVED else "firing"
         self._note("alert", f"{alert.name} {verb} ({alert.source}, {alert.fingerprint})")
-        resolved = all(a.status is AlertStatus.RESOLVED for a in self._alerts.values())
+        resolved = self._alerts.all_resolved()
         if resolved and not self._stand_down and self._phase != "done":
             self._note("alert", "every alert resolved: no further action, verify and end")
             self._withdraw_pending("every alert resolved")
@@ -219,7 +217,8 @@ class RedisCacheFailure(
             current_step=self._current,
             pending_approvals=pending,
             timeline=self._timeline,
-            alerts=list(self._alerts.values()),
+            alerts=self._alerts.alerts(),
+            alert_summary=self._alerts.summary(),
             review=draft.review if (draft := self._report()) else "",
         )
 
@@ -452,7 +451,8 @@ class RedisCacheFailure(
             analysis=self._analysis,
             escalations=self._problems,
             timeline=self._timeline,
-            alerts=list(self._alerts.values()),
+            alerts=self._alerts.alerts(),
+            alert_summary=self._alerts.summary(),
             requested_by=self._incident.requested_by,
             started_at=self._started,
             finished_at=workflow.now(),

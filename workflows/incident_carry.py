@@ -19,6 +19,7 @@ from temporalio.exceptions import ApplicationError
 with workflow.unsafe.imports_passed_through():
     from pydantic import ValidationError
 
+    from activities.alert_ledger import AlertLedger
     from activities.carried import CarriedState
     from activities.models import Approval, StepName
     from workflows.approvals import ApprovalBook, State
@@ -75,7 +76,8 @@ class IncidentCarry(IncidentState):
         self._runs, self._started = c.runs, c.started_at
         self._scenario, self._reasons, self._plan = c.scenario, c.reasons, c.plan
         self._timeline, self._problems, self._analysis = c.timeline, c.problems, c.analysis
-        self._alerts = {a.fingerprint: a for a in c.alerts}
+        self._omitted = c.timeline_omitted
+        self._alerts = c.ledger or AlertLedger.of(c.alerts)
         self._triage, self._latest = c.triage, c.latest or c.triage
         self._approval_wait_s, self._original_replicas = c.approval_wait_s, c.original_replicas
         self._ready, self._stand_down, self._abort = c.ready, c.stand_down, c.abort
@@ -126,7 +128,8 @@ class IncidentCarry(IncidentState):
             plan=self._plan,
             next_step=self._index,
             timeline=self._timeline,
-            alerts=list(self._alerts.values()),
+            timeline_omitted=self._omitted,
+            ledger=self._alerts,
             approvals=self._book.approvals,
             closed=dict(self._book.closed),
             withdrawn=self._withdrawn,

@@ -63,7 +63,7 @@ class IncidentCommunication(IncidentState):
             scenario=self._scenario,
             plan=self._plan,
             pending=list(self._pending.values()),
-            alerts=list(self._alerts.values()),
+            alerts=self._alerts.alerts(),
             severity=policy.communication.severity,
             approval_timeout=policy.approvals.timeout,
             recipients=recipients,

@@ -13,10 +13,10 @@ from datetime import datetime
 from temporalio import workflow
 
 with workflow.unsafe.imports_passed_through():
+    from activities.alert_ledger import AlertLedger
     from activities.analysis_models import Analysis
     from activities.models import (
         Abort,
-        Alert,
         Decision,
         Diagnosis,
         Incident,
@@ -35,6 +35,10 @@ with workflow.unsafe.imports_passed_through():
     from workflows.approvals import ApprovalBook, Verdict
 
 
+TIMELINE_HEAD = 50
+TIMELINE_TAIL = 250
+
+
 class IncidentState:
     def __init__(self, incident: Incident) -> None:
         self._incident = incident
@@ -45,7 +49,8 @@ class IncidentState:
         self._current: StepName | None = None
         self._pending: dict[StepName, PendingApproval] = {}
         self._timeline: list[TimelineEntry] = []
-        self._alerts: dict[str, Alert] = {}
+        self._omitted = 0
+        self._alerts = AlertLedger.of(incident.alerts)
         self._book: ApprovalBook | None = None
         self._inbox: list[Decision] = []
         self._problems: list[str] = []
@@ -70,8 +75,6 @@ class IncidentState:
         self._pending_since: dict[StepName, datetime] = {}
         self._index = 1
         self._flaps = 0
-        for alert in incident.alerts:
-            self._alerts.setdefault(alert.fingerprint, alert)
 
     # ---- provided by the parts (declared here so each part can call the others) -------------
 
@@ -129,6 +132,17 @@ class IncidentState:
         self._note("step", f"{step.name.value}: {status}: {detail}")
 
     def _note(self, kind: str, message: str, actor: str | None = None) -> None:
-        self._timeline.append(
-            TimelineEntry(at=workflow.now(), kind=kind, message=message, actor=actor)
-        )
+        """Bounded: the first TIMELINE_HEAD entries and the latest TIMELINE_TAIL are kept, with
+        one 'omitted' entry between them counting the rest (it is all carried, and returned)."""
+        now = workflow.now()
+        self._timeline.append(TimelineEntry(at=now, kind=kind, message=message, actor=actor))
+        if len(self._timeline) <= TIMELINE_HEAD + 1 + TIMELINE_TAIL:
+            return
+        if self._timeline[TIMELINE_HEAD].kind != "omitted":
+            self._timeline.insert(TIMELINE_HEAD, TimelineEntry(at=now, kind="omitted", message=""))
+        while len(self._timeline) > TIMELINE_HEAD + 1 + TIMELINE_TAIL:
+            del self._timeline[TIMELINE_HEAD + 1]
+            self._omitted += 1
+        marker = self._timeline[TIMELINE_HEAD]
+        marker.at = self._timeline[TIMELINE_HEAD + 1].at
+        marker.message = f"{self._omitted} entries omitted (the history has them all)"
