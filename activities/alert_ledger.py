@@ -48,6 +48,10 @@ class AlertLedger(BaseModel):
         """Every alert seen has resolved (never true once some went untracked: unknowable)."""
         return bool(self.firing) and not self.untracked and not any(self.firing.values())
 
+    def firing_names(self) -> list[str]:
+        """Names of the firing alerts among those kept whole (enough to corroborate)."""
+        return sorted({a.name for fp, a in self.shown.items() if self.firing.get(fp)})
+
     def alerts(self) -> list[Alert]:
         return list(self.shown.values())
 

@@ -128,6 +128,7 @@ class Incident(Contract):
 
 class Scenario(StrEnum):
     REDIS_DOWN = "redis_down"
+    UNREACHABLE_FROM_RUNBOOK = "unreachable_from_runbook"  # only the worker cannot reach it
     OUT_OF_MEMORY = "out_of_memory"
     TOO_MANY_CONNECTIONS = "too_many_connections"
     SLOW_COMMANDS = "slow_commands"
@@ -229,6 +230,7 @@ class Condition(StrEnum):
     """When a conditional step runs; evaluated by the workflow at the moment the step is due."""
 
     STILL_DOWN = "still_down"
+    RESTARTED = "restarted"
     RESTART_FAILED = "restart_failed"
     FORCE_DELETED = "force_deleted"
     STILL_DOWN_PAST_FALLBACK_DEADLINE = "still_down_past_fallback_deadline"

@@ -62,6 +62,15 @@ class Thresholds(Section):
     fragmentation_ratio: float = Field(default=1.5, gt=1)
     hit_rate_target: float = Field(default=0.60, gt=0, le=1)
     ping_samples: int = Field(default=5, ge=1, le=100)
+    down_alerts: list[str] = Field(
+        default_factory=lambda: ["RedisDown"],
+        description="alert names that mean Redis is down as monitoring sees it (redis_up == 0)",
+    )
+    vantage_recheck: Duration = Field(
+        default=timedelta(seconds=10),
+        description="when only the worker cannot reach a Redis Kubernetes calls Ready, look "
+        "again after this (a readiness probe may not have failed yet)",
+    )
     connect_timeout: Duration = timedelta(seconds=2)
 
 

@@ -25,6 +25,13 @@ from activities.redis_access import RedisAccess, open_client
 from activities.targets import TargetBook
 
 SLOWLOG_FETCH = 128
+DNS_FAILURES = (
+    "name or service not known",
+    "temporary failure in name resolution",
+    "nodename nor servname",
+    "no address associated",
+    "getaddrinfo",
+)
 
 
 def _refused(err: BaseException) -> bool:
@@ -59,6 +66,8 @@ def finding_for(err: Exception) -> Finding:
         return Finding(code="connection_refused", message=f"nothing listens there: {text}")
     if "ssl" in lowered or "certificate" in lowered:
         return Finding(code="tls_error", message=f"TLS handshake failed: {text}")
+    if any(hint in lowered for hint in DNS_FAILURES):
+        return Finding(code="dns_failure", message=f"the worker cannot resolve the host: {text}")
     return Finding(code="unreachable", message=f"{type(err).__name__}: {text}")
 
 

@@ -7,6 +7,7 @@ from typing import Any
 
 import pytest
 
+from activities.kubernetes_models import KubeProblem, KubernetesFacts, PodFacts
 from activities.models import Diagnosis, Finding, RedisInfo, Scenario, SlowlogEntry
 from activities.policy import Thresholds
 from workflows.classify import classify, explain
@@ -114,3 +115,41 @@ def test_since_ignores_a_restarted_server_baseline() -> None:
     before = diag(rejected_connections=7)
     restarted = diag(rejected_connections=3, uptime_seconds=10)
     assert classify(restarted, since=before) is Scenario.TOO_MANY_CONNECTIONS
+
+
+def _kube(ready: bool = True, endpoints: int | None = 1) -> KubernetesFacts:
+    pod = PodFacts(name="redis-0", uid="u", phase="Running", ready=ready, state="running")
+    facts = KubernetesFacts(taken_at=NOW, reachable=True, pods=[pod], ready_endpoints=endpoints)
+    facts.problem = KubeProblem.NONE if ready else KubeProblem.NOT_READY
+    return facts
+
+
+@pytest.mark.parametrize(
+    ("finding", "hint"),
+    [
+        ("connection_refused", "wrong port"),
+        ("timeout", "NetworkPolicy"),
+        ("dns_failure", "DNS"),
+        ("tls_error", "TLS"),
+        ("auth_failed", "credentials"),
+    ],
+)
+def test_only_the_runbook_cut_off_is_its_own_scenario(finding: str, hint: str) -> None:
+    cut_off = diag(False, (finding,)).model_copy(update={"kubernetes": _kube()})
+    fired = explain(cut_off, Thresholds())
+    assert fired[0][0] is Scenario.UNREACHABLE_FROM_RUNBOOK
+    assert "Kubernetes calls it Ready" in fired[0][1] and hint in fired[0][1]
+
+
+def test_down_needs_a_second_vantage_point() -> None:
+    refused = diag(False, ("connection_refused",))
+    not_ready = refused.model_copy(update={"kubernetes": _kube(ready=False)})
+    no_endpoints = refused.model_copy(update={"kubernetes": _kube(endpoints=0)})
+    ready = refused.model_copy(update={"kubernetes": _kube()})
+    assert classify(not_ready) is Scenario.REDIS_DOWN
+    assert classify(no_endpoints) is Scenario.REDIS_DOWN
+    alerted = explain(ready, Thresholds(), alerts=("RedisDown",))
+    assert alerted[0][0] is Scenario.REDIS_DOWN  # monitoring agrees: down after all
+    alone = explain(refused, Thresholds())  # no Kubernetes view, no alert
+    assert alone[0][0] is Scenario.REDIS_DOWN and "only as the runbook sees it" in alone[0][1]
+    assert explain(ready, Thresholds(), legacy=True)[0][0] is Scenario.REDIS_DOWN

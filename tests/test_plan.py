@@ -15,9 +15,10 @@ def names(scenario: Scenario, **fields: object) -> list[str]:
 
 
 def test_default_approvals_follow_the_runbook() -> None:
+    judged = [s for s in Scenario if s is not Scenario.UNREACHABLE_FROM_RUNBOOK]
     needs = {
         s.name
-        for scenario in Scenario
+        for scenario in judged
         for s in plan_for(scenario, diag(maxmemory_policy="noeviction"), POLICY)
         if s.requires_approval
     }
@@ -28,7 +29,7 @@ def test_default_approvals_follow_the_runbook() -> None:
         StepName.SET_EVICTION_POLICY,
         StepName.TUNE_PERSISTENCE,
     }
-    for scenario in Scenario:
+    for scenario in judged:
         for step in plan_for(scenario, diag(), POLICY):
             if step.name in {StepName.RESTART, StepName.MEMORY_PURGE, StepName.RAISE_MAXCLIENTS}:
                 assert not step.requires_approval
@@ -96,3 +97,20 @@ def test_policy_can_demand_more_approvals_and_more_steps() -> None:
 
 def test_healthy_plans_only_the_diagnosis() -> None:
     assert names(Scenario.HEALTHY) == ["diagnose"]
+
+
+def test_a_restart_only_the_runbook_asks_for_waits_for_a_person() -> None:
+    """Down as the worker alone sees it (Kubernetes calls Redis Ready, or there is no second
+    vantage point at all): the restart is planned behind an approval, never unattended."""
+    cut_off = plan_for(Scenario.UNREACHABLE_FROM_RUNBOOK, diag(), POLICY)
+    assert [s.name for s in cut_off if s.requires_approval] == [StepName.RESTART]
+    assert "Kubernetes calls it Ready" in cut_off[1].title
+    down = diag(False, ("connection_refused",))
+    alone = plan_for(Scenario.REDIS_DOWN, down, POLICY, corroborated=False)
+    seen = plan_for(Scenario.REDIS_DOWN, down, POLICY, corroborated=True)
+    assert [s.requires_approval for s in alone if s.name is StepName.RESTART] == [True]
+    assert [s.requires_approval for s in seen if s.name is StepName.RESTART] == [False]
+    for code in ("tls_error", "dns_failure", "auth_failed"):
+        worker_side = plan_for(Scenario.REDIS_DOWN, diag(False, (code,)), POLICY)
+        assert StepName.RESTART not in [s.name for s in worker_side]
+        assert StepName.PING in [s.name for s in worker_side]

@@ -1,6 +1,9 @@
 """Which runbook path applies: a pure function of the diagnosis and the thresholds.
 
 Precedence, first match wins (the order a person would act in):
+  0. unreachable_from_runbook - only the worker cannot reach Redis: Kubernetes calls its pods
+                             Ready with ready endpoints and no alert says it is down (a DNS,
+                             TLS, credential, port or NetworkPolicy problem on the worker's side)
   1. redis_down            - Redis cannot be reached or is still loading its dataset (the
                              Kubernetes problem, e.g. CrashLoopBackOff or an unbound PVC, is
                              named in the reason)
@@ -25,8 +28,36 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from activities.kubernetes_models import KubeProblem, KubernetesFacts
 from activities.models import Diagnosis, RedisInfo, Scenario, SlowlogEntry
 from activities.policy import Thresholds
+
+# What the worker's own failure to connect most likely means, by the diagnosis' finding.
+VANTAGE_HINTS = {
+    "dns_failure": "DNS: the worker cannot resolve the Redis host",
+    "tls_error": "TLS: the worker's CA or client certificate, or the server's certificate",
+    "auth_failed": "credentials: the worker's password or ACL user for this target",
+    "connection_refused": "a wrong port in the target's URL, or a NetworkPolicy rejecting "
+    "the worker",
+    "timeout": "a NetworkPolicy dropping the worker's traffic, or the network in between",
+}
+
+
+def kubernetes_says_ready(kube: KubernetesFacts | None) -> bool:
+    """Every pod Ready, no problem found, and the Service has ready endpoints."""
+    return (
+        kube is not None
+        and kube.reachable
+        and kube.problem is KubeProblem.NONE
+        and bool(kube.pods)
+        and all(p.ready for p in kube.pods)
+        and (kube.ready_endpoints is None or kube.ready_endpoints > 0)
+    )
+
+
+def kubernetes_says_down(kube: KubernetesFacts | None) -> bool:
+    """Kubernetes was seen, and it does not call Redis Ready."""
+    return kube is not None and kube.reachable and not kubernetes_says_ready(kube)
 
 
 @dataclass(frozen=True)
@@ -34,6 +65,11 @@ class Context:
     d: Diagnosis
     t: Thresholds
     since: Diagnosis | None = None
+    alerts: tuple[str, ...] = ()  # names of the alerts firing in this incident
+    legacy: bool = False  # the rules as they were, for histories recorded before them
+
+    def monitoring_says_down(self) -> bool:
+        return any(name in self.t.down_alerts for name in self.alerts)
 
     def earlier(self) -> RedisInfo | None:
         """The baseline INFO, when it is the same server run (counters reset on restart)."""
@@ -60,10 +96,36 @@ class Context:
 Rule = Callable[[Context], str | None]
 
 
+def down_corroborated(c: Context) -> bool:
+    """A second vantage point agrees Redis is down: Kubernetes, or the alert that opened the
+    incident. Without one, the worker's own view alone never restarts anything unattended."""
+    return c.legacy or kubernetes_says_down(c.d.kubernetes) or c.monitoring_says_down()
+
+
+def _unreachable_from_runbook(c: Context) -> str | None:
+    d = c.d
+    if c.legacy or d.reachable or d.has("max_clients_reached") or d.has("loading"):
+        return None
+    if not kubernetes_says_ready(d.kubernetes) or c.monitoring_says_down():
+        return None
+    kube = d.kubernetes
+    assert kube is not None
+    first = d.findings[0] if d.findings else None
+    hint = VANTAGE_HINTS.get(first.code if first else "", "the network between worker and Redis")
+    return (
+        f"only the runbook cannot reach Redis ({first.message if first else 'no answer'}); "
+        f"Kubernetes calls it Ready ({len(kube.pods)} pods ready, "
+        f"{kube.ready_endpoints if kube.ready_endpoints is not None else '?'} ready endpoints) "
+        f"and no alert says it is down. Likely cause: {hint}"
+    )
+
+
 def _down(c: Context) -> str | None:
     if c.d.has("max_clients_reached") or c.d.reachable:
         return None
     reason = "; ".join(f.message for f in c.d.findings) or "Redis is unreachable"
+    if not down_corroborated(c):
+        reason += " (only as the runbook sees it: no Kubernetes view of it, no alert says so)"
     kube = c.d.kubernetes
     if kube is not None and kube.problem.value not in ("none", "kubernetes_unavailable"):
         reason += f" (Kubernetes: {kube.problem.value.replace('_', ' ')})"
@@ -142,6 +204,7 @@ def _high_latency(c: Context) -> str | None:
 
 
 RULES: list[tuple[Scenario, Rule]] = [
+    (Scenario.UNREACHABLE_FROM_RUNBOOK, _unreachable_from_runbook),
     (Scenario.REDIS_DOWN, _down),
     (Scenario.OUT_OF_MEMORY, _out_of_memory),
     (Scenario.TOO_MANY_CONNECTIONS, _too_many_connections),
@@ -151,10 +214,15 @@ RULES: list[tuple[Scenario, Rule]] = [
 
 
 def explain(
-    diagnosis: Diagnosis, thresholds: Thresholds, since: Diagnosis | None = None
+    diagnosis: Diagnosis,
+    thresholds: Thresholds,
+    since: Diagnosis | None = None,
+    alerts: tuple[str, ...] = (),
+    legacy: bool = False,
 ) -> list[tuple[Scenario, str]]:
-    """Every rule that fires, in precedence order: the first decides, the rest are context."""
-    context = Context(diagnosis, thresholds, since)
+    """Every rule that fires, in precedence order: the first decides, the rest are context.
+    `alerts`: the names of the alerts firing in the incident (a second vantage point)."""
+    context = Context(diagnosis, thresholds, since, alerts, legacy)
     fired = []
     for scenario, rule in RULES:
         reason = rule(context)

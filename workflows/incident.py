@@ -41,7 +41,7 @@ with workflow.unsafe.imports_passed_through():
     from activities.targets import UNKNOWN_TARGET
     from workflows import retries
     from workflows.approvals import ApprovalBook
-    from workflows.classify import explain
+    from workflows.classify import down_corroborated
     from workflows.executor import StepContext, run_step
     from workflows.incident_carry import IncidentCarry
     from workflows.incident_comms import IncidentCommunication
@@ -70,6 +70,9 @@ EVIDENCE: dict[Scenario, tuple[str, str, type[Any]]] = {
 FRESH_TRIAGE = timedelta(seconds=10)
 PATCH_LOCAL_CONFIG = "config-as-local-activity"
 PATCH_PING_FROM_TRIAGE = "first-ping-from-fresh-triage"
+# Corroborated "down" and the judgement rules (workflows/classify.py): older histories replay
+# with the rules they were recorded under.
+PATCH_JUDGEMENT = "judgement-corroborated"
 RECOVERY = frozenset({StepName.WARM, StepName.RE_ENABLE, StepName.SCALE, StepName.WATCH_HIT_RATE})
 
 
@@ -88,6 +91,7 @@ class RedisCacheFailure(
 
     @workflow.run
     async def run(self, incident: Incident) -> IncidentReport:
+        self._legacy_judgement = not workflow.patched(PATCH_JUDGEMENT)
         if incident.carried is None:
             self._note("started", f"{incident.mode.value} run for {incident.target.redis_url}",
                        actor=incident.requested_by)  # fmt: skip
@@ -253,20 +257,22 @@ class RedisCacheFailure(
 
     async def _triage_and_plan(self) -> Diagnosis:
         began = workflow.now()
-        if StepName.RESTART in self._config.available_steps:
-            diagnosis, kube = await asyncio.gather(self._diagnose(), self._inspect())
-            diagnosis = diagnosis.model_copy(update={"kubernetes": kube})
-            self._latest = diagnosis
-        else:
-            diagnosis = await self._diagnose()
+        diagnosis = await self._look()
+        fired = self._explain(diagnosis)
+        if self._worth_a_second_look(diagnosis, fired):
+            wait = self._config.policy.thresholds.vantage_recheck
+            self._note("vantage", f"{fired[0][1]}; looking again in {wait}")
+            await workflow.sleep(wait)
+            diagnosis = await self._look()
+            fired = self._explain(diagnosis)
         self._triage = diagnosis
         self._phase = "planning"
-        fired = explain(diagnosis, self._config.policy.thresholds)
         self._scenario = fired[0][0] if fired else Scenario.HEALTHY
         self._reasons = [f"{scenario.value}: {reason}" for scenario, reason in fired]
         why = fired[0][1] if fired else "no threshold crossed"
         self._note("classified", f"{self._scenario.value}: {why}")
-        plan = plan_for(self._scenario, diagnosis, self._config.policy)
+        corroborated = down_corroborated(self._judged(diagnosis))
+        plan = plan_for(self._scenario, diagnosis, self._config.policy, corroborated)
         self._plan = mark_unavailable(plan, frozenset(self._config.available_steps))
         self._book = ApprovalBook.for_plan(
             self._config.policy.approvals, self._incident.requested_by, self._plan
@@ -277,6 +283,29 @@ class RedisCacheFailure(
         self._inbox.clear()
         await self._gather_evidence()
         self._mark(self._plan[0], "succeeded", began, detail="; ".join(self._reasons) or "healthy")
+        return diagnosis
+
+    def _worth_a_second_look(self, diagnosis: Diagnosis, fired: list[tuple[Scenario, str]]) -> bool:
+        """Down as only the worker sees it: Kubernetes calls Redis Ready (its readiness probe may
+        not have failed yet), or Kubernetes could not be read (a passing API error). One more
+        look decides between a restart and a person."""
+        if not fired or self._legacy_judgement:
+            return False
+        if fired[0][0] is Scenario.UNREACHABLE_FROM_RUNBOOK:
+            return True
+        return (
+            fired[0][0] is Scenario.REDIS_DOWN
+            and StepName.RESTART in self._config.available_steps
+            and not down_corroborated(self._judged(diagnosis))
+        )
+
+    async def _look(self) -> Diagnosis:
+        """Redis and, where this worker has it, Kubernetes, in parallel."""
+        if StepName.RESTART not in self._config.available_steps:
+            return await self._diagnose()
+        diagnosis, kube = await asyncio.gather(self._diagnose(), self._inspect())
+        diagnosis = diagnosis.model_copy(update={"kubernetes": kube})
+        self._latest = diagnosis
         return diagnosis
 
     async def _gather_evidence(self) -> None:
@@ -397,7 +426,7 @@ class RedisCacheFailure(
 
     async def _verify(self) -> StepResult:
         diagnosis = await self._diagnose()
-        fired = explain(diagnosis, self._config.policy.thresholds, since=self._previous)
+        fired = self._explain(diagnosis, since=self._previous)
         if not fired:
             return StepResult(changed=False, summary="healthy: no threshold crossed")
         return StepResult(changed=False, summary="; ".join(f"{s.value}: {r}" for s, r in fired))
@@ -407,7 +436,7 @@ class RedisCacheFailure(
     def _scenario_of(self, diagnosis: Diagnosis | None) -> Scenario | None:
         if diagnosis is None:
             return None
-        fired = explain(diagnosis, self._config.policy.thresholds, since=self._previous)
+        fired = self._explain(diagnosis, since=self._previous)
         return fired[0][0] if fired else Scenario.HEALTHY
 
     def _decide_outcome(self, verified: Scenario | None) -> Outcome:

@@ -16,11 +16,11 @@ with workflow.unsafe.imports_passed_through():
     from activities.models import Condition, Diagnosis, Scenario, StepName
     from activities.redis_diagnosis import RedisDiagnosisActivities
     from workflows import retries
-    from workflows.classify import explain
     from workflows.incident_state import IncidentState
 
 # Conditions that are facts about the plan: the step they name succeeded.
 DONE = {
+    Condition.RESTARTED: StepName.RESTART,
     Condition.FLUSHED: StepName.FLUSH,
     Condition.FORCE_DELETED: StepName.FORCE_DELETE_POD,
     Condition.MEMORY_LIMIT_RAISED: StepName.RAISE_MEMORY_LIMIT,
@@ -87,7 +87,7 @@ class IncidentProbes(IncidentState):
             return not self._ready  # wait_ready checks the rollout and PING together
         diagnosis = await self._diagnose()
         if condition in (Condition.STILL_OUT_OF_MEMORY, Condition.STILL_OUT_OF_MEMORY_AFTER_FLUSH):
-            fired = explain(diagnosis, self._config.policy.thresholds, since=self._previous)
+            fired = self._explain(diagnosis, since=self._previous)
             return any(s is Scenario.OUT_OF_MEMORY for s, _ in fired)
         if condition is Condition.MEMORY_FRAGMENTED:
             ratio = diagnosis.info.mem_fragmentation_ratio if diagnosis.info else 0.0

@@ -33,6 +33,7 @@ with workflow.unsafe.imports_passed_through():
     from activities.notify_models import NotificationKind
     from activities.policy import RunbookConfig
     from workflows.approvals import ApprovalBook, Verdict
+    from workflows.classify import Context, explain
 
 
 TIMELINE_HEAD = 50
@@ -75,6 +76,7 @@ class IncidentState:
         self._pending_since: dict[StepName, datetime] = {}
         self._index = 1
         self._flaps = 0
+        self._legacy_judgement = False
 
     # ---- provided by the parts (declared here so each part can call the others) -------------
 
@@ -105,6 +107,22 @@ class IncidentState:
         """The target as the worker's configuration has it (checked by `runbook_config`);
         the input's own only in histories recorded before targets were checked."""
         return self._config.target or self._incident.target
+
+    def _judged(self, diagnosis: Diagnosis, since: Diagnosis | None = None) -> Context:
+        """What the judgement rules see: the diagnosis, the policy, the incident's alerts."""
+        return Context(
+            diagnosis,
+            self._config.policy.thresholds,
+            since,
+            alerts=tuple(self._alerts.firing_names()),
+            legacy=self._legacy_judgement,
+        )
+
+    def _explain(
+        self, diagnosis: Diagnosis, since: Diagnosis | None = None
+    ) -> list[tuple[Scenario, str]]:
+        c = self._judged(diagnosis, since)
+        return explain(c.d, c.t, c.since, c.alerts, c.legacy)
 
     def _history_too_long(self) -> bool:
         info = workflow.info()

@@ -34,6 +34,7 @@ TUNED_PERSISTENCE: dict[str, str | int | float] = {
 
 WHEN = {
     Condition.STILL_DOWN: "Redis is still down",
+    Condition.RESTARTED: "the StatefulSet was restarted",
     Condition.RESTART_FAILED: "the restart does not bring Redis back by the deadline",
     Condition.FORCE_DELETED: "the pod was force-deleted",
     Condition.STILL_DOWN_PAST_FALLBACK_DEADLINE: "Redis is still down past the fallback deadline",
@@ -51,8 +52,9 @@ HOUR = timedelta(hours=1)
 class _Planner:
     """Builds steps with the policy's approval rules applied in one place."""
 
-    def __init__(self, policy: Policy) -> None:
+    def __init__(self, policy: Policy, corroborated: bool = True) -> None:
         self.policy = policy
+        self.corroborated = corroborated  # a second vantage point agrees Redis is down
         self.steps: list[Step] = []
 
     def add(
@@ -102,18 +104,28 @@ class _Planner:
         )
 
 
+# The worker's own credentials or trust are wrong: a finding to fix, not an outage to restart.
+WORKER_SIDE = {
+    "auth_failed": "Ping again once the worker's Redis password is fixed",
+    "tls_error": "Ping again once the worker's TLS settings (CA, certificate) are fixed",
+    "dns_failure": "Ping again once the worker can resolve the Redis host",
+}
+
+
 def _redis_down(p: _Planner, d: Diagnosis) -> None:
-    if d.has("auth_failed"):
-        p.add(StepName.PING, "Ping again once the worker's Redis password is fixed")
+    worker_side = next((title for code, title in WORKER_SIDE.items() if d.has(code)), None)
+    if worker_side is not None:
+        p.add(StepName.PING, worker_side)
         return
     p.add(StepName.PING, "Ping Redis to confirm it is down")
     if d.has("loading"):
         p.add(StepName.WAIT_READY, "Wait for Redis to finish loading its dataset")
+    uncorroborated = None if p.corroborated else "Redis is down only as the runbook sees it"
     p.add(
         StepName.RESTART,
         "Rollout-restart the Redis StatefulSet",
         when=Condition.STILL_DOWN,
-        gated_because=_restart_budget_spent(d, p.policy),
+        gated_because=_restart_budget_spent(d, p.policy) or uncorroborated,
     )
     p.add(StepName.WAIT_READY, "Wait for the StatefulSet to be ready and Redis to answer PING")
     p.add(
@@ -123,6 +135,17 @@ def _redis_down(p: _Planner, d: Diagnosis) -> None:
     )
     p.add(StepName.WAIT_READY, "Wait for the recreated pod", when=Condition.FORCE_DELETED)
     _fallback(p)
+
+
+def _unreachable_from_runbook(p: _Planner, d: Diagnosis) -> None:
+    """Kubernetes calls Redis Ready: nothing is restarted unless a person says so."""
+    p.add(
+        StepName.RESTART,
+        "Rollout-restart the Redis StatefulSet",
+        when=Condition.STILL_DOWN,
+        gated_because="only the runbook cannot reach Redis, Kubernetes calls it Ready",
+    )
+    p.add(StepName.WAIT_READY, "Wait for the StatefulSet to be ready", when=Condition.RESTARTED)
 
 
 def _fallback(p: _Planner) -> None:
@@ -233,6 +256,7 @@ def _high_latency(p: _Planner, d: Diagnosis) -> None:
 
 
 PATHS = {
+    Scenario.UNREACHABLE_FROM_RUNBOOK: _unreachable_from_runbook,
     Scenario.REDIS_DOWN: _redis_down,
     Scenario.OUT_OF_MEMORY: _out_of_memory,
     Scenario.TOO_MANY_CONNECTIONS: _too_many_connections,
@@ -241,9 +265,12 @@ PATHS = {
 }
 
 
-def plan_for(scenario: Scenario, diagnosis: Diagnosis, policy: Policy) -> list[Step]:
-    """The full runbook path: diagnose first, the scenario's steps, then verify."""
-    planner = _Planner(policy)
+def plan_for(
+    scenario: Scenario, diagnosis: Diagnosis, policy: Policy, corroborated: bool = True
+) -> list[Step]:
+    """The full runbook path: diagnose first, the scenario's steps, then verify.
+    `corroborated` False: only the worker sees Redis down, so no restart runs unattended."""
+    planner = _Planner(policy, corroborated)
     planner.add(StepName.DIAGNOSE, "Read PING, INFO, SLOWLOG and DBSIZE")
     path = PATHS.get(scenario)
     if path is None:
