@@ -13,7 +13,7 @@ import json
 import re
 from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
 
 from kubernetes import client
@@ -49,6 +49,7 @@ _UNITS |= {"Ki": 2**10, "Mi": 2**20, "Gi": 2**30, "Ti": 2**40}
 
 POD_FIELDS = ("pods", "oom_killed", "crash_looping", "pod_pending", "pod_terminating")
 ENDPOINT_FIELDS = ("ready_endpoints", "not_ready_endpoints")
+OOM_WINDOW = timedelta(hours=1)  # the default of thresholds.oom_window
 
 
 def _read_in_parallel(
@@ -189,11 +190,21 @@ def pod_facts(pod: Mapping[str, Any], container: str) -> PodFacts:
         waiting_reason=(state.get("waiting") or {}).get("reason"),
         last_termination_reason=last.get("reason") or (state.get("terminated") or {}).get("reason"),
         last_termination_exit_code=last.get("exitCode"),
+        last_termination_at=_parse_time(last.get("finishedAt")),
         terminating=bool(meta.get("deletionTimestamp")),
         unschedulable=scheduled.get("message") if scheduled.get("status") == "False" else None,
         revision=(meta.get("labels") or {}).get("controller-revision-hash"),
         claims=claims,
     )
+
+
+def _parse_time(raw: Any) -> datetime | None:
+    if not isinstance(raw, str) or not raw:
+        return None
+    try:
+        return datetime.fromisoformat(raw.replace("Z", "+00:00"))
+    except ValueError:
+        return None
 
 
 def _timestamp(event: Mapping[str, Any]) -> datetime | None:
@@ -258,12 +269,18 @@ class Inspector:
         timeouts: tuple[float, float],
         container: str = "redis",
         api_container: str = "api",
+        oom_window: timedelta = OOM_WINDOW,
     ) -> None:
         self.core = client.CoreV1Api(api)
         self.apps = client.AppsV1Api(api)
         self.timeouts = timeouts
         self.container = container
         self.api_container = api_container
+        self.oom_window = oom_window
+
+    def _recent(self, at: datetime | None, now: datetime) -> bool:
+        """An OOMKilled of unknown age counts: it may be the one behind this incident."""
+        return at is None or now - at <= self.oom_window
 
     def _json(self, what: str, call: Callable[..., Any], *args: Any, **kw: Any) -> JSONDict:
         return _read(what, lambda: read_json(call, *args, timeout=self.timeouts, **kw))
@@ -321,10 +338,18 @@ class Inspector:
             return
         facts.pods = [pod_facts(pod, self.container) for pod in found.get("items") or []]
         for pod in facts.pods:
-            if pod.oom_killed:
+            if pod.oom_killed and self._recent(pod.last_termination_at, facts.taken_at):
                 facts.oom_killed = True
                 facts.findings.append(
                     Finding(code="oom_killed", message=f"{pod.name} was OOMKilled")
+                )
+            elif pod.oom_killed:
+                facts.findings.append(
+                    Finding(
+                        code="oom_killed_long_ago",
+                        message=f"{pod.name} was OOMKilled at {pod.last_termination_at}, "
+                        f"longer ago than the OOM window ({self.oom_window})",
+                    )
                 )
             if pod.waiting_reason == "CrashLoopBackOff":
                 facts.crash_looping = True

@@ -84,6 +84,7 @@ class PodFacts(BaseModel):
     waiting_reason: str | None = None
     last_termination_reason: str | None = Field(None, description="e.g. OOMKilled, Error")
     last_termination_exit_code: int | None = None
+    last_termination_at: datetime | None = Field(None, description="when it last terminated")
     terminating: bool = False
     unschedulable: str | None = Field(None, description="why the scheduler left it Pending")
     revision: str | None = None
@@ -135,7 +136,7 @@ class KubernetesFacts(BaseModel):
     ready_endpoints: int | None = Field(None, description="None: no Endpoints object")
     not_ready_endpoints: int | None = None
     api_deployment: DeploymentFacts | None = None
-    oom_killed: bool = False
+    oom_killed: bool = Field(False, description="a pod was OOMKilled within the OOM window")
     crash_looping: bool = False
     pvc_unbound: bool = False
     pod_pending: bool = False

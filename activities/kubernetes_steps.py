@@ -13,7 +13,7 @@ from __future__ import annotations
 import re
 import time
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import redis
@@ -37,7 +37,13 @@ from activities.kubernetes_client import (
     load_api_client,
     read_json,
 )
-from activities.kubernetes_inspect import Inspector, label_selector, pod_facts, statefulset_facts
+from activities.kubernetes_inspect import (
+    OOM_WINDOW,
+    Inspector,
+    label_selector,
+    pod_facts,
+    statefulset_facts,
+)
 from activities.kubernetes_models import (
     CACHE_ENV,
     FallbackResult,
@@ -122,6 +128,7 @@ class KubernetesActivities:
         unavailable: str | None = None,
         redis_container: str = "redis",
         api_container: str = "api",
+        oom_window: timedelta = OOM_WINDOW,
     ) -> None:
         self._client = api
         self._access = access or KubernetesAccess()
@@ -129,10 +136,14 @@ class KubernetesActivities:
         self._unavailable = unavailable or "Kubernetes is not configured for this worker"
         self.redis_container = redis_container
         self.api_container = api_container
+        self.oom_window = oom_window
 
     @classmethod
     def from_access(
-        cls, access: KubernetesAccess, targets: TargetBook | None = None
+        cls,
+        access: KubernetesAccess,
+        targets: TargetBook | None = None,
+        oom_window: timedelta = OOM_WINDOW,
     ) -> KubernetesActivities:
         """Load the configuration now; a missing one is remembered, not raised, so the worker
         still starts and inspect_kubernetes reports it."""
@@ -141,7 +152,7 @@ class KubernetesActivities:
             reason = None
         except KubernetesNotConfigured as err:
             api, reason = None, str(err)
-        return cls(api, access=access, targets=targets, unavailable=reason)
+        return cls(api, access=access, targets=targets, unavailable=reason, oom_window=oom_window)
 
     @property
     def configured(self) -> bool:
@@ -224,7 +235,11 @@ class KubernetesActivities:
                 findings=[Finding(code="kubernetes_not_configured", message=self._unavailable)],
             )
         inspector = Inspector(
-            self._client, self._access.timeouts, self.redis_container, self.api_container
+            self._client,
+            self._access.timeouts,
+            self.redis_container,
+            self.api_container,
+            self.oom_window,
         )
         return inspector.inspect(target)
 

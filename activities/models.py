@@ -158,6 +158,7 @@ class RedisInfo(BaseModel):
     rejected_connections: int = 0
     blocked_clients: int = 0
     evicted_keys: int = 0
+    oom_errors: int = Field(default=0, description="writes refused with OOM (errorstat_OOM)")
     keyspace_hits: int = 0
     keyspace_misses: int = 0
     rdb_bgsave_in_progress: int = 0

@@ -62,6 +62,10 @@ class Thresholds(Section):
     fragmentation_ratio: float = Field(default=1.5, gt=1)
     hit_rate_target: float = Field(default=0.60, gt=0, le=1)
     ping_samples: int = Field(default=5, ge=1, le=100)
+    oom_window: Duration = Field(
+        default=timedelta(hours=1),
+        description="an OOMKilled termination older than this is history, not this incident",
+    )
     down_alerts: list[str] = Field(
         default_factory=lambda: ["RedisDown"],
         description="alert names that mean Redis is down as monitoring sees it (redis_up == 0)",

@@ -113,6 +113,7 @@ def parse_info(raw: dict[str, Any], db: int) -> RedisInfo:
         rejected_connections=_int(raw, "rejected_connections"),
         blocked_clients=_int(raw, "blocked_clients"),
         evicted_keys=_int(raw, "evicted_keys"),
+        oom_errors=_int(raw.get("errorstat_OOM") or {}, "count"),
         keyspace_hits=_int(raw, "keyspace_hits"),
         keyspace_misses=_int(raw, "keyspace_misses"),
         rdb_bgsave_in_progress=_int(raw, "rdb_bgsave_in_progress"),
@@ -151,6 +152,14 @@ async def _sample_pings(client: aioredis.Redis, count: int, findings: list[Findi
     return samples
 
 
+async def _errorstats(client: aioredis.Redis) -> dict[str, Any]:
+    """INFO errorstats (Redis 6.2+): errorstat_OOM counts writes refused for memory."""
+    try:
+        return dict(await client.info("errorstats"))
+    except rexc.ResponseError:
+        return {}
+
+
 async def _slowlog(client: aioredis.Redis, findings: list[Finding]) -> list[SlowlogEntry]:
     try:
         raw = await client.slowlog_get(SLOWLOG_FETCH)
@@ -181,7 +190,7 @@ async def diagnose(target: RedisTarget, access: RedisAccess, ping_samples: int) 
     try:
         evicted_before = _int(await client.info("stats"), "evicted_keys")
         samples = await _sample_pings(client, ping_samples, findings)
-        info = parse_info(await client.info(), target.db)
+        info = parse_info({**await client.info(), **await _errorstats(client)}, target.db)
         slowlog = await _slowlog(client, findings)
         dbsize = int(await client.dbsize())
     except rexc.RedisError as err:

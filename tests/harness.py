@@ -13,7 +13,15 @@ import redis
 from temporalio.client import Client, WorkflowHandle
 from temporalio.worker import Worker
 
-from activities.models import Incident, IncidentReport, IncidentStatus, Mode, RedisTarget, Scenario
+from activities.models import (
+    Incident,
+    IncidentReport,
+    IncidentStatus,
+    Mode,
+    RedisTarget,
+    Scenario,
+    StepName,
+)
 from sandbox import faults
 from sandbox.processes import RedisProcess
 from tests.conftest import RedisFactory
@@ -128,6 +136,20 @@ async def wait_for_pending(
         await asyncio.sleep(0.1)
 
 
+async def until_step(
+    handle: WorkflowHandle[Any, Any], step: StepName, status: str, within: float = 30.0
+) -> None:
+    """Poll the `status` query until the first step of that name has that status."""
+    deadline = asyncio.get_running_loop().time() + within
+    while True:
+        plan = (await handle.query("status", result_type=IncidentStatus)).plan
+        if any(s.name is step and s.status == status for s in plan):
+            return
+        if asyncio.get_running_loop().time() > deadline:
+            raise TimeoutError(f"{step.value} never became {status}")
+        await asyncio.sleep(0.1)
+
+
 def command_calls(client: redis.Redis, command: str) -> int:
     """How often Redis itself says it ran `command` (INFO commandstats, e.g. 'flushdb')."""
     stats = client.info("commandstats")
@@ -135,10 +157,11 @@ def command_calls(client: redis.Redis, command: str) -> int:
 
 
 def full_evicting_redis(redis_server: RedisFactory, **config: str) -> RedisProcess:
-    """Filled until it refused writes, then given an evicting policy: on the out_of_memory
-    path the only gate left is the flush."""
+    """Filled until it refused writes, under a volatile policy with no key holding a TTL: it
+    can evict nothing, so it is out of memory for real, and on that path the only gate left
+    is the flush (the policy already names an eviction order)."""
     server = redis_server(maxmemory="4mb", **{"maxmemory-policy": "noeviction"}, **config)
     client = server.client()
     faults.fill_memory(client)
-    client.config_set("maxmemory-policy", "allkeys-lru")
+    client.config_set("maxmemory-policy", "volatile-lru")
     return server

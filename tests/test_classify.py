@@ -53,9 +53,24 @@ CASES = [
     ("memory 89%", diag(used_memory=89 * MB), Scenario.HEALTHY),
     ("memory 90%", diag(used_memory=90 * MB), Scenario.OUT_OF_MEMORY),
     ("no maxmemory", diag(maxmemory=0, used_memory=900 * MB), Scenario.HEALTHY),
-    ("evicting now", diag(evictions_during_sample=3), Scenario.OUT_OF_MEMORY),
-    ("evictions 99/min", diag(evicted_keys=99 * 60), Scenario.HEALTHY),
-    ("evictions 100/min", diag(evicted_keys=100 * 60), Scenario.OUT_OF_MEMORY),
+    # out of memory as a person judges it: a full cache evicting as designed is healthy
+    ("lru full, evicting", diag(used_memory=99 * MB, maxmemory_policy="allkeys-lru",
+                                evictions_during_sample=3, evicted_keys=10**6), Scenario.HEALTHY),
+    ("noeviction full", diag(used_memory=95 * MB, maxmemory_policy="noeviction"),
+     Scenario.OUT_OF_MEMORY),
+    ("volatile, no TTLs", diag(used_memory=95 * MB, maxmemory_policy="volatile-lru", keys=9,
+                               expires=0), Scenario.OUT_OF_MEMORY),
+    ("volatile, TTLs", diag(used_memory=95 * MB, maxmemory_policy="volatile-lru", keys=9,
+                            expires=5), Scenario.HEALTHY),
+    ("lru full refusing", diag(used_memory=95 * MB, maxmemory_policy="allkeys-lru",
+                               oom_errors=4), Scenario.OUT_OF_MEMORY),
+    ("refused long ago", diag(used_memory=50 * MB, oom_errors=4), Scenario.HEALTHY),
+    ("evicting now, hits fine", diag(evictions_during_sample=3, keyspace_hits=90,
+                                     keyspace_misses=10), Scenario.HEALTHY),
+    ("evicting now, missing", diag(evictions_during_sample=3, keyspace_hits=10,
+                                   keyspace_misses=90), Scenario.OUT_OF_MEMORY),
+    ("evictions 99/min", diag(evicted_keys=99 * 60, keyspace_misses=9), Scenario.HEALTHY),
+    ("evictions 100/min", diag(evicted_keys=100 * 60, keyspace_misses=9), Scenario.OUT_OF_MEMORY),
     ("clients 89%", diag(connected_clients=899), Scenario.HEALTHY),
     ("clients 90%", diag(connected_clients=900), Scenario.TOO_MANY_CONNECTIONS),
     ("rejected", diag(rejected_connections=1), Scenario.TOO_MANY_CONNECTIONS),
@@ -153,3 +168,13 @@ def test_down_needs_a_second_vantage_point() -> None:
     alone = explain(refused, Thresholds())  # no Kubernetes view, no alert
     assert alone[0][0] is Scenario.REDIS_DOWN and "only as the runbook sees it" in alone[0][1]
     assert explain(ready, Thresholds(), legacy=True)[0][0] is Scenario.REDIS_DOWN
+
+
+def test_an_oomkilled_crash_loop_takes_the_memory_path() -> None:
+    looping = _kube(ready=False)
+    looping.oom_killed = looping.crash_looping = True
+    down = diag(False, ("connection_refused",)).model_copy(update={"kubernetes": looping})
+    assert classify(down) is Scenario.OUT_OF_MEMORY
+    crashed = _kube(ready=False)
+    crashed.crash_looping = True  # not OOMKilled (or long ago): a restart's business
+    assert classify(down.model_copy(update={"kubernetes": crashed})) is Scenario.REDIS_DOWN

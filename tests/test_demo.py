@@ -126,15 +126,16 @@ def test_oom_demo_explains_three_ways_to_approve_and_recovers(tmp_path: Path) ->
 
     assert "posting RedisOutOfConfiguredMaxmemory as Alertmanager would" in out
     assert "scenario: out_of_memory" in out
-    assert ">>> flush waits for approval" in out
+    step = "set_eviction_policy"
+    assert f">>> {step} waits for approval" in out
     assert "1. Temporal Web UI: http://127.0.0.1:" in out
-    assert '"Send an Update": name decide, input {"step": "flush"' in out
-    assert '"Send a Signal": name approve, input {"step": "flush"' in out
-    assert "approve redis-cache-failure/treebeard-production/redis flush --as YOUR-NAME" in out
+    assert f'"Send an Update": name decide, input {{"step": "{step}"' in out
+    assert f'"Send a Signal": name approve, input {{"step": "{step}"' in out
+    assert f"approve redis-cache-failure/treebeard-production/redis {step} --as YOUR-NAME" in out
     assert "3. Slack: none configured here" in out
-    assert "flush approved (1/1) (--approve-as demo-operator)" in out
+    assert f"{step} approved (1/1) (--approve-as demo-operator)" in out
+    assert "flush                skipped" in out  # evicting now: no flush needed
     assert "Approval: raise_memory_limit approved by demo-operator" in out
-    assert "watch_hit_rate       succeeded" in out
     assert "outcome: resolved" in out
 
 

@@ -3,17 +3,21 @@ The sandbox cluster (real redis-server pods, readiness by real PING), real Tempo
 
 from __future__ import annotations
 
+import threading
 from typing import Any
 
+import redis
 from kubernetes import client
 from temporalio.testing import WorkflowEnvironment
 
 from activities.kubernetes_models import RESTARTED_AT
 from activities.models import Incident, Mode, RedisTarget, Scenario
+from sandbox import faults
 from sandbox.cluster import SandboxCluster
-from sandbox.processes import free_port
-from tests.harness import running_worker, settings_for, start, target_route
-from tests.sandbox_checks import NS
+from sandbox.processes import RedisProcess, free_port
+from tests.conftest import RedisFactory
+from tests.harness import auto, dry_run, running_worker, settings_for, start, target_route
+from tests.sandbox_checks import NS, until
 
 
 def statefulset(cluster: SandboxCluster) -> tuple[int, dict[str, Any]]:
@@ -53,3 +57,67 @@ async def test_only_the_runbook_cut_off_restarts_nothing(
     assert report.outcome == "escalated"
     assert "unreachable_from_runbook" in report.review
     assert any(e.kind == "vantage" for e in report.timeline)  # it looked twice
+
+
+class Writer:
+    """Write traffic on a thread for as long as the block runs: keys of 1 KiB, never read."""
+
+    def __init__(self, server: RedisProcess) -> None:
+        self._client = server.client()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._write, daemon=True)
+        self.written = 0
+        self.refused = 0
+
+    def _write(self) -> None:
+        payload = "x" * 1024
+        while not self._stop.is_set() and self.written < 200_000:
+            try:
+                self._client.set(f"traffic:{self.written}", payload)
+            except redis.exceptions.OutOfMemoryError:
+                self.refused += 1
+            self.written += 1
+
+    def __enter__(self) -> Writer:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join(timeout=10)
+
+
+async def test_a_full_lru_cache_under_writes_is_healthy_and_nothing_changes(
+    temporal_env: WorkflowEnvironment, redis_server: RedisFactory
+) -> None:
+    server = redis_server(maxmemory="4mb", **{"maxmemory-policy": "allkeys-lru"})
+    client = server.client()
+    settings = settings_for(server.url)
+    with Writer(server) as traffic:
+        await until(lambda: client.info("stats")["evicted_keys"] > 100, "evicting")
+        client.config_resetstat()
+        async with running_worker(temporal_env.client, settings):
+            report = await (await start(temporal_env.client, settings, auto(server.url))).result()
+        issued = {name.removeprefix("cmdstat_") for name in client.info("commandstats")}
+
+    assert report.scenario is Scenario.HEALTHY, report.reasons
+    assert report.diagnosis.info is not None and report.diagnosis.info.memory_ratio
+    assert report.diagnosis.info.memory_ratio >= 0.9  # full, and fine: it evicts as designed
+    assert [s.name.value for s in report.steps] == ["diagnose"]
+    assert report.outcome == "resolved"
+    assert not issued & {"flushdb", "config|set", "memory|purge"}
+    assert traffic.refused == 0
+
+
+async def test_noeviction_at_the_limit_refusing_writes_is_out_of_memory(
+    temporal_env: WorkflowEnvironment, redis_server: RedisFactory
+) -> None:
+    server = redis_server(maxmemory="4mb", **{"maxmemory-policy": "noeviction"})
+    faults.fill_memory(server.client())
+    settings = settings_for(server.url)
+    async with running_worker(temporal_env.client, settings):
+        report = await (await start(temporal_env.client, settings, dry_run(server.url))).result()
+
+    assert report.scenario is Scenario.OUT_OF_MEMORY
+    assert report.diagnosis.info is not None and report.diagnosis.info.oom_errors > 0
+    assert "writes refused with OOM" in report.reasons[0]

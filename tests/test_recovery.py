@@ -6,17 +6,15 @@ from __future__ import annotations
 from temporalio.testing import WorkflowEnvironment
 
 from activities.models import StepName
-from sandbox import faults
 from sandbox.cache_traffic import CacheTraffic
 from tests.conftest import RedisFactory
-from tests.harness import auto, running_worker, settings_for, start
+from tests.harness import auto, full_evicting_redis, running_worker, settings_for, start, until_step
 
 
 async def test_flushed_cache_is_warmed_and_hit_rate_climbs(
     temporal_env: WorkflowEnvironment, redis_server: RedisFactory
 ) -> None:
-    server = redis_server(maxmemory="4mb", **{"maxmemory-policy": "noeviction"})
-    faults.fill_memory(server.client())
+    server = full_evicting_redis(redis_server)  # can evict nothing: the flush is needed
     settings = settings_for(
         server.url,
         approvals={"required_for": ["flush"]},
@@ -27,16 +25,17 @@ async def test_flushed_cache_is_warmed_and_hit_rate_climbs(
         recovery={"watch_interval": "0.5s", "watch_deadline": "20s"},
     )
     incident = auto(server.url)
-    with CacheTraffic(server.port) as traffic:
-        async with running_worker(temporal_env.client, settings):
-            handle = await start(
-                temporal_env.client,
-                settings,
-                incident,
-                "recovery",
-                start_signal="approve",
-                start_signal_args=[{"step": "flush", "approver": "bob"}],
-            )
+    async with running_worker(temporal_env.client, settings):
+        handle = await start(
+            temporal_env.client,
+            settings,
+            incident,
+            "recovery",
+            start_signal="approve",
+            start_signal_args=[{"step": "flush", "approver": "bob"}],
+        )
+        await until_step(handle, StepName.FLUSH, "succeeded")
+        with CacheTraffic(server.port) as traffic:  # the application, back on an empty cache
             report = await handle.result()
 
     steps = {s.name: s for s in report.steps}

@@ -35,7 +35,8 @@ SCENARIOS = {
             "oom",
             Fault.OOM,
             "RedisOutOfConfiguredMaxmemory",
-            "Redis OOMKilled and full: eviction policy, flush, more memory, warm, hit rate",
+            "Redis OOMKilled and full: an evicting policy, then more memory (a flush only if "
+            "still out of memory)",
             unattended=False,
         ),
         DemoScenario(

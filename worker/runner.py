@@ -76,7 +76,9 @@ def kubernetes_activities(settings: Settings, targets: TargetBook) -> Kubernetes
     """None when switched off; otherwise loaded now (a missing config is logged, not fatal)."""
     if not settings.kubernetes.enabled:
         return None
-    kube = KubernetesActivities.from_access(kubernetes_access(settings), targets)
+    kube = KubernetesActivities.from_access(
+        kubernetes_access(settings), targets, settings.thresholds.oom_window
+    )
     if not kube.configured:
         log.warning("Kubernetes steps are not available on this worker: no configuration found")
     return kube

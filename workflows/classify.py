@@ -7,9 +7,12 @@ Precedence, first match wins (the order a person would act in):
   1. redis_down            - Redis cannot be reached or is still loading its dataset (the
                              Kubernetes problem, e.g. CrashLoopBackOff or an unbound PVC, is
                              named in the reason)
-  2. out_of_memory         - the container was OOMKilled, used_memory >= memory_ratio of
-                             maxmemory, or keys being evicted
-                             faster than evictions_per_minute (or evicted while we sampled)
+  2. out_of_memory         - as a person judges it: writes refused with OOM while full, a
+                             full Redis whose policy can evict nothing (noeviction, or volatile
+                             with no key holding a TTL), evictions faster than
+                             evictions_per_minute while the hit rate is below target, or an
+                             OOMKilled within oom_window (an OOMKilled crash loop too). A full
+                             cache evicting as designed with its hit rate fine is healthy.
   3. too_many_connections  - connected_clients >= clients_ratio of maxclients, rejected
                              connections, or our own connection refused for max clients
   4. slow_commands         - slowlog_entries or more SLOWLOG entries slower than slowlog_ms
@@ -123,6 +126,9 @@ def _unreachable_from_runbook(c: Context) -> str | None:
 def _down(c: Context) -> str | None:
     if c.d.has("max_clients_reached") or c.d.reachable:
         return None
+    kube = c.d.kubernetes
+    if not c.legacy and kube is not None and kube.oom_killed and kube.crash_looping:
+        return None  # an OOMKilled crash loop: the memory limit, not another restart
     reason = "; ".join(f.message for f in c.d.findings) or "Redis is unreachable"
     if not down_corroborated(c):
         reason += " (only as the runbook sees it: no Kubernetes view of it, no alert says so)"
@@ -132,7 +138,50 @@ def _down(c: Context) -> str | None:
     return reason
 
 
+def can_evict(info: RedisInfo) -> bool:
+    """Whether the policy has anything to evict when Redis is full."""
+    policy = info.maxmemory_policy
+    return policy.startswith("allkeys-") or (policy.startswith("volatile-") and info.expires > 0)
+
+
 def _out_of_memory(c: Context) -> str | None:
+    if c.legacy:
+        return _out_of_memory_before_judgement(c)
+    info, t, kube = c.d.info, c.t, c.d.kubernetes
+    if kube is not None and kube.oom_killed:
+        return f"the Redis container was OOMKilled (memory limit {kube.memory_limit or 'unknown'})"
+    if info is None:
+        return None
+    ratio = info.memory_ratio
+    full = ratio is not None and ratio >= t.memory_ratio
+    refused = c.grown("oom_errors")
+    if full and refused:
+        return f"memory at {ratio:.0%} of maxmemory and {refused} writes refused with OOM"
+    if full and not can_evict(info):
+        return (
+            f"memory at {ratio:.0%} of maxmemory with maxmemory-policy "
+            f"{info.maxmemory_policy or 'unknown'}, which has nothing to evict: writes fail"
+        )
+    return _evicting_and_missing(c)
+
+
+def _evicting_and_missing(c: Context) -> str | None:
+    """Evicting hard while the hit rate is below target: the working set does not fit."""
+    minutes = c.minutes()
+    rate = c.grown("evicted_keys") / minutes if minutes >= 1 / 60 else 0.0
+    if rate < c.t.evictions_per_minute and not c.d.evictions_during_sample:
+        return None
+    hits, misses = c.grown("keyspace_hits"), c.grown("keyspace_misses")
+    if hits + misses == 0 or hits / (hits + misses) >= c.t.hit_rate_target:
+        return None
+    return (
+        f"{rate:.0f} evictions/min while the hit rate is {hits / (hits + misses):.0%} "
+        f"(target {c.t.hit_rate_target:.0%}): the working set does not fit"
+    )
+
+
+def _out_of_memory_before_judgement(c: Context) -> str | None:
+    """The rule histories recorded before the judgement rules replay with."""
     info, t = c.d.info, c.t
     kube = c.d.kubernetes
     if kube is not None and kube.oom_killed:

@@ -185,6 +185,9 @@ def _eviction_policy_for(d: Diagnosis) -> str:
 
 
 def _out_of_memory(p: _Planner, d: Diagnosis) -> None:
+    if not d.reachable:  # an OOMKilled crash loop: only a larger limit helps
+        _raise_memory_limit(p, d, when=None)
+        return
     current = d.info.maxmemory_policy if d.info else ""
     if current not in EVICTING_POLICIES:
         target = _eviction_policy_for(d)
@@ -199,6 +202,14 @@ def _out_of_memory(p: _Planner, d: Diagnosis) -> None:
         "FLUSHDB on the target's database (never FLUSHALL)",
         when=Condition.STILL_OUT_OF_MEMORY,
     )
+    oom_killed = bool(d.kubernetes and d.kubernetes.oom_killed)
+    _raise_memory_limit(
+        p, d, when=None if oom_killed else Condition.STILL_OUT_OF_MEMORY_AFTER_FLUSH
+    )
+    p.recovery(after=Condition.FLUSHED)
+
+
+def _raise_memory_limit(p: _Planner, d: Diagnosis, when: Condition | None) -> None:
     kube = d.kubernetes
     oom_killed = bool(kube and kube.oom_killed)
     limit = {"limit": _raised_limit(d, p.policy)} if kube and kube.memory_limit_bytes else {}
@@ -207,7 +218,7 @@ def _out_of_memory(p: _Planner, d: Diagnosis) -> None:
         "Raise the Redis container's memory limit"
         + (f" to {limit['limit']}" if limit else "")
         + (" (it was OOMKilled)" if oom_killed else ""),
-        when=None if oom_killed else Condition.STILL_OUT_OF_MEMORY_AFTER_FLUSH,
+        when=when,
         params=limit,
     )
     p.add(
@@ -215,7 +226,6 @@ def _out_of_memory(p: _Planner, d: Diagnosis) -> None:
         "Wait for the pod to restart with the new limit",
         when=Condition.MEMORY_LIMIT_RAISED,
     )
-    p.recovery(after=Condition.FLUSHED)
 
 
 def _raised_limit(d: Diagnosis, policy: Policy) -> str:
