@@ -38,6 +38,12 @@ class HitRateActivities:
                 rate = hits / (hits + misses) if hits + misses else None
                 curve[f"{elapsed}s"] = round(rate, 3) if rate is not None else None
                 activity.heartbeat(curve)
+                if rate is None:
+                    return StepResult(
+                        changed=False,
+                        summary=f"no reads in {interval_s:g}s: nothing to watch, ended early",
+                        after={**curve, "idle": 1},
+                    )
                 if rate is not None and rate >= goal:
                     return StepResult(
                         changed=False,

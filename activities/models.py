@@ -147,6 +147,7 @@ class RedisInfo(BaseModel):
     """The INFO fields the runbook reads, typed."""
 
     redis_version: str = ""
+    run_id: str = Field(default="", description="changes when the server restarts")
     role: str = ""
     uptime_seconds: int = 0
     used_memory: int = 0
@@ -159,6 +160,7 @@ class RedisInfo(BaseModel):
     blocked_clients: int = 0
     evicted_keys: int = 0
     oom_errors: int = Field(default=0, description="writes refused with OOM (errorstat_OOM)")
+    flushdb_calls: int = Field(default=-1, description="FLUSHDBs the server ran; -1 unknown")
     keyspace_hits: int = 0
     keyspace_misses: int = 0
     rdb_bgsave_in_progress: int = 0
@@ -166,6 +168,9 @@ class RedisInfo(BaseModel):
     rdb_last_bgsave_status: str = "ok"
     aof_last_write_status: str = "ok"
     latest_fork_usec: int = 0
+    total_forks: int = 0
+    save: str | None = Field(default=None, description="CONFIG GET save; None: unreadable")
+    aof_enabled: int = 0
     connected_slaves: int = 0
     master_link_status: str | None = None
     keys: int = Field(default=0, description="keys in the target's database")

@@ -132,6 +132,9 @@ class Limits(Section):
     """Ceilings for steps that raise something: never past these without a person."""
 
     maxclients_ceiling: int = Field(default=20000, ge=1)
+    maxclients_target: int = Field(
+        default=10000, ge=1, description="what raise_maxclients asks for (the runbook's 10000)"
+    )
     history_events: int = Field(
         default=10000, ge=100, description="continue-as-new past this many history events"
     )

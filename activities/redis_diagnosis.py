@@ -102,6 +102,7 @@ def parse_info(raw: dict[str, Any], db: int) -> RedisInfo:
     keyspace = raw.get(f"db{db}") or {}
     return RedisInfo(
         redis_version=str(raw.get("redis_version", "")),
+        run_id=str(raw.get("run_id", "")),
         role=str(raw.get("role", "")),
         uptime_seconds=_int(raw, "uptime_in_seconds"),
         used_memory=_int(raw, "used_memory"),
@@ -114,6 +115,9 @@ def parse_info(raw: dict[str, Any], db: int) -> RedisInfo:
         blocked_clients=_int(raw, "blocked_clients"),
         evicted_keys=_int(raw, "evicted_keys"),
         oom_errors=_int(raw.get("errorstat_OOM") or {}, "count"),
+        flushdb_calls=_int(raw.get("cmdstat_flushdb") or {}, "calls")
+        if "cmdstat_flushdb" in raw or "cmdstat_ping" in raw
+        else -1,
         keyspace_hits=_int(raw, "keyspace_hits"),
         keyspace_misses=_int(raw, "keyspace_misses"),
         rdb_bgsave_in_progress=_int(raw, "rdb_bgsave_in_progress"),
@@ -121,6 +125,9 @@ def parse_info(raw: dict[str, Any], db: int) -> RedisInfo:
         rdb_last_bgsave_status=str(raw.get("rdb_last_bgsave_status", "ok")),
         aof_last_write_status=str(raw.get("aof_last_write_status", "ok")),
         latest_fork_usec=_int(raw, "latest_fork_usec"),
+        total_forks=_int(raw, "total_forks"),
+        save=raw.get("config_save"),
+        aof_enabled=_int(raw, "aof_enabled"),
         connected_slaves=_int(raw, "connected_slaves"),
         master_link_status=raw.get("master_link_status"),
         keys=_int(keyspace, "keys") if isinstance(keyspace, dict) else 0,
@@ -153,11 +160,17 @@ async def _sample_pings(client: aioredis.Redis, count: int, findings: list[Findi
 
 
 async def _errorstats(client: aioredis.Redis) -> dict[str, Any]:
-    """INFO errorstats (Redis 6.2+): errorstat_OOM counts writes refused for memory."""
-    try:
-        return dict(await client.info("errorstats"))
-    except rexc.ResponseError:
-        return {}
+    """INFO errorstats (Redis 6.2+: errorstat_OOM counts writes refused for memory) and
+    commandstats (how many FLUSHDBs the server ran: a retried flush must not flush twice)."""
+    found: dict[str, Any] = {}
+    for section in ("errorstats", "commandstats"):
+        try:
+            found.update(await client.info(section))
+        except rexc.ResponseError:
+            continue
+    with contextlib.suppress(rexc.ResponseError):  # snapshots on? a plan never turns them on
+        found["config_save"] = (await client.config_get("save")).get("save")
+    return found
 
 
 async def _slowlog(client: aioredis.Redis, findings: list[Finding]) -> list[SlowlogEntry]:

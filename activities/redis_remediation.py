@@ -4,8 +4,11 @@ a retried attempt finds the work done and changes nothing more."""
 from __future__ import annotations
 
 import asyncio
+import re
 import time
 
+import redis.asyncio as aioredis
+import redis.exceptions as rexc
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
@@ -16,6 +19,40 @@ from activities.targets import TargetBook
 EVICTION_POLICIES = ("allkeys-lru", "volatile-lru", "allkeys-lfu", "volatile-lfu")
 PERSISTENCE_KEYS = ("save", "stop-writes-on-bgsave-error", "rdbcompression")
 LAZYFREE_WAIT_S = 30.0
+
+
+TRY_WITH = re.compile(r"try with (\d+)")
+
+
+async def _set_maxclients(client: aioredis.Redis, wanted: int, current: int) -> None:
+    """CONFIG SET maxclients; past the process' file limit Redis refuses and names the most
+    it can take, which is still a raise when it is above the current value."""
+    try:
+        await client.config_set("maxclients", wanted)
+    except rexc.ResponseError as err:
+        most = TRY_WITH.search(str(err))
+        if most is None or int(most[1]) <= current:
+            raise
+        await client.config_set("maxclients", int(most[1]))
+
+
+async def _flushed_since(
+    client: aioredis.Redis, server_run_id: str, flushes_before: int
+) -> StepResult | None:
+    if not server_run_id or flushes_before < 0:
+        return None
+    run_id = str((await client.info("server")).get("run_id", ""))
+    stats = await client.info("commandstats")
+    calls = int((stats.get("cmdstat_flushdb") or {}).get("calls", 0))
+    if run_id != server_run_id or calls <= flushes_before:
+        return None
+    keys = int(await client.dbsize())
+    return StepResult(
+        changed=False,
+        summary=f"FLUSHDB already ran ({calls - flushes_before} since the step began): an "
+        "earlier attempt did it; not sent again",
+        after={"keys": keys, "flushdb_calls": calls},
+    )
 
 
 def _beat(detail: str) -> None:
@@ -55,10 +92,18 @@ class RedisRemediationActivities:
         )
 
     @activity.defn(name="flush")
-    async def flush(self, target: RedisTarget) -> StepResult:
+    async def flush(
+        self, target: RedisTarget, server_run_id: str = "", flushes_before: int = -1
+    ) -> StepResult:
         """FLUSHDB of the target's database only, in the background (ASYNC) so Redis keeps
-        answering; waits until the memory is actually given back. FLUSHALL is never used."""
+        answering; waits until the memory is actually given back. FLUSHALL is never used.
+        Exactly once: given the server's run_id and its FLUSHDB count from the diagnosis
+        before the step, an attempt that finds the count grown on the same server run knows
+        an earlier attempt (whose answer was lost) already flushed, and flushes nothing."""
         async with redis_session(target, self._targets.access(target)) as client:
+            done = await _flushed_since(client, server_run_id, flushes_before)
+            if done is not None:
+                return done
             keys_before = int(await client.dbsize())
             used_before = (await client.info("memory"))["used_memory"]
             await client.flushdb(asynchronous=True)
@@ -89,7 +134,8 @@ class RedisRemediationActivities:
 
     @activity.defn(name="raise_maxclients")
     async def raise_maxclients(self, target: RedisTarget, ceiling: int) -> StepResult:
-        """Raise to the policy's ceiling; never lower a limit someone already raised."""
+        """Raise to what the plan asks; when the OS cannot give Redis that many, take the
+        largest value Redis names ("try with N"). Never lower a limit someone raised."""
         async with redis_session(target, self._targets.access(target)) as client:
             current = int((await client.config_get("maxclients"))["maxclients"] or 0)
             if current >= ceiling:
@@ -99,12 +145,12 @@ class RedisRemediationActivities:
                     before={"maxclients": current},
                     after={"maxclients": current},
                 )
-            await client.config_set("maxclients", ceiling)
+            await _set_maxclients(client, ceiling, current)
             now = int((await client.config_get("maxclients"))["maxclients"] or 0)
         return StepResult(
             changed=now != current,
             summary=f"maxclients {current} -> {now}"
-            + ("" if now == ceiling else f" (the server capped the requested {ceiling})"),
+            + ("" if now == ceiling else f" (asked {ceiling}: the most the OS allows Redis)"),
             before={"maxclients": current},
             after={"maxclients": now},
         )

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import resource
 import shutil
 import signal
 import socket
@@ -73,7 +74,14 @@ def stop_process(proc: subprocess.Popen[bytes], timeout: float = 10.0) -> None:
 class RedisProcess:
     """A real redis-server with its own port and data dir; kill and restart keep both."""
 
-    def __init__(self, data_dir: Path, config: Mapping[str, str] | None = None) -> None:
+    def __init__(
+        self,
+        data_dir: Path,
+        config: Mapping[str, str] | None = None,
+        open_files: int | None = None,
+    ) -> None:
+        """`open_files`: the process' file limit (RLIMIT_NOFILE), which caps its maxclients."""
+        self.open_files = open_files
         self.port = free_port()
         self.data_dir = data_dir.resolve()
         self.config = {"save": "", "appendonly": "no", **(config or {})}
@@ -93,8 +101,15 @@ class RedisProcess:
         args += ["--dir", str(self.data_dir), "--logfile", str(self.data_dir / "redis.log")]
         for key, value in self.config.items():
             args += [f"--{key}", *(value.split() if key != "save" else [value])]
+        limit = self.open_files
         self.proc = subprocess.Popen(
-            args, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, start_new_session=True
+            args,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            start_new_session=True,
+            preexec_fn=None
+            if limit is None
+            else lambda: resource.setrlimit(resource.RLIMIT_NOFILE, (limit, limit)),
         )
         wait_for_port(self.port, proc=self.proc)
         return self

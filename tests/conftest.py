@@ -48,7 +48,11 @@ class RedisFactory:
         self.started: list[RedisProcess] = []
 
     def __call__(self, **config: str) -> RedisProcess:
-        server = RedisProcess(self.root / f"redis-{len(self.started)}", config)
+        return self.limited(None, **config)
+
+    def limited(self, open_files: int | None, **config: str) -> RedisProcess:
+        """A server whose process may open at most `open_files` files (caps maxclients)."""
+        server = RedisProcess(self.root / f"redis-{len(self.started)}", config, open_files)
         self.started.append(server)
         return server.start()
 

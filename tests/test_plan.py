@@ -8,6 +8,7 @@ from tests.test_classify import MB, diag
 from workflows.plan import plan_for
 
 POLICY = Policy()
+SNAPSHOTS_FAILING = diag(maxmemory_policy="noeviction", save="3600 1", rdb_last_bgsave_status="err")
 
 
 def names(scenario: Scenario, **fields: object) -> list[str]:
@@ -19,7 +20,7 @@ def test_default_approvals_follow_the_runbook() -> None:
     needs = {
         s.name
         for scenario in judged
-        for s in plan_for(scenario, diag(maxmemory_policy="noeviction"), POLICY)
+        for s in plan_for(scenario, SNAPSHOTS_FAILING, POLICY)
         if s.requires_approval
     }
     assert needs == {

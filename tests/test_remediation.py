@@ -3,11 +3,16 @@ before the approvals the policy demands (read from Redis's own INFO commandstats
 
 from __future__ import annotations
 
+import time
+
 import pytest
 from temporalio.client import WorkflowUpdateFailedError
-from temporalio.testing import WorkflowEnvironment
+from temporalio.testing import ActivityEnvironment, WorkflowEnvironment
 
+from activities.hit_rate import HitRateActivities
 from activities.models import Decision, IncidentReport, StepName
+from activities.redis_diagnosis import RedisDiagnosisActivities
+from activities.redis_remediation import RedisRemediationActivities
 from sandbox import faults
 from tests.conftest import RedisFactory
 from tests.harness import (
@@ -19,6 +24,7 @@ from tests.harness import (
     start,
     wait_for_pending,
 )
+from tests.sandbox_checks import until
 
 
 def step(report: IncidentReport, name: StepName) -> str:
@@ -110,9 +116,11 @@ async def test_too_many_connections_resolved_unattended(
         conn.close()
 
 
-async def test_slow_commands_pre_approved_tuning(
+async def test_slow_commands_leave_persistence_alone_even_pre_approved(
     temporal_env: WorkflowEnvironment, redis_server: RedisFactory
 ) -> None:
+    """Slow commands are the commands' fault: the evidence names them for a person, and a
+    persistence change nobody's judgement asks for is not planned, approval or not."""
     server = redis_server(**{"enable-debug-command": "yes", "save": "3600 1"})
     client = server.client()
     faults.slow_commands(client, seconds=0.02)
@@ -131,8 +139,11 @@ async def test_slow_commands_pre_approved_tuning(
         report = await handle.result()
 
     assert report.outcome == "resolved", report.escalations
-    assert client.config_get("save")["save"] == "900 1 300 10"
-    assert client.config_get("stop-writes-on-bgsave-error")["stop-writes-on-bgsave-error"] == "no"
+    assert StepName.TUNE_PERSISTENCE not in [s.name for s in report.steps]
+    assert client.config_get("save")["save"] == "3600 1"
+    assert client.config_get("stop-writes-on-bgsave-error")["stop-writes-on-bgsave-error"] == "yes"
+    refused = [e.message for e in report.timeline if e.kind == "approval_refused"]
+    assert any("needs no approval in this incident's plan" in m for m in refused)
     assert report.analysis.slowlog is not None
     advice = {o.advice for o in report.analysis.slowlog.offenders}
     assert "DEBUG commands do not belong in production traffic" in advice
@@ -227,3 +238,100 @@ async def test_high_latency_from_failing_persistence_runs_its_path(
     assert report.verification is not None
     assert report.verification.info is not None
     assert report.verification.info.rdb_last_bgsave_status == "err"
+    # Snapshots stay paused (back on, the failing save would block writes), and it says so.
+    assert client.config_get("save")["save"] == ""
+    assert any("persistence is still paused" in p and "'3600 1'" in p for p in report.escalations)
+
+
+async def test_snapshots_off_stay_off_after_a_latency_incident(
+    temporal_env: WorkflowEnvironment, redis_server: RedisFactory
+) -> None:
+    """A pure cache (save ""), with a failing save on record: nothing turns snapshots on."""
+    server = redis_server(**{"enable-protected-configs": "yes", "save": ""})
+    client = server.client()
+    faults.break_persistence(client)
+    client.config_resetstat()
+    settings = settings_for(server.url, approvals={"required_for": []})
+    async with running_worker(temporal_env.client, settings):
+        report = await (await start(temporal_env.client, settings, auto(server.url))).result()
+
+    assert report.scenario.value == "high_latency"
+    assert StepName.TUNE_PERSISTENCE not in [s.name for s in report.steps]
+    assert client.config_get("save")["save"] == ""
+    assert command_calls(client, "config|set") == 0
+
+
+async def test_paused_snapshots_come_back_when_the_incident_ends_healthy(
+    temporal_env: WorkflowEnvironment, redis_server: RedisFactory
+) -> None:
+    """A slow fork (any fork, with this threshold) pauses snapshots; no fork since, so the
+    verification is healthy, and save is put back as it was."""
+    server = redis_server(save="3600 1")
+    client = server.client()
+    client.set("k", "v")
+    client.bgsave()
+    await until(lambda: client.info("persistence")["rdb_bgsave_in_progress"] == 0, "saved")
+    settings = settings_for(
+        server.url, approvals={"required_for": []}, thresholds={"fork_ms": 0.0001}
+    )
+    async with running_worker(temporal_env.client, settings):
+        report = await (await start(temporal_env.client, settings, auto(server.url))).result()
+
+    assert report.scenario.value == "high_latency" and "fork" in report.reasons[0]
+    tuned = [s for s in report.steps if s.name is StepName.TUNE_PERSISTENCE]
+    assert [s.status for s in tuned] == ["succeeded", "succeeded"]  # paused, then restored
+    assert tuned[0].params == {"save": ""}
+    assert tuned[1].title == "Restore persistence as it was before the incident"
+    assert client.config_get("save")["save"] == "3600 1"
+    assert report.outcome == "resolved", report.escalations
+
+
+async def test_a_retried_flush_after_the_first_attempt_sent_flushdb_flushes_once(
+    redis_server: RedisFactory,
+) -> None:
+    """The first attempt sent FLUSHDB and died before answering; the retry starts from the
+    same baseline (the diagnosis before the step) and sends nothing."""
+    server = full_evicting_redis(redis_server)
+    client = server.client()
+    targets = settings_for(server.url).target_book()
+    before = await RedisDiagnosisActivities(targets).diagnose_redis(auto(server.url).target)
+    assert before.info is not None and before.info.flushdb_calls == 0
+    client.flushdb(asynchronous=True)  # what the lost attempt did
+    steps = RedisRemediationActivities(targets)
+    retry = await steps.flush(auto(server.url).target, before.info.run_id, 0)
+    assert not retry.changed and "already ran" in retry.summary
+    assert command_calls(client, "flushdb") == 1
+    other_run = await steps.flush(auto(server.url).target, before.info.run_id + "-earlier", 0)
+    assert "already ran" not in other_run.summary  # a restarted server: the count is not ours
+    assert command_calls(client, "flushdb") == 2
+
+
+async def test_maxclients_takes_the_most_the_os_allows(
+    temporal_env: WorkflowEnvironment, redis_server: RedisFactory
+) -> None:
+    """maxclients 20, 19 connections held, and a file limit that caps Redis far below the
+    runbook's 10000: Redis names the most it can take, and that is the raise."""
+    server = redis_server.limited(160, maxclients="20")
+    held = faults.hold_connections(server.port, 19)
+    settings = settings_for(server.url)
+    async with running_worker(temporal_env.client, settings):
+        report = await (await start(temporal_env.client, settings, auto(server.url))).result()
+    for conn in held:
+        conn.close()
+
+    raised = int(server.client().config_get("maxclients")["maxclients"] or 0)
+    assert 20 < raised < 10000
+    step = next(s for s in report.steps if s.name is StepName.RAISE_MAXCLIENTS)
+    assert step.status == "succeeded" and "the most the OS allows" in (step.detail or "")
+    assert report.outcome in ("resolved", "mitigated"), report.escalations
+
+
+async def test_watching_an_idle_cache_ends_early_and_says_so(redis_server: RedisFactory) -> None:
+    server = redis_server()
+    watch = HitRateActivities(settings_for(server.url).target_book())
+    began = time.monotonic()
+    result = await ActivityEnvironment().run(
+        watch.watch_hit_rate, auto(server.url).target, 0.6, 0.2, 600.0
+    )
+    assert time.monotonic() - began < 5
+    assert "nothing to watch, ended early" in result.summary and result.after["idle"] == 1

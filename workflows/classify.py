@@ -247,7 +247,8 @@ def _high_latency(c: Context) -> str | None:
         return "last RDB save failed: writes may be blocked (stop-writes-on-bgsave-error)"
     if info.aof_last_write_status != "ok":
         return "last AOF write failed: persistence is blocking writes"
-    if info.latest_fork_usec / 1000 > t.fork_ms:
+    forked = c.legacy or c.since is None or c.grown("total_forks") > 0  # a fork since?
+    if forked and info.latest_fork_usec / 1000 > t.fork_ms:
         return f"last fork took {info.latest_fork_usec / 1000:.0f} ms (threshold {t.fork_ms:g})"
     return None
 

@@ -36,6 +36,8 @@ class StepContext:
     pod: str = ""
     uid: str = ""
     original_replicas: int | None = None
+    server_run_id: str = ""  # the Redis run and FLUSHDB count a flush starts from
+    flushes_before: int = -1
 
 
 Arguments = Callable[[RedisTarget, Step, StepContext], list[Any]]
@@ -43,7 +45,7 @@ Arguments = Callable[[RedisTarget, Step, StepContext], list[Any]]
 ACTIONS: dict[StepName, Arguments] = {
     StepName.PING: lambda t, s, c: [t],
     StepName.MEMORY_PURGE: lambda t, s, c: [t],
-    StepName.FLUSH: lambda t, s, c: [t],
+    StepName.FLUSH: lambda t, s, c: [t, c.server_run_id, c.flushes_before],
     StepName.SET_EVICTION_POLICY: lambda t, s, c: [t, s.params["policy"]],
     StepName.RAISE_MAXCLIENTS: lambda t, s, c: [t, int(s.params["maxclients"])],
     StepName.TUNE_PERSISTENCE: lambda t, s, c: [t, dict(s.params)],

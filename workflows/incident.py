@@ -122,6 +122,7 @@ class RedisCacheFailure(
             await self._restore_api()
         self._current = None
         verified = self._scenario_of(self._latest) if self._latest is not self._triage else None
+        await self._restore_persistence(verified)
         return await self._finish(verified)
 
     # ---- messages -------------------------------------------------------------------------
@@ -272,7 +273,9 @@ class RedisCacheFailure(
         why = fired[0][1] if fired else "no threshold crossed"
         self._note("classified", f"{self._scenario.value}: {why}")
         corroborated = down_corroborated(self._judged(diagnosis))
-        plan = plan_for(self._scenario, diagnosis, self._config.policy, corroborated)
+        plan = plan_for(
+            self._scenario, diagnosis, self._config.policy, corroborated, self._legacy_judgement
+        )
         self._plan = mark_unavailable(plan, frozenset(self._config.available_steps))
         self._book = ApprovalBook.for_plan(
             self._config.policy.approvals, self._incident.requested_by, self._plan
@@ -409,6 +412,34 @@ class RedisCacheFailure(
                 self._note("abort", f"restoring the API after abort: {step.name.value}")
                 await self._perform(step)
 
+    async def _restore_persistence(self, verified: Scenario | None) -> None:
+        """Snapshots paused by the plan come back when the incident ends healthy; otherwise the
+        pause stays (turning a failing save back on would block writes again) and the report
+        says how to undo it, so nothing is left changed unsaid."""
+        paused = [
+            s
+            for s in self._plan
+            if s.name is StepName.TUNE_PERSISTENCE
+            and s.status == "succeeded"
+            and s.params.get("save") == ""
+            and s.result is not None
+            and s.result.changed
+        ]
+        if not paused or self._legacy_judgement or paused[0].result is None:
+            return
+        before = {k: v for k, v in paused[0].result.before.items() if v is not None}
+        if verified is not Scenario.HEALTHY:
+            undo = ", ".join(f"CONFIG SET {k} {v!r}" for k, v in before.items())
+            self._problems.append(f"persistence is still paused: once the cause is fixed, {undo}")
+            return
+        restore = Step(
+            name=StepName.TUNE_PERSISTENCE,
+            title="Restore persistence as it was before the incident",
+            params=before,
+        )
+        self._plan.append(restore)
+        await self._perform(restore)
+
     async def _context(self, step: Step) -> StepContext:
         """What only this incident knows; a force delete first looks at the pod again."""
         pod, uid = "", ""
@@ -416,7 +447,10 @@ class RedisCacheFailure(
             facts = await self._inspect()
             if facts.pods:
                 pod, uid = facts.pods[0].name, facts.pods[0].uid or ""
+        info = self._latest.info if self._latest is not None else None
         return StepContext(
+            server_run_id=info.run_id if info else "",
+            flushes_before=info.flushdb_calls if info else -1,
             stamp=self._started.isoformat(),
             ready_deadline=workflow.now() + self._config.policy.outage.ready_timeout,
             pod=pod,

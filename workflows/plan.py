@@ -52,9 +52,10 @@ HOUR = timedelta(hours=1)
 class _Planner:
     """Builds steps with the policy's approval rules applied in one place."""
 
-    def __init__(self, policy: Policy, corroborated: bool = True) -> None:
+    def __init__(self, policy: Policy, corroborated: bool = True, legacy: bool = False) -> None:
         self.policy = policy
         self.corroborated = corroborated  # a second vantage point agrees Redis is down
+        self.legacy = legacy  # plans as they were, for histories recorded before judgement
         self.steps: list[Step] = []
 
     def add(
@@ -237,29 +238,51 @@ def _raised_limit(d: Diagnosis, policy: Policy) -> str:
 
 def _too_many_connections(p: _Planner, d: Diagnosis) -> None:
     current = d.info.maxclients if d.info else 0
-    ceiling = p.policy.limits.maxclients_ceiling
-    if current < ceiling:
+    limits = p.policy.limits
+    wanted = min(limits.maxclients_target, limits.maxclients_ceiling)
+    if current < wanted:
         p.add(
             StepName.RAISE_MAXCLIENTS,
-            f"Raise maxclients {current or '?'} -> {ceiling}",
-            params={"maxclients": ceiling},
+            f"Raise maxclients {current or '?'} -> {wanted} (or the most the OS allows)",
+            params={"maxclients": wanted},
         )
 
 
-def _slow_commands(p: _Planner, d: Diagnosis) -> None:
+def _pause_persistence(p: _Planner, d: Diagnosis) -> None:
+    """The runbook: disable persistence temporarily, when snapshots are what hurts (a slow
+    fork, a failing save). Never turns snapshots on where they were off; the workflow puts
+    them back when the incident ends resolved (otherwise it says how)."""
+    info = d.info
+    if p.legacy:
+        p.add(
+            StepName.TUNE_PERSISTENCE,
+            "Tune persistence: save 900 1 300 10, stop-writes-on-bgsave-error no",
+            params=TUNED_PERSISTENCE,
+        )
+        return
+    if info is None or not info.save:  # snapshots off (save ""), or unreadable: leave them
+        return
+    failing = info.rdb_last_bgsave_status != "ok" or d.has("persistence_blocking_writes")
+    slow_fork = info.latest_fork_usec / 1000 > p.policy.thresholds.fork_ms
+    if not (failing or slow_fork or info.rdb_bgsave_in_progress):
+        return
+    params: dict[str, str | int | float] = {"save": ""}
+    if failing:
+        params["stop-writes-on-bgsave-error"] = "no"
     p.add(
         StepName.TUNE_PERSISTENCE,
-        "Tune persistence: save 900 1 300 10, stop-writes-on-bgsave-error no",
-        params=TUNED_PERSISTENCE,
+        f"Pause RDB snapshots (save {info.save!r} -> '') until the incident ends"
+        + (", and let writes through a failing save" if failing else ""),
+        params=params,
     )
+
+
+def _slow_commands(p: _Planner, d: Diagnosis) -> None:
+    _pause_persistence(p, d)  # the offending commands themselves are for a person
 
 
 def _high_latency(p: _Planner, d: Diagnosis) -> None:
-    p.add(
-        StepName.TUNE_PERSISTENCE,
-        "Tune persistence: save 900 1 300 10, stop-writes-on-bgsave-error no",
-        params=TUNED_PERSISTENCE,
-    )
+    _pause_persistence(p, d)
     ratio = d.info.mem_fragmentation_ratio if d.info else 0.0
     if ratio > p.policy.thresholds.fragmentation_ratio:
         p.add(StepName.MEMORY_PURGE, f"MEMORY PURGE: fragmentation ratio is {ratio:.2f}")
@@ -276,11 +299,15 @@ PATHS = {
 
 
 def plan_for(
-    scenario: Scenario, diagnosis: Diagnosis, policy: Policy, corroborated: bool = True
+    scenario: Scenario,
+    diagnosis: Diagnosis,
+    policy: Policy,
+    corroborated: bool = True,
+    legacy: bool = False,
 ) -> list[Step]:
     """The full runbook path: diagnose first, the scenario's steps, then verify.
     `corroborated` False: only the worker sees Redis down, so no restart runs unattended."""
-    planner = _Planner(policy, corroborated)
+    planner = _Planner(policy, corroborated, legacy)
     planner.add(StepName.DIAGNOSE, "Read PING, INFO, SLOWLOG and DBSIZE")
     path = PATHS.get(scenario)
     if path is None:
