@@ -18,7 +18,12 @@ TRACKED = 20_000  # fingerprints whose status is known; past this, counted only
 
 class AlertLedger(BaseModel):
     shown: dict[str, Alert] = Field(default_factory=dict, description="the first, whole")
-    firing: dict[str, bool] = Field(default_factory=dict, description="fingerprint -> firing")
+    firing: dict[str, bool] = Field(
+        default_factory=dict, description="fingerprints seen firing here -> firing now"
+    )
+    resolved_only: dict[str, bool] = Field(
+        default_factory=dict, description="resolved, never seen firing here: never a stand-down"
+    )
     deliveries: int = Field(default=0, description="alerts received, repeats included")
     untracked: int = Field(default=0, description="new fingerprints past TRACKED")
 
@@ -33,19 +38,27 @@ class AlertLedger(BaseModel):
         """Count it; True when it is news (a new fingerprint, or a known one changing status)."""
         self.deliveries += 1
         firing = alert.status is AlertStatus.FIRING
-        known = self.firing.get(alert.fingerprint)
-        if known is not None and known == firing:
+        fingerprint = alert.fingerprint
+        known = self.firing.get(fingerprint)
+        if (known is not None and known == firing) or (
+            not firing and known is None and fingerprint in self.resolved_only
+        ):
             return False
-        if known is None and len(self.firing) >= TRACKED:
+        if known is None and len(self.firing) + len(self.resolved_only) >= TRACKED:
             self.untracked += 1
             return True
-        self.firing[alert.fingerprint] = firing
+        if not firing and known is None:  # it never fired in this incident
+            self.resolved_only[fingerprint] = True
+        else:
+            self.resolved_only.pop(fingerprint, None)
+            self.firing[fingerprint] = firing
         if alert.fingerprint in self.shown or len(self.shown) < SHOWN:
             self.shown[alert.fingerprint] = alert
         return True
 
     def all_resolved(self) -> bool:
-        """Every alert seen has resolved (never true once some went untracked: unknowable)."""
+        """Every alert seen firing in this incident has resolved (never true with none seen
+        firing, nor once some went untracked: unknowable)."""
         return bool(self.firing) and not self.untracked and not any(self.firing.values())
 
     def firing_names(self) -> list[str]:
@@ -58,9 +71,9 @@ class AlertLedger(BaseModel):
     def summary(self) -> AlertSummary:
         firing = sum(self.firing.values())
         return AlertSummary(
-            distinct=len(self.firing) + self.untracked,
+            distinct=len(self.firing) + len(self.resolved_only) + self.untracked,
             firing=firing,
-            resolved=len(self.firing) - firing,
+            resolved=len(self.firing) - firing + len(self.resolved_only),
             deliveries=self.deliveries,
             shown=len(self.shown),
             untracked=self.untracked,

@@ -444,9 +444,10 @@ class KubernetesActivities:
     def enable_fallback(
         self, target: RedisTarget, fallback_replicas: int | None = None
     ) -> FallbackResult:
-        """Serve from the database: CACHE_ENABLED=false on the API container, scaled to the
-        fallback count. The replicas before the first attempt are kept in an annotation, so
-        a retry returns the ORIGINAL count, not the fallback one."""
+        """Serve from the database: CACHE_ENABLED=false on the API container, scaled to at least
+        the fallback count (an API already running more keeps them: the database needs help
+        then, not fewer replicas). The replicas before the first attempt are kept in an
+        annotation, so a retry returns the ORIGINAL count, not the fallback one."""
         name = self._deployment(target)
         replicas = fallback_replicas if fallback_replicas is not None else target.fallback_replicas
         if replicas is None or replicas < 0:
@@ -460,7 +461,7 @@ class KubernetesActivities:
         def plan(deploy: JSONDict) -> list[JSONDict]:
             ops = plan_remember_replicas(deploy)
             ops += plan_env(deploy, self.api_container, CACHE_ENV, "false")
-            scale = plan_replicas(deploy, replicas)
+            scale = plan_replicas(deploy, max(replicas_of(deploy), replicas))
             return ops + [op for op in scale if op not in ops]
 
         before, changed = guarded_patch(
@@ -469,15 +470,16 @@ class KubernetesActivities:
         original = remembered_replicas(before)
         if original is None:
             original = replicas_of(before)
+        now = max(replicas_of(before), replicas)
         return FallbackResult(
             changed=changed,
-            summary=f"{CACHE_ENV}=false, replicas {replicas_of(before)} -> {replicas} "
+            summary=f"{CACHE_ENV}=false, replicas {replicas_of(before)} -> {now} "
             f"(original {original})",
             before={"replicas": replicas_of(before), "original_replicas": original},
-            after={"replicas": replicas, CACHE_ENV: "false"},
+            after={"replicas": now, CACHE_ENV: "false"},
             deployment=name,
             original_replicas=original,
-            replicas=replicas,
+            replicas=now,
         )
 
     @activity.defn(name="re_enable")

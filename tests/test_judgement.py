@@ -3,6 +3,7 @@ The sandbox cluster (real redis-server pods, readiness by real PING), real Tempo
 
 from __future__ import annotations
 
+import asyncio
 import threading
 from typing import Any
 
@@ -10,14 +11,15 @@ import redis
 from kubernetes import client
 from temporalio.testing import WorkflowEnvironment
 
+from activities.alert_ledger import AlertLedger
 from activities.kubernetes_models import RESTARTED_AT
-from activities.models import Incident, Mode, RedisTarget, Scenario
+from activities.models import Alert, AlertStatus, Incident, Mode, RedisTarget, Scenario
 from sandbox import faults
 from sandbox.cluster import SandboxCluster
 from sandbox.processes import RedisProcess, free_port
 from tests.conftest import RedisFactory
 from tests.harness import auto, dry_run, running_worker, settings_for, start, target_route
-from tests.sandbox_checks import NS, until
+from tests.sandbox_checks import NS, api_state, fallback_settings, incident, until
 
 
 def statefulset(cluster: SandboxCluster) -> tuple[int, dict[str, Any]]:
@@ -121,3 +123,40 @@ async def test_noeviction_at_the_limit_refusing_writes_is_out_of_memory(
     assert report.scenario is Scenario.OUT_OF_MEMORY
     assert report.diagnosis.info is not None and report.diagnosis.info.oom_errors > 0
     assert "writes refused with OOM" in report.reasons[0]
+
+
+async def test_alerts_resolved_mid_fallback_still_give_the_api_back(
+    temporal_env: WorkflowEnvironment, cluster: SandboxCluster
+) -> None:
+    """Every alert resolves while the API serves from the database: the incident stands down,
+    and the API still gets its cache and its 3 replicas back before it ends."""
+    await asyncio.to_thread(cluster.fault, "crashloop")
+    settings = fallback_settings(cluster)
+    down = Alert(source="alertmanager", name="RedisDown", fingerprint="down-1")
+    job = incident(cluster).model_copy(update={"alerts": [down]})
+    async with running_worker(temporal_env.client, settings):
+        handle = await start(temporal_env.client, settings, job, "stand-down")
+        await until(lambda: api_state(cluster) == (8, "false"), "fallback entered")
+        await handle.signal("alert", down.model_copy(update={"status": AlertStatus.RESOLVED}))
+        await asyncio.to_thread(cluster.fault, "clear")
+        report = await handle.result()
+
+    assert api_state(cluster) == (3, "true")
+    assert any(e.kind == "stand_down" for e in report.timeline)
+    restored = [s.name.value for s in report.steps if s.status == "succeeded"]
+    assert "re_enable" in restored and "scale" in restored
+    assert report.alert_summary.resolved == 1
+
+
+def test_a_resolved_alert_never_seen_firing_does_not_stand_an_incident_down() -> None:
+    ledger = AlertLedger()
+    stray = Alert(source="alertmanager", name="NodeDiskFull", status=AlertStatus.RESOLVED,
+                  fingerprint="x")  # fmt: skip
+    assert ledger.record(stray)
+    assert not ledger.all_resolved()
+    assert ledger.summary().distinct == 1 and ledger.summary().resolved == 1
+    fired = Alert(source="alertmanager", name="RedisDown", fingerprint="y")
+    ledger.record(fired)
+    assert not ledger.all_resolved()
+    ledger.record(fired.model_copy(update={"status": AlertStatus.RESOLVED}))
+    assert ledger.all_resolved()

@@ -417,3 +417,22 @@ def test_errors_are_sorted_into_retryable_or_not(
     with pytest.raises(ApplicationError) as err:
         steps.scale(target, 5)
     assert (err.value.type, err.value.non_retryable) == (K8S_UNAVAILABLE, False)
+
+
+def test_fallback_never_scales_a_busier_api_down(
+    steps: KubernetesActivities, target: RedisTarget, admin: Any
+) -> None:
+    """An API already at 20 replicas keeps 20 while it serves from the database, and the
+    scale back returns it to 20."""
+    client.AppsV1Api(admin).patch_namespaced_deployment(
+        "treebeard-api", NS, {"spec": {"replicas": 20}}
+    )
+    fallback = steps.enable_fallback(target, 6)
+    assert (fallback.original_replicas, fallback.replicas) == (20, 20)
+    during = deploy_json(admin)
+    assert during["spec"]["replicas"] == 20
+    api = during["spec"]["template"]["spec"]["containers"][0]
+    assert {e["name"]: e.get("value") for e in api["env"]}[CACHE_ENV] == "false"
+    steps.re_enable(target)
+    assert steps.scale(target, fallback.original_replicas).replicas == 20
+    assert deploy_json(admin)["spec"]["replicas"] == 20

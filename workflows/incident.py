@@ -120,6 +120,8 @@ class RedisCacheFailure(
             self._index += 1
         if self._abort is not None and self._abort.restore_api:
             await self._restore_api()
+        elif self._stand_down and not self._legacy_judgement:
+            await self._restore_api_after_stand_down()
         self._current = None
         verified = self._scenario_of(self._latest) if self._latest is not self._triage else None
         await self._restore_persistence(verified)
@@ -404,13 +406,34 @@ class RedisCacheFailure(
         )
 
     async def _restore_api(self) -> None:
-        """An abort mid-fallback still gives the API its cache and its replicas back."""
+        """An abort or a stand-down mid-fallback still gives the API its cache and its
+        replicas back."""
         if StepName.ENABLE_FALLBACK not in self._done_steps():
             return
+        why = "abort" if self._abort is not None else "stand_down"
         for step in self._plan:
             if step.name in (StepName.RE_ENABLE, StepName.SCALE) and step.status != "succeeded":
-                self._note("abort", f"restoring the API after abort: {step.name.value}")
+                self._note(why, f"restoring the API ({why.replace('_', '-')}): {step.name.value}")
                 await self._perform(step)
+
+    async def _restore_api_after_stand_down(self) -> None:
+        """Every alert resolved mid-fallback: the API gets its cache and replicas back before
+        the incident ends, once Redis answers the runbook too; if it does not, the API stays
+        on the database and the report says how to restore it."""
+        if not self._fallback_in_force():
+            return
+        if (await self._diagnose()).reachable:
+            await self._restore_api()
+            return
+        self._problems.append(
+            "every alert resolved, but Redis does not answer the runbook: the API stays on the "
+            f"database (to restore: CACHE_ENABLED=true, {self._original_replicas or '?'} "
+            "replicas)"
+        )
+
+    def _fallback_in_force(self) -> bool:
+        """A fallback was entered and the cache not given back since."""
+        return StepName.ENABLE_FALLBACK in self._done_steps() and not self._cache_given_back()
 
     async def _restore_persistence(self, verified: Scenario | None) -> None:
         """Snapshots paused by the plan come back when the incident ends healthy; otherwise the
