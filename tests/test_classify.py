@@ -10,7 +10,7 @@ import pytest
 from activities.kubernetes_models import KubeProblem, KubernetesFacts, PodFacts
 from activities.models import Diagnosis, Finding, RedisInfo, Scenario, SlowlogEntry
 from activities.policy import Thresholds
-from workflows.classify import classify, explain
+from workflows.classify import classify, explain, stuck_pod
 
 NOW = datetime(2026, 11, 26, 3, 0, tzinfo=UTC)
 MB = 1024 * 1024
@@ -178,3 +178,19 @@ def test_an_oomkilled_crash_loop_takes_the_memory_path() -> None:
     crashed = _kube(ready=False)
     crashed.crash_looping = True  # not OOMKilled (or long ago): a restart's business
     assert classify(down.model_copy(update={"kubernetes": crashed})) is Scenario.REDIS_DOWN
+
+
+def test_the_stuck_pod_is_the_one_force_deleted() -> None:
+    def pod(name: str, **state: Any) -> PodFacts:
+        fields = {"uid": name, "phase": "Running", "ready": True, "state": "running"} | state
+        return PodFacts(name=name, **fields)
+
+    facts = _kube()
+    facts.pods = [pod("redis-0"), pod("redis-1", ready=False), pod("redis-2")]
+    assert (found := stuck_pod(facts)) is not None and found.name == "redis-1"
+    facts.pods.append(pod("redis-3", ready=False, waiting_reason="CrashLoopBackOff"))
+    assert (found := stuck_pod(facts)) is not None and found.name == "redis-3"
+    facts.pods.append(pod("redis-4", terminating=True))
+    assert (found := stuck_pod(facts)) is not None and found.name == "redis-4"
+    facts.pods = [pod("redis-0"), pod("redis-1")]
+    assert stuck_pod(facts) is None  # every pod Ready: nothing is force-deleted

@@ -31,7 +31,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from activities.kubernetes_models import KubeProblem, KubernetesFacts
+from activities.kubernetes_models import KubeProblem, KubernetesFacts, PodFacts
 from activities.models import Diagnosis, RedisInfo, Scenario, SlowlogEntry
 from activities.policy import Thresholds
 
@@ -56,6 +56,20 @@ def kubernetes_says_ready(kube: KubernetesFacts | None) -> bool:
         and all(p.ready for p in kube.pods)
         and (kube.ready_endpoints is None or kube.ready_endpoints > 0)
     )
+
+
+def stuck_pod(kube: KubernetesFacts) -> PodFacts | None:
+    """The pod a force delete is for: stuck terminating, else crash-looping, else not Ready.
+    None when every pod is Ready: a healthy pod is never force-deleted."""
+    for stuck in (
+        lambda p: p.terminating,
+        lambda p: p.waiting_reason == "CrashLoopBackOff",
+        lambda p: not p.ready,
+    ):
+        found = next((p for p in kube.pods if stuck(p)), None)
+        if found is not None:
+            return found
+    return None
 
 
 def kubernetes_says_down(kube: KubernetesFacts | None) -> bool:

@@ -41,7 +41,7 @@ with workflow.unsafe.imports_passed_through():
     from activities.targets import UNKNOWN_TARGET
     from workflows import retries
     from workflows.approvals import ApprovalBook
-    from workflows.classify import down_corroborated
+    from workflows.classify import down_corroborated, stuck_pod
     from workflows.executor import StepContext, run_step
     from workflows.incident_carry import IncidentCarry
     from workflows.incident_comms import IncidentCommunication
@@ -73,6 +73,7 @@ PATCH_PING_FROM_TRIAGE = "first-ping-from-fresh-triage"
 # Corroborated "down" and the judgement rules (workflows/classify.py): older histories replay
 # with the rules they were recorded under.
 PATCH_JUDGEMENT = "judgement-corroborated"
+POD_STEPS = frozenset({StepName.FORCE_DELETE_POD})
 RECOVERY = frozenset({StepName.WARM, StepName.RE_ENABLE, StepName.SCALE, StepName.WATCH_HIT_RATE})
 
 
@@ -363,8 +364,10 @@ class RedisCacheFailure(
                 result = await self._verify()
             elif (seen := self._fresh_triage_answer(step)) is not None:
                 result = seen
+            elif not (context := await self._context(step)).pod and step.name in POD_STEPS:
+                return self._skip(step, "no pod is stuck (every pod Ready): nothing to delete")
             else:
-                result = await run_step(self._target, step, await self._context(step))
+                result = await run_step(self._target, step, context)
         except ActivityError as err:
             detail = cause_of(err)
             self._mark(step, "failed", began, detail=detail)
@@ -468,8 +471,9 @@ class RedisCacheFailure(
         pod, uid = "", ""
         if step.name is StepName.FORCE_DELETE_POD:
             facts = await self._inspect()
-            if facts.pods:
-                pod, uid = facts.pods[0].name, facts.pods[0].uid or ""
+            chosen = facts.pods[0] if self._legacy_judgement and facts.pods else stuck_pod(facts)
+            if chosen is not None:
+                pod, uid = chosen.name, chosen.uid or ""
         info = self._latest.info if self._latest is not None else None
         return StepContext(
             server_run_id=info.run_id if info else "",
