@@ -27,7 +27,6 @@ from activities.kubernetes_client import (
     status_message,
 )
 from activities.kubernetes_models import (
-    CACHE_ENV,
     ORIGINAL_REPLICAS,
     RESTART_HISTORY,
     RESTARTED_AT,
@@ -40,6 +39,7 @@ from activities.kubernetes_models import (
     StatefulSetFacts,
 )
 from activities.models import RedisTarget
+from activities.targets import Workload
 
 T = TypeVar("T")
 EVENTS_KEPT = 20
@@ -227,17 +227,17 @@ def event_facts(event: Mapping[str, Any]) -> EventFacts:
     )
 
 
-def deployment_facts(deploy: Mapping[str, Any], container: str) -> DeploymentFacts:
+def deployment_facts(deploy: Mapping[str, Any], workload: Workload) -> DeploymentFacts:
     meta, spec = deploy["metadata"], deploy.get("spec") or {}
-    found = find_container((spec.get("template") or {}).get("spec") or {}, container)
+    found = find_container((spec.get("template") or {}).get("spec") or {}, workload.api_container)
     env = {e.get("name"): e.get("value") for e in (found[1].get("env") or [])} if found else {}
     original = (meta.get("annotations") or {}).get(ORIGINAL_REPLICAS)
-    cache = env.get(CACHE_ENV)
+    cache = env.get(workload.cache_env)
     return DeploymentFacts(
         name=meta["name"],
         replicas=int(spec.get("replicas", 1)),
         ready_replicas=int((deploy.get("status") or {}).get("readyReplicas") or 0),
-        cache_enabled=None if cache is None else str(cache).lower() == "true",
+        cache_enabled=None if cache is None else str(cache) != workload.cache_off,
         original_replicas=int(original) if original and original.isdigit() else None,
     )
 
@@ -267,15 +267,14 @@ class Inspector:
         self,
         api: client.ApiClient,
         timeouts: tuple[float, float],
-        container: str = "redis",
-        api_container: str = "api",
+        workload: Workload | None = None,
         oom_window: timedelta = OOM_WINDOW,
     ) -> None:
         self.core = client.CoreV1Api(api)
         self.apps = client.AppsV1Api(api)
         self.timeouts = timeouts
-        self.container = container
-        self.api_container = api_container
+        self.workload = workload or Workload()
+        self.container = self.workload.redis_container
         self.oom_window = oom_window
 
     def _recent(self, at: datetime | None, now: datetime) -> bool:
@@ -440,4 +439,4 @@ class Inspector:
         except ReadFailed as failed:
             facts.findings.append(failed.finding)
             return
-        facts.api_deployment = deployment_facts(found, self.api_container)
+        facts.api_deployment = deployment_facts(found, self.workload)

@@ -224,3 +224,34 @@ def plan_forget_replicas(deploy: Mapping[str, Any]) -> JSONPatch:
         return []
     path = pointer("metadata", "annotations", ORIGINAL_REPLICAS)
     return [{"op": "test", "path": path, "value": str(remembered)}, {"op": "remove", "path": path}]
+
+
+def container_args(sts: Mapping[str, Any], container: str) -> list[str]:
+    return [str(a) for a in _container(sts, container)[1].get("args") or []]
+
+
+def with_options(args: list[str], options: Mapping[str, str]) -> list[str]:
+    """redis-server `--key value` args with these options set: replaced where present,
+    appended where not; every other arg kept in its place."""
+    result = list(args)
+    for key, value in options.items():
+        flag = f"--{key}"
+        if flag in result and result.index(flag) + 1 < len(result):
+            result[result.index(flag) + 1] = value
+        else:
+            result += [flag, value]
+    return result
+
+
+def plan_args(sts: Mapping[str, Any], container: str, options: Mapping[str, str]) -> JSONPatch:
+    """Put runtime Redis settings into the container's args, so a restart keeps them."""
+    index, found = _container(sts, container)
+    args = container_args(sts, container)
+    wanted = with_options(args, options)
+    if wanted == args:
+        return []
+    path = pointer(*TEMPLATE, "spec", "containers", index, "args")
+    if found.get("args") is None:
+        return [{"op": "add", "path": path, "value": wanted}]
+    return [{"op": "test", "path": path, "value": found["args"]},
+            {"op": "replace", "path": path, "value": wanted}]  # fmt: skip

@@ -42,10 +42,10 @@ from activities.kubernetes_inspect import (
     Inspector,
     label_selector,
     pod_facts,
+    quantity_bytes,
     statefulset_facts,
 )
 from activities.kubernetes_models import (
-    CACHE_ENV,
     FallbackResult,
     ForceDeleteResult,
     KubeProblem,
@@ -57,7 +57,9 @@ from activities.kubernetes_models import (
     ScaleResult,
 )
 from activities.kubernetes_plans import (
+    container_args,
     memory_limit_of,
+    plan_args,
     plan_env,
     plan_forget_replicas,
     plan_memory_limit,
@@ -105,6 +107,38 @@ def _readiness(
     )
 
 
+DURABLE = ("maxmemory-policy", "maxclients")
+
+
+def live_settings(target: RedisTarget, access: RedisAccess) -> dict[str, str]:
+    """The running Redis' maxmemory and the settings a restart would lose; {} if it does
+    not answer (a crash loop): then only what the args already hold is kept."""
+    conn = open_sync_client(target, access)
+    try:
+        found: dict[str, str] = {}
+        for key in ("maxmemory", *DURABLE):
+            for name, value in dict(conn.config_get(key)).items():
+                found[str(name)] = str(value)
+        return found
+    except (redis.RedisError, OSError):
+        return {}
+    finally:
+        conn.close()
+
+
+def durable_options(
+    live: dict[str, str], args: list[str], previous: str | None, limit: str
+) -> dict[str, str]:
+    """maxmemory in proportion to the new limit, and the live settings, as redis-server args."""
+    options = {k: live[k] for k in DURABLE if k in live}
+    flags = dict(zip(args[::2], args[1::2], strict=False))
+    current = live.get("maxmemory") or flags.get("--maxmemory")
+    old, new = quantity_bytes(previous), quantity_bytes(limit)
+    if current and current.isdigit() and int(current) > 0 and old and new:
+        options["maxmemory"] = str(int(current) * new // old)
+    return options
+
+
 def ping_redis(target: RedisTarget, access: RedisAccess) -> bool:
     """One PING over a fresh connection with the target's credentials."""
     conn = open_sync_client(target, access)
@@ -126,16 +160,12 @@ class KubernetesActivities:
         access: KubernetesAccess | None = None,
         targets: TargetBook | None = None,
         unavailable: str | None = None,
-        redis_container: str = "redis",
-        api_container: str = "api",
         oom_window: timedelta = OOM_WINDOW,
     ) -> None:
         self._client = api
         self._access = access or KubernetesAccess()
         self._targets = targets or TargetBook([])
         self._unavailable = unavailable or "Kubernetes is not configured for this worker"
-        self.redis_container = redis_container
-        self.api_container = api_container
         self.oom_window = oom_window
 
     @classmethod
@@ -235,11 +265,7 @@ class KubernetesActivities:
                 findings=[Finding(code="kubernetes_not_configured", message=self._unavailable)],
             )
         inspector = Inspector(
-            self._client,
-            self._access.timeouts,
-            self.redis_container,
-            self.api_container,
-            self.oom_window,
+            self._client, self._access.timeouts, self._targets.workload(target), self.oom_window
         )
         return inspector.inspect(target)
 
@@ -294,7 +320,9 @@ class KubernetesActivities:
                 _beat("reading the StatefulSet")  # each call may take its full timeout
                 sts = self._read_sts(target)
                 facts = statefulset_facts(sts)
-                pods_reason = None if not facts.rollout_complete else self._pods_not_ready(sts)
+                pods_reason = (
+                    None if not facts.rollout_complete else self._pods_not_ready(target, sts)
+                )
             except ApiException as err:
                 if err.status in (400, 401, 403, 404):
                     raise as_application_error(err, "wait_ready") from err
@@ -323,7 +351,7 @@ class KubernetesActivities:
                 return _readiness(False, reason, waited, ping_ok, facts)
             time.sleep(min(poll, remaining))
 
-    def _pods_not_ready(self, sts: JSONDict) -> str | None:
+    def _pods_not_ready(self, target: RedisTarget, sts: JSONDict) -> str | None:
         """What keeps the pods from being done, even when the StatefulSet's status (which
         the controller updates a moment later) already says so: a pod missing, terminating,
         not ready, or of an older revision."""
@@ -334,7 +362,8 @@ class KubernetesActivities:
             label_selector=selector,
             timeout=self._access.timeouts,
         )
-        pods = [pod_facts(p, self.redis_container) for p in found.get("items") or []]
+        container = self._targets.workload(target).redis_container
+        pods = [pod_facts(p, container) for p in found.get("items") or []]
         revision = (sts.get("status") or {}).get("updateRevision")
         wanted = int((sts.get("spec") or {}).get("replicas", 1))
         if len(pods) != wanted:
@@ -412,27 +441,41 @@ class KubernetesActivities:
         self, target: RedisTarget, limit: str, container: str = ""
     ) -> MemoryLimitResult:
         """Set the Redis container's memory limit (found by name) to an absolute quantity;
-        the change rolls the pod. Other containers, limits and requests are kept."""
+        the change rolls the pod. Other containers, limits and requests are kept. In the same
+        patch the container's args get maxmemory raised in proportion and the runtime settings
+        earlier steps changed (maxmemory-policy, maxclients), so the restart this causes does
+        not undo them."""
         if not re.fullmatch(QUANTITY, limit):
             raise ApplicationError(
                 f"{limit!r} is not a memory quantity (e.g. 512Mi)",
                 type=K8S_BAD_REQUEST,
                 non_retryable=True,
             )
-        name = container or self.redis_container
+        name = container or self._targets.workload(target).redis_container
         what = f"raise memory limit of {target.namespace}/{target.statefulset}/{name}"
+        live = live_settings(target, self._targets.access(target))
+
+        def plan(sts: JSONDict) -> list[JSONDict]:
+            limit_ops = plan_memory_limit(sts, name, limit)
+            if not limit_ops:
+                return []  # already raised (a retry): the args went in the same patch
+            kept = durable_options(
+                live, container_args(sts, name), memory_limit_of(sts, name), limit
+            )
+            return limit_ops + plan_args(sts, name, kept)
+
         before, changed = guarded_patch(
-            what,
-            lambda: self._read_sts(target),
-            lambda sts: plan_memory_limit(sts, name, limit),
-            self._patch_sts(target),
+            what, lambda: self._read_sts(target), plan, self._patch_sts(target)
         )
         previous = memory_limit_of(before, name)
+        kept = durable_options(live, container_args(before, name), previous, limit)
+        carried = ", ".join(f"{k} {v}" for k, v in kept.items())
         return MemoryLimitResult(
             changed=changed,
-            summary=f"memory limit {previous} -> {limit}" if changed else f"already {limit}",
-            before={"memory_limit": previous},
-            after={"memory_limit": limit},
+            summary=(f"memory limit {previous} -> {limit}" if changed else f"already {limit}")
+            + (f"; kept across the restart in the pod's args: {carried}" if kept else ""),
+            before={"memory_limit": previous, **{k: live.get(k) for k in kept}},
+            after={"memory_limit": limit, **kept},
             container=name,
             previous=previous,
             limit=limit,
@@ -449,6 +492,7 @@ class KubernetesActivities:
         then, not fewer replicas). The replicas before the first attempt are kept in an
         annotation, so a retry returns the ORIGINAL count, not the fallback one."""
         name = self._deployment(target)
+        switch = self._targets.workload(target)
         replicas = fallback_replicas if fallback_replicas is not None else target.fallback_replicas
         if replicas is None or replicas < 0:
             raise ApplicationError(
@@ -460,7 +504,7 @@ class KubernetesActivities:
 
         def plan(deploy: JSONDict) -> list[JSONDict]:
             ops = plan_remember_replicas(deploy)
-            ops += plan_env(deploy, self.api_container, CACHE_ENV, "false")
+            ops += plan_env(deploy, switch.api_container, switch.cache_env, switch.cache_off)
             scale = plan_replicas(deploy, max(replicas_of(deploy), replicas))
             return ops + [op for op in scale if op not in ops]
 
@@ -473,10 +517,10 @@ class KubernetesActivities:
         now = max(replicas_of(before), replicas)
         return FallbackResult(
             changed=changed,
-            summary=f"{CACHE_ENV}=false, replicas {replicas_of(before)} -> {now} "
-            f"(original {original})",
+            summary=f"{switch.cache_env}={switch.cache_off}, replicas {replicas_of(before)} -> "
+            f"{now} (original {original})",
             before={"replicas": replicas_of(before), "original_replicas": original},
-            after={"replicas": now, CACHE_ENV: "false"},
+            after={"replicas": now, switch.cache_env: switch.cache_off},
             deployment=name,
             original_replicas=original,
             replicas=now,
@@ -487,12 +531,12 @@ class KubernetesActivities:
         """CACHE_ENABLED=true on the API container, and forget the remembered replicas (the
         fallback is over). Scaling back is the separate `scale` step."""
         name = self._deployment(target)
+        switch = self._targets.workload(target)
         what = f"re-enable cache on deployment {target.namespace}/{name}"
 
         def plan(deploy: JSONDict) -> list[JSONDict]:
-            return plan_env(deploy, self.api_container, CACHE_ENV, "true") + plan_forget_replicas(
-                deploy
-            )
+            on = plan_env(deploy, switch.api_container, switch.cache_env, switch.cache_on)
+            return on + plan_forget_replicas(deploy)
 
         before, changed = guarded_patch(
             what, lambda: self._read_deploy(target, name), plan, self._patch_deploy(target, name)
@@ -500,9 +544,11 @@ class KubernetesActivities:
         original = remembered_replicas(before)
         return ReEnableResult(
             changed=changed,
-            summary=f"{CACHE_ENV}=true" if changed else f"{CACHE_ENV} already true",
+            summary=f"{switch.cache_env}={switch.cache_on}"
+            if changed
+            else f"{switch.cache_env} already {switch.cache_on}",
             before={"original_replicas": original},
-            after={CACHE_ENV: "true"},
+            after={switch.cache_env: switch.cache_on},
             deployment=name,
             original_replicas=original,
         )

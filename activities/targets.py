@@ -10,13 +10,26 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 from temporalio.exceptions import ApplicationError
 
 from activities.models import RedisTarget
 from activities.redis_access import RedisAccess
 
 UNKNOWN_TARGET = "UnknownTarget"
+
+
+class Workload(BaseModel):
+    """How a target's Kubernetes objects are laid out: which container is Redis, which is the
+    API, and the switch that turns the API's cache off and on again."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    redis_container: str = Field(default="redis", min_length=1)
+    api_container: str = Field(default="api", min_length=1)
+    cache_env: str = Field(default="CACHE_ENABLED", pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")
+    cache_on: str = "true"
+    cache_off: str = "false"
 
 
 class ConfiguredTarget(BaseModel):
@@ -27,6 +40,7 @@ class ConfiguredTarget(BaseModel):
     name: str
     target: RedisTarget
     access: RedisAccess = RedisAccess()
+    workload: Workload = Workload()
 
 
 def identity(target: RedisTarget) -> tuple[str, str, str, str | None]:
@@ -53,6 +67,12 @@ class TargetBook:
 
     def access(self, target: RedisTarget) -> RedisAccess:
         return self.find(target).access
+
+    def workload(self, target: RedisTarget) -> Workload:
+        """The target's layout; the defaults for one not configured (which the activity guard
+        refuses before any step runs, so this is never what lets a call through)."""
+        found = self._by_identity.get(identity(target))
+        return found.workload if found is not None else Workload()
 
     def refusal(self, target: RedisTarget) -> str:
         known = "; ".join(

@@ -160,3 +160,31 @@ def test_a_resolved_alert_never_seen_firing_does_not_stand_an_incident_down() ->
     assert not ledger.all_resolved()
     ledger.record(fired.model_copy(update={"status": AlertStatus.RESOLVED}))
     assert ledger.all_resolved()
+
+
+async def test_the_memory_limit_path_keeps_the_eviction_policy_across_its_restart(
+    temporal_env: WorkflowEnvironment, cluster: SandboxCluster
+) -> None:
+    """OOMKilled and full under noeviction: allkeys-lru by CONFIG SET, then a larger limit,
+    whose pod restart would have brought noeviction back from the pod's args."""
+    await asyncio.to_thread(cluster.fault, "oom")
+    with cluster.redis() as conn:
+        maxmemory_before = int(conn.config_get("maxmemory")["maxmemory"])
+    settings = settings_for(
+        cluster.redis_url,
+        kubernetes={"kubeconfig": str(cluster.runbook_kubeconfig)},
+        approvals={"required_for": []},
+        outage={"ready_timeout": "30s", "poll": "0.5s"},
+    )
+    async with running_worker(temporal_env.client, settings):
+        report = await (await start(temporal_env.client, settings, incident(cluster))).result()
+
+    done = {s.name.value: s.status for s in report.steps}
+    assert done["set_eviction_policy"] == "succeeded"
+    assert done["raise_memory_limit"] == "succeeded"
+    assert cluster.restarts() >= 1  # the new limit rolled the pod
+    with cluster.redis() as conn:
+        assert conn.config_get("maxmemory-policy")["maxmemory-policy"] == "allkeys-lru"
+        assert int(conn.config_get("maxmemory")["maxmemory"]) > maxmemory_before
+    raised = next(s for s in report.steps if s.name.value == "raise_memory_limit")
+    assert raised.detail is not None and "maxmemory-policy allkeys-lru" in raised.detail

@@ -31,7 +31,7 @@ from activities.kubernetes_client import (
 from activities.kubernetes_models import CACHE_ENV, ORIGINAL_REPLICAS, RESTARTED_AT, KubeProblem
 from activities.kubernetes_steps import KubernetesActivities
 from activities.models import RedisTarget
-from activities.targets import ConfiguredTarget, TargetBook
+from activities.targets import ConfiguredTarget, TargetBook, Workload
 from sandbox.cluster import SandboxCluster, write_kubeconfig
 
 NS = "treebeard-production"
@@ -313,7 +313,10 @@ def test_raise_memory_limit_changes_only_that_limit(
     expected = [dict(c) for c in before]
     expected[0]["resources"] = {**before[0]["resources"]}
     expected[0]["resources"]["limits"] = {**before[0]["resources"]["limits"], "memory": "64Mi"}
-    assert after == expected  # requests, cpu limit, env, args, mounts, the sidecar: intact
+    # maxmemory doubles with the limit, written into the args so the restart keeps it (with
+    # the live maxmemory-policy and maxclients, unchanged here)
+    expected[0]["args"] = [*before[0]["args"], "--maxmemory", str(48 * 2**20)]
+    assert after == expected  # requests, cpu limit, env, other args, mounts, the sidecar: intact
     assert steps.wait_ready(target, soon(), poll_seconds=0.1).ready
     with redis.Redis.from_url(target.redis_url) as conn:
         assert conn.config_get("maxmemory")["maxmemory"] == str(48 * 2**20)
@@ -436,3 +439,32 @@ def test_fallback_never_scales_a_busier_api_down(
     steps.re_enable(target)
     assert steps.scale(target, fallback.original_replicas).replicas == 20
     assert deploy_json(admin)["spec"]["replicas"] == 20
+
+
+def test_the_cache_switch_and_containers_come_from_the_target(
+    cluster: SandboxCluster, target: RedisTarget, admin: Any
+) -> None:
+    """A target whose API turns its cache off with USE_REDIS=no: that is what fallback sets
+    (and re_enable undoes); CACHE_ENABLED, not this API's switch, is left alone."""
+    deploy = client.AppsV1Api(admin)
+    body = deploy_json(admin)
+    api = body["spec"]["template"]["spec"]["containers"][0]
+    api["env"] = [*api["env"], {"name": "USE_REDIS", "value": "yes"}]
+    deploy.patch_namespaced_deployment("treebeard-api", NS, {"spec": body["spec"]})
+    switch = Workload(cache_env="USE_REDIS", cache_on="yes", cache_off="no")
+    book = TargetBook([ConfiguredTarget(name="sandbox", target=target, workload=switch)])
+    steps = KubernetesActivities.from_access(
+        KubernetesAccess(kubeconfig=cluster.runbook_kubeconfig), book
+    )
+
+    def env() -> dict[str, str]:
+        containers = deploy_json(admin)["spec"]["template"]["spec"]["containers"]
+        return {e["name"]: e.get("value") for e in containers[0]["env"]}
+
+    fallback = steps.enable_fallback(target, 6)
+    assert env()["USE_REDIS"] == "no" and env()[CACHE_ENV] == "true"
+    assert fallback.after == {"replicas": 6, "USE_REDIS": "no"}
+    assert steps.inspect_kubernetes(target).api_deployment.cache_enabled is False  # type: ignore[union-attr]
+    steps.re_enable(target)
+    assert env()["USE_REDIS"] == "yes"
+    assert steps.inspect_kubernetes(target).api_deployment.cache_enabled is True  # type: ignore[union-attr]

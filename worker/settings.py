@@ -36,7 +36,7 @@ from activities.policy import (
     Thresholds,
 )
 from activities.redis_access import RedisAccess
-from activities.targets import ConfiguredTarget, TargetBook, identity
+from activities.targets import ConfiguredTarget, TargetBook, Workload, identity
 from activities.warming import Warmer
 from worker.webhook_settings import WebhookSettings
 
@@ -119,6 +119,10 @@ class TargetRoute(Section):
         default=None, pattern=ENV_NAME, description="environment variable holding its password"
     )
     password_file: Path | None = Field(default=None, description="file holding its password")
+    workload: Workload = Field(
+        default_factory=Workload,
+        description="container names and the API's cache switch (env var, on and off values)",
+    )
 
     @field_validator("match")
     @classmethod
@@ -287,7 +291,9 @@ class Settings(BaseSettings):
         access = self.redis_access.model_copy(
             update={"password": password, "username": route.username or self.redis.username}
         )
-        return ConfiguredTarget(name=route.name, target=route.to_target(), access=access)
+        return ConfiguredTarget(
+            name=route.name, target=route.to_target(), access=access, workload=route.workload
+        )
 
     @property
     def policy(self) -> Policy:
