@@ -255,3 +255,39 @@ def plan_args(sts: Mapping[str, Any], container: str, options: Mapping[str, str]
         return [{"op": "add", "path": path, "value": wanted}]
     return [{"op": "test", "path": path, "value": found["args"]},
             {"op": "replace", "path": path, "value": wanted}]  # fmt: skip
+
+
+HPA_ORIGINAL_MIN = "redis-runbook.io/original-min-replicas"
+
+
+def plan_hpa_at_least(hpa: Mapping[str, Any], replicas: int) -> JSONPatch:
+    """An autoscaler on the API would scale the fallback replicas away: raise its minimum
+    (and its maximum, if below) to the fallback count, remembering the minimum it had, once."""
+    spec, meta = hpa.get("spec") or {}, hpa["metadata"]
+    current = int(spec.get("minReplicas") or 1)
+    ops: JSONPatch = []
+    if (meta.get("annotations") or {}).get(HPA_ORIGINAL_MIN) is None:
+        ops.append({"op": "test", "path": "/metadata/resourceVersion",
+                    "value": meta["resourceVersion"]})  # fmt: skip
+        if meta.get("annotations") is None:
+            ops.append({"op": "add", "path": "/metadata/annotations", "value": {}})
+        path = pointer("metadata", "annotations", HPA_ORIGINAL_MIN)
+        ops.append({"op": "add", "path": path, "value": str(current)})
+    if current < replicas:
+        ops.append({"op": "add", "path": "/spec/minReplicas", "value": replicas})
+    if int(spec.get("maxReplicas") or 0) < replicas:
+        ops.append({"op": "add", "path": "/spec/maxReplicas", "value": replicas})
+    return ops
+
+
+def plan_hpa_restore(hpa: Mapping[str, Any]) -> JSONPatch:
+    """Give the autoscaler back the minimum it had before the fallback."""
+    remembered = (hpa["metadata"].get("annotations") or {}).get(HPA_ORIGINAL_MIN)
+    if remembered is None:
+        return []
+    path = pointer("metadata", "annotations", HPA_ORIGINAL_MIN)
+    return [
+        {"op": "test", "path": path, "value": remembered},
+        {"op": "add", "path": "/spec/minReplicas", "value": int(remembered)},
+        {"op": "remove", "path": path},
+    ]

@@ -62,6 +62,8 @@ from activities.kubernetes_plans import (
     plan_args,
     plan_env,
     plan_forget_replicas,
+    plan_hpa_at_least,
+    plan_hpa_restore,
     plan_memory_limit,
     plan_record_restart,
     plan_remember_replicas,
@@ -217,6 +219,28 @@ class KubernetesActivities:
     @property
     def _core(self) -> client.CoreV1Api:
         return client.CoreV1Api(self._api)
+
+    def _autoscaler(self, target: RedisTarget, plan: Callable[[JSONDict], Any]) -> str:
+        """Patch the API's HorizontalPodAutoscaler, when the target names one; its summary."""
+        name = self._targets.workload(target).api_hpa
+        if name is None:
+            return ""
+        hpas = client.AutoscalingV2Api(self._api)
+        before, changed = guarded_patch(
+            f"autoscaler {target.namespace}/{name}",
+            lambda: read_json(
+                hpas.read_namespaced_horizontal_pod_autoscaler,
+                name,
+                target.namespace,
+                timeout=self._access.timeouts,
+            ),
+            plan,
+            lambda ops: hpas.patch_namespaced_horizontal_pod_autoscaler(
+                name, target.namespace, ops, _request_timeout=self._access.timeouts
+            ),
+        )
+        was = (before.get("spec") or {}).get("minReplicas")
+        return f"; autoscaler {name} minReplicas {was}" + (" changed" if changed else " kept")
 
     def _read_sts(self, target: RedisTarget) -> JSONDict:
         return read_json(
@@ -515,10 +539,11 @@ class KubernetesActivities:
         if original is None:
             original = replicas_of(before)
         now = max(replicas_of(before), replicas)
+        held = self._autoscaler(target, lambda hpa: plan_hpa_at_least(hpa, now))
         return FallbackResult(
             changed=changed,
             summary=f"{switch.cache_env}={switch.cache_off}, replicas {replicas_of(before)} -> "
-            f"{now} (original {original})",
+            f"{now} (original {original}){held}",
             before={"replicas": replicas_of(before), "original_replicas": original},
             after={"replicas": now, switch.cache_env: switch.cache_off},
             deployment=name,
@@ -567,6 +592,7 @@ class KubernetesActivities:
                 non_retryable=True,
             )
         what = f"scale deployment {target.namespace}/{name}"
+        restored = self._autoscaler(target, plan_hpa_restore)  # first: it would scale up again
         before, changed = guarded_patch(
             what,
             lambda: self._read_deploy(target, name),
@@ -576,7 +602,8 @@ class KubernetesActivities:
         previous = replicas_of(before)
         return ScaleResult(
             changed=changed,
-            summary=f"replicas {previous} -> {wanted}" if changed else f"already {wanted}",
+            summary=(f"replicas {previous} -> {wanted}" if changed else f"already {wanted}")
+            + restored,
             before={"replicas": previous},
             after={"replicas": wanted},
             deployment=name,

@@ -30,6 +30,11 @@ class Workload(BaseModel):
     cache_env: str = Field(default="CACHE_ENABLED", pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")
     cache_on: str = "true"
     cache_off: str = "false"
+    api_hpa: str | None = Field(
+        default=None,
+        pattern=r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$",
+        description="the API's HorizontalPodAutoscaler: fallback raises its minReplicas",
+    )
 
 
 class ConfiguredTarget(BaseModel):

@@ -90,12 +90,17 @@ BUILTIN_TYPES: tuple[ResourceType, ...] = (
         group="apps", version="v1", plural="deployments", kind="Deployment",
         subresources=("status",),
     ),
+    ResourceType(
+        group="autoscaling", version="v2", plural="horizontalpodautoscalers",
+        kind="HorizontalPodAutoscaler", subresources=("status",),
+    ),
 )  # fmt: skip
 # What kube-apiserver stores as the status of a new object (the client requires some fields).
 INITIAL_STATUS: dict[str, JSONDict] = {
     "statefulsets": {"replicas": 0, "availableReplicas": 0},
     "pods": {"phase": "Pending"},
     "persistentvolumeclaims": {"phase": "Pending"},
+    "horizontalpodautoscalers": {"currentReplicas": 0, "desiredReplicas": 0},
 }
 VERBS = ("get", "list", "watch", "create", "update", "patch", "delete", "deletecollection")
 

@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 import redis
+import yaml
 from kubernetes import client
 from temporalio.exceptions import ApplicationError
 from temporalio.testing import ActivityEnvironment
@@ -33,6 +34,8 @@ from activities.kubernetes_steps import KubernetesActivities
 from activities.models import RedisTarget
 from activities.targets import ConfiguredTarget, TargetBook, Workload
 from sandbox.cluster import SandboxCluster, write_kubeconfig
+from worker.rbac import roles_for
+from worker.settings import Settings
 
 NS = "treebeard-production"
 
@@ -468,3 +471,46 @@ def test_the_cache_switch_and_containers_come_from_the_target(
     steps.re_enable(target)
     assert env()["USE_REDIS"] == "yes"
     assert steps.inspect_kubernetes(target).api_deployment.cache_enabled is True  # type: ignore[union-attr]
+
+
+def test_an_autoscaler_on_the_api_is_raised_for_the_fallback_and_restored(
+    tmp_path: Path,
+) -> None:
+    """With an HPA (min 2, max 4) the fallback raises its minimum to the fallback count
+    instead of being fought, and the scale back gives it its minimum again. The worker is
+    held to the Role `runbook rbac` makes for a target that names its autoscaler."""
+    route = {"name": "sandbox", "redis_url": "redis://127.0.0.1:1/0", "namespace": NS,
+             "api_deployment": "treebeard-api",
+             "workload": {"api_hpa": "treebeard-api"}}  # fmt: skip
+    settings = Settings(targets=[route])
+    role = tmp_path / "role.yaml"
+    role.write_text(yaml.safe_dump_all(roles_for(settings)))
+    with SandboxCluster(tmp_path / "sandbox", role_file=role) as cluster:
+        hpa = {
+            "metadata": {"name": "treebeard-api", "namespace": NS},
+            "spec": {
+                "scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment",
+                                   "name": "treebeard-api"},
+                "minReplicas": 2, "maxReplicas": 4,
+            },
+        }  # fmt: skip
+        with cluster.api_client() as admin:
+            scaler = client.AutoscalingV2Api(admin)
+            scaler.create_namespaced_horizontal_pod_autoscaler(NS, hpa)  # type: ignore[arg-type]
+            book = settings.target_book()
+            configured = book.configured[0].target
+            steps = KubernetesActivities.from_access(
+                KubernetesAccess(kubeconfig=cluster.runbook_kubeconfig), book
+            )
+            fallback = steps.enable_fallback(configured, 6)
+            during = scaler.read_namespaced_horizontal_pod_autoscaler("treebeard-api", NS).spec
+            again = steps.enable_fallback(configured, 6)  # a retry changes nothing more
+            steps.re_enable(configured)
+            steps.scale(configured, fallback.original_replicas)
+            after = scaler.read_namespaced_horizontal_pod_autoscaler("treebeard-api", NS)
+
+    assert (during.min_replicas, during.max_replicas) == (6, 6)
+    assert "autoscaler treebeard-api" in fallback.summary and again.original_replicas == 3
+    assert (after.spec.min_replicas, after.spec.max_replicas) == (2, 6)
+    assert after.metadata is not None
+    assert "redis-runbook.io/original-min-replicas" not in (after.metadata.annotations or {})

@@ -28,9 +28,12 @@ def rules_for(routes: list[TargetRoute]) -> list[dict[str, Any]]:
     statefulsets = [r.statefulset for r in routes]
     pods = [f"{r.statefulset}-{i}" for r in routes for i in range(r.pods)]
     apis = [r.api_deployment for r in routes if r.api_deployment]
+    hpas = [r.workload.api_hpa for r in routes if r.workload.api_hpa]
     rules = [_rule("apps", "statefulsets", ["get", "patch"], statefulsets)]
     if apis:
         rules.append(_rule("apps", "deployments", ["get", "patch"], apis))
+    if hpas:  # enable_fallback raises its minimum, scale restores it
+        rules.append(_rule("autoscaling", "horizontalpodautoscalers", ["get", "patch"], hpas))
     rules += [
         _rule("", "pods", ["get", "delete"], pods),
         _rule("", "pods", ["list"]),
