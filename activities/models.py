@@ -375,6 +375,9 @@ class IncidentReport(BaseModel):
     alert_summary: AlertSummary = Field(default_factory=AlertSummary)
     requested_by: str = ""
     figures: Figures = Field(default_factory=Figures)
+    temporary: list[str] = Field(
+        default_factory=list, description="changes made at runtime only: lost at a restart"
+    )
     review: str = Field(default="", description="the post-incident review, Markdown")
     started_at: datetime
     finished_at: datetime

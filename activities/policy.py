@@ -140,6 +140,9 @@ class Limits(Section):
     )
     fallback_replicas: int = Field(default=8, ge=1)
     memory_limit_factor: float = Field(default=1.5, gt=1)
+    memory_limit_ceiling_mib: int = Field(
+        default=16384, ge=1, description="raise_memory_limit never goes past this (MiB)"
+    )
     restarts_per_hour: int = Field(
         default=3,
         ge=0,

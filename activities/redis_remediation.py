@@ -55,6 +55,22 @@ async def _flushed_since(
     )
 
 
+RUNTIME_ONLY = "runtime only: lost at the next restart"
+
+
+async def _make_durable(client: aioredis.Redis) -> str:
+    """CONFIG REWRITE where Redis runs from a config file it may write; otherwise say the
+    change lives in memory only, so the report can tell a person."""
+    config_file = str((await client.info("server")).get("config_file") or "")
+    if not config_file:
+        return f"{RUNTIME_ONLY} (no config file: put it in the Redis config)"
+    try:
+        await client.config_rewrite()
+    except rexc.ResponseError as err:
+        return f"{RUNTIME_ONLY} (CONFIG REWRITE of {config_file} failed: {err})"
+    return f"written to {config_file}"
+
+
 def _beat(detail: str) -> None:
     if activity.in_activity():
         activity.heartbeat(detail)
@@ -147,12 +163,13 @@ class RedisRemediationActivities:
                 )
             await _set_maxclients(client, ceiling, current)
             now = int((await client.config_get("maxclients"))["maxclients"] or 0)
+            durable = await _make_durable(client)
         return StepResult(
             changed=now != current,
             summary=f"maxclients {current} -> {now}"
             + ("" if now == ceiling else f" (asked {ceiling}: the most the OS allows Redis)"),
             before={"maxclients": current},
-            after={"maxclients": now},
+            after={"maxclients": now, "durable": durable},
         )
 
     @activity.defn(name="tune_persistence")
@@ -176,11 +193,14 @@ class RedisRemediationActivities:
                 if before[key] != value:
                     await client.config_set(key, value)
             after = {k: (await client.config_get(k)).get(k) for k in wanted}
-        changed = [k for k in wanted if before[k] != after[k]]
+            changed = [k for k in wanted if before[k] != after[k]]
+            durable = await _make_durable(client) if changed else "unchanged"
         summary = ", ".join(f"{k} {before[k]!r} -> {after[k]!r}" for k in changed)
+        if changed and durable.startswith(RUNTIME_ONLY):
+            summary += f" ({RUNTIME_ONLY})"
         return StepResult(
             changed=bool(changed),
             summary=summary or "already set: " + ", ".join(f"{k} {v!r}" for k, v in after.items()),
             before=dict(before),
-            after=dict(after),
+            after={**after, "durable": durable},
         )

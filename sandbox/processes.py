@@ -79,9 +79,12 @@ class RedisProcess:
         data_dir: Path,
         config: Mapping[str, str] | None = None,
         open_files: int | None = None,
+        config_file: bool = False,
     ) -> None:
-        """`open_files`: the process' file limit (RLIMIT_NOFILE), which caps its maxclients."""
+        """`open_files`: the process' file limit (RLIMIT_NOFILE), which caps its maxclients.
+        `config_file`: start from a (writable) redis.conf in the data dir, as most do."""
         self.open_files = open_files
+        self.config_file = data_dir.resolve() / "redis.conf" if config_file else None
         self.port = free_port()
         self.data_dir = data_dir.resolve()
         self.config = {"save": "", "appendonly": "no", **(config or {})}
@@ -97,7 +100,12 @@ class RedisProcess:
         return self.proc.pid if self.proc and self.proc.poll() is None else None
 
     def start(self) -> RedisProcess:
-        args = [binary("redis-server"), "--port", str(self.port), "--bind", "127.0.0.1"]
+        args = [binary("redis-server")]
+        if self.config_file is not None:
+            if not self.config_file.exists():
+                self.config_file.write_text("# redis.conf of a test server\n")
+            args.append(str(self.config_file))
+        args += ["--port", str(self.port), "--bind", "127.0.0.1"]
         args += ["--dir", str(self.data_dir), "--logfile", str(self.data_dir / "redis.log")]
         for key, value in self.config.items():
             args += [f"--{key}", *(value.split() if key != "save" else [value])]

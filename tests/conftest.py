@@ -48,11 +48,21 @@ class RedisFactory:
         self.started: list[RedisProcess] = []
 
     def __call__(self, **config: str) -> RedisProcess:
-        return self.limited(None, **config)
+        return self._start(config)
 
-    def limited(self, open_files: int | None, **config: str) -> RedisProcess:
+    def limited(self, open_files: int, **config: str) -> RedisProcess:
         """A server whose process may open at most `open_files` files (caps maxclients)."""
-        server = RedisProcess(self.root / f"redis-{len(self.started)}", config, open_files)
+        return self._start(config, open_files=open_files)
+
+    def from_config_file(self, **config: str) -> RedisProcess:
+        """A server started from a writable redis.conf (CONFIG REWRITE works)."""
+        return self._start(config, config_file=True)
+
+    def _start(
+        self, config: dict[str, str], open_files: int | None = None, config_file: bool = False
+    ) -> RedisProcess:
+        root = self.root / f"redis-{len(self.started)}"
+        server = RedisProcess(root, config, open_files, config_file)
         self.started.append(server)
         return server.start()
 

@@ -131,21 +131,30 @@ async def test_alerts_resolved_mid_fallback_still_give_the_api_back(
     """Every alert resolves while the API serves from the database: the incident stands down,
     and the API still gets its cache and its 3 replicas back before it ends."""
     await asyncio.to_thread(cluster.fault, "crashloop")
-    settings = fallback_settings(cluster)
+    settings = fallback_settings(cluster, poll="60s")  # it looks again when told, not by time
     down = Alert(source="alertmanager", name="RedisDown", fingerprint="down-1")
     job = incident(cluster).model_copy(update={"alerts": [down]})
     async with running_worker(temporal_env.client, settings):
         handle = await start(temporal_env.client, settings, job, "stand-down")
         await until(lambda: api_state(cluster) == (8, "false"), "fallback entered")
-        await handle.signal("alert", down.model_copy(update={"status": AlertStatus.RESOLVED}))
         await asyncio.to_thread(cluster.fault, "clear")
-        report = await handle.result()
+        await until(lambda: answers(cluster), "Redis back")  # what made the alert resolve
+        await handle.signal("alert", down.model_copy(update={"status": AlertStatus.RESOLVED}))
+        report = await asyncio.wait_for(handle.result(), timeout=45)
 
     assert api_state(cluster) == (3, "true")
     assert any(e.kind == "stand_down" for e in report.timeline)
     restored = [s.name.value for s in report.steps if s.status == "succeeded"]
     assert "re_enable" in restored and "scale" in restored
     assert report.alert_summary.resolved == 1
+
+
+def answers(cluster: SandboxCluster) -> bool:
+    try:
+        with cluster.redis() as conn:
+            return bool(conn.ping())
+    except redis.RedisError:
+        return False
 
 
 def test_a_resolved_alert_never_seen_firing_does_not_stand_an_incident_down() -> None:

@@ -115,3 +115,25 @@ def test_a_restart_only_the_runbook_asks_for_waits_for_a_person() -> None:
         worker_side = plan_for(Scenario.REDIS_DOWN, diag(False, (code,)), POLICY)
         assert StepName.RESTART not in [s.name for s in worker_side]
         assert StepName.PING in [s.name for s in worker_side]
+
+
+def test_the_memory_limit_is_raised_under_the_policy_ceiling() -> None:
+    from activities.kubernetes_models import KubernetesFacts
+
+    def oom_with_limit(mib: int) -> list[object]:
+        facts = KubernetesFacts(taken_at=diag().taken_at, reachable=True, oom_killed=True,
+                                memory_limit_bytes=mib * MB)  # fmt: skip
+        d = diag(used_memory=95 * MB, maxmemory_policy="noeviction")
+        step = next(
+            s
+            for s in plan_for(
+                Scenario.OUT_OF_MEMORY, d.model_copy(update={"kubernetes": facts}), POLICY
+            )
+            if s.name is StepName.RAISE_MEMORY_LIMIT
+        )
+        return [step.params, step.title]
+
+    assert oom_with_limit(1024)[0] == {"limit": "1536Mi"}
+    assert oom_with_limit(12 * 1024)[0] == {"limit": "16384Mi"}  # capped at 16Gi
+    params, title = oom_with_limit(16 * 1024)
+    assert params == {"ceiling": "16384Mi"} and "ceiling" in str(title)

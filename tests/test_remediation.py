@@ -64,6 +64,10 @@ async def test_out_of_memory_is_resolved_only_after_approvals(
     assert [(a.step.value, a.approver) for a in report.approvals] == [
         ("set_eviction_policy", "bob")
     ]
+    # No config file took the new policy: the report says it lives in memory only.
+    assert [t.split(":")[0] for t in report.temporary] == ["set_eviction_policy"]
+    assert "maxmemory-policy allkeys-lru" in report.temporary[0]
+    assert "## Changes in memory only" in report.review
     assert step(report, StepName.RAISE_MEMORY_LIMIT) == "skipped"
     assert report.analysis.keyspace is not None
     assert report.analysis.keyspace.prefixes[0].prefix == "cache:item"
@@ -335,3 +339,23 @@ async def test_watching_an_idle_cache_ends_early_and_says_so(redis_server: Redis
     )
     assert time.monotonic() - began < 5
     assert "nothing to watch, ended early" in result.summary and result.after["idle"] == 1
+
+
+async def test_a_runtime_change_is_written_to_a_writable_config_file(
+    temporal_env: WorkflowEnvironment, redis_server: RedisFactory
+) -> None:
+    """Redis run from a redis.conf it may write: CONFIG REWRITE makes the new maxclients
+    survive a restart, and the report lists nothing as lost."""
+    server = redis_server.from_config_file(maxclients="10")
+    held = faults.hold_connections(server.port, 9)
+    settings = settings_for(server.url, limits={"maxclients_target": 500})
+    async with running_worker(temporal_env.client, settings):
+        report = await (await start(temporal_env.client, settings, auto(server.url))).result()
+    for conn in held:
+        conn.close()
+
+    assert server.config_file is not None
+    assert "maxclients 500" in server.config_file.read_text()
+    raised = next(s for s in report.steps if s.name is StepName.RAISE_MAXCLIENTS)
+    assert raised.result is not None and "written to" in str(raised.result.after["durable"])
+    assert report.temporary == []

@@ -50,7 +50,7 @@ with workflow.unsafe.imports_passed_through():
     from workflows.incident_probes import IncidentProbes
     from workflows.outcome import outcome_for
     from workflows.plan import mark_unavailable, plan_for
-    from workflows.review import figures_of, render_review
+    from workflows.review import figures_of, render_review, temporary_changes
     from workflows.step_errors import cause_of
 
 DECISION_HINT = '{"step": "flush", "approver": "your-name", "comment": "why"}'
@@ -345,8 +345,13 @@ class RedisCacheFailure(
                 self._problems.append(f"{step.name.value} was needed but is not available")
             return None
         if step.name is StepName.RAISE_MEMORY_LIMIT and "limit" not in step.params:
-            self._skip(step, "the container's memory limit is unknown: raise it by hand")
-            self._problems.append("raise_memory_limit was needed but the limit is unknown")
+            why = (
+                f"the limit is at the policy's ceiling ({step.params['ceiling']})"
+                if "ceiling" in step.params
+                else "the container's memory limit is unknown"
+            )
+            self._skip(step, f"{why}: raise it by hand")
+            self._problems.append(f"raise_memory_limit was needed but {why}")
             return None
         if step.requires_approval and not await self._gate(step):
             return None
@@ -548,5 +553,6 @@ class RedisCacheFailure(
             finished_at=workflow.now(),
         )
         report.figures = figures_of(report, self._approval_wait_s)
+        report.temporary = temporary_changes(report.steps)
         report.review = render_review(report, final=self._outcome is not None)
         return report

@@ -7,6 +7,7 @@ flushed?); some need a fresh look at Redis; the outage ones wait for Redis on du
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Callable
 from datetime import timedelta
 
 from temporalio import workflow
@@ -107,10 +108,16 @@ class IncidentProbes(IncidentState):
             if self._history_too_long():
                 await self._continue_as_new()
             self._note("waiting", f"Redis still down ({why}); next check in {self._poll(left)}")
-            with contextlib.suppress(TimeoutError):
+            woken = self._woken_by(self._stand_down or self._legacy_judgement)
+            with contextlib.suppress(TimeoutError):  # an abort or a stand-down: look at once
                 await workflow.wait_condition(
-                    lambda: self._abort is not None, timeout=self._poll(left)
+                    woken,
+                    timeout=self._poll(left),
                 )
+
+    def _woken_by(self, stood_down: bool) -> Callable[[], bool]:
+        """An abort, or a stand-down that happened during this wait, ends it at once."""
+        return lambda: self._abort is not None or (self._stand_down and not stood_down)
 
     def _poll(self, left: timedelta) -> timedelta:
         return min(self._config.policy.outage.poll, left)

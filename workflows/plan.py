@@ -213,11 +213,16 @@ def _out_of_memory(p: _Planner, d: Diagnosis) -> None:
 def _raise_memory_limit(p: _Planner, d: Diagnosis, when: Condition | None) -> None:
     kube = d.kubernetes
     oom_killed = bool(kube and kube.oom_killed)
-    limit = {"limit": _raised_limit(d, p.policy)} if kube and kube.memory_limit_bytes else {}
+    raised = _raised_limit(d, p.policy) if kube and kube.memory_limit_bytes else None
+    ceiling = p.policy.limits.memory_limit_ceiling_mib
+    limit: dict[str, str | int | float] = {"limit": raised} if raised else {}
+    if raised == "":  # already at the ceiling: a person decides on more
+        limit = {"ceiling": f"{ceiling}Mi"}
     p.add(
         StepName.RAISE_MEMORY_LIMIT,
         "Raise the Redis container's memory limit"
-        + (f" to {limit['limit']}" if limit else "")
+        + (f" to {raised}" if raised else "")
+        + (f" (at the policy's ceiling {ceiling}Mi: by hand)" if raised == "" else "")
         + (" (it was OOMKilled)" if oom_killed else ""),
         when=when,
         params=limit,
@@ -230,10 +235,14 @@ def _raise_memory_limit(p: _Planner, d: Diagnosis, when: Condition | None) -> No
 
 
 def _raised_limit(d: Diagnosis, policy: Policy) -> str:
-    """The container's limit times the policy's factor, in whole MiB."""
+    """The container's limit times the policy's factor, in whole MiB, never past the policy's
+    ceiling; "" when the limit is at the ceiling already."""
     current = d.kubernetes.memory_limit_bytes if d.kubernetes else None
-    wanted = (current or 0) * policy.limits.memory_limit_factor
-    return f"{-(-int(wanted) // MIB)}Mi"
+    wanted = min(
+        -(-int((current or 0) * policy.limits.memory_limit_factor) // MIB),
+        policy.limits.memory_limit_ceiling_mib,
+    )
+    return f"{wanted}Mi" if wanted * MIB > (current or 0) else ""
 
 
 def _too_many_connections(p: _Planner, d: Diagnosis) -> None:

@@ -5,10 +5,11 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from activities.models import Figures, IncidentReport, StepName
+from activities.models import Figures, IncidentReport, Step, StepName
 from workflows.plan import DESTRUCTIVE
 
 MITIGATING = DESTRUCTIVE | {StepName.MEMORY_PURGE, StepName.RAISE_MAXCLIENTS}
+RUNTIME_STEPS = {StepName.SET_EVICTION_POLICY, StepName.RAISE_MAXCLIENTS, StepName.TUNE_PERSISTENCE}
 
 CHECKLIST = [
     "Root cause identified and written down (not just the symptom)",
@@ -54,6 +55,37 @@ def figures_of(report: IncidentReport, approval_wait_s: float) -> Figures:
         evictions=evictions,
         restarts=restarts,
     )
+
+
+def temporary_changes(steps: list[Step]) -> list[str]:
+    """CONFIG SETs nothing made durable: no config file took them, no later memory-limit
+    patch wrote them into the pod's args, no later step put them back."""
+    notes = []
+    for i, step in enumerate(steps):
+        result = step.result
+        if step.name not in RUNTIME_STEPS or step.status != "succeeded" or result is None:
+            continue
+        durable = str(result.after.get("durable", ""))
+        if not result.changed or not durable.startswith("runtime only"):
+            continue
+        later = [s for s in steps[i + 1 :] if s.status == "succeeded" and s.result is not None]
+        if step.name is StepName.TUNE_PERSISTENCE and any(s.name is step.name for s in later):
+            continue  # put back as it was
+        kept = {
+            key
+            for s in later
+            if s.name is StepName.RAISE_MEMORY_LIMIT and s.result is not None
+            for key in s.result.after
+        }
+        lost = {
+            k: v
+            for k, v in result.after.items()
+            if k != "durable" and k not in kept and result.before.get(k) != v
+        }
+        if lost:
+            changes = ", ".join(f"{k} {v}" for k, v in lost.items())
+            notes.append(f"{step.name.value}: {changes}: {durable}")
+    return notes
 
 
 def _figure(value: float | int | None, unit: str = "s") -> str:
@@ -112,5 +144,7 @@ def render_review(report: IncidentReport, final: bool = True) -> str:
     ]
     if report.escalations:
         lines += ["", "## Needs a person", *[f"- {e}" for e in report.escalations]]
+    if report.temporary:
+        lines += ["", "## Changes in memory only", *[f"- {t}" for t in report.temporary]]
     lines += ["", "## Follow-up checklist", *[f"- [ ] {item}" for item in CHECKLIST]]
     return "\n".join(lines) + "\n"
