@@ -268,10 +268,24 @@ class SandboxCluster:
             set_fault(api, self.names.namespace, self.names.statefulset, fault)
         key = (self.names.namespace, self.names.statefulset)
         deadline = time.monotonic() + timeout
-        while self.controller.faults_done.get(key, "clear") != fault:
+        while self.controller.faults_done.get(key, "clear") != fault or not self._shown(fault):
             if time.monotonic() > deadline:
                 raise TimeoutError(f"the sandbox controller did not apply fault {fault}")
             time.sleep(self.tick)
+
+    def _shown(self, fault: Fault) -> bool:
+        """Whether the pods' status already tells what the fault did (the controller publishes
+        it on its next pass): an OOMKilled is in the Redis container's lastState."""
+        if fault is not Fault.OOM:
+            return True
+        with self.api_client() as api:
+            pods = client.CoreV1Api(api).list_namespaced_pod(self.names.namespace).to_dict()
+        for pod in pods["items"]:
+            for status in (pod.get("status") or {}).get("container_statuses") or []:
+                last = (status.get("last_state") or {}).get("terminated") or {}
+                if status.get("name") == self.names.redis_container and last.get("reason"):
+                    return str(last["reason"]) == "OOMKilled"
+        return False
 
     def restarts(self, pod: str | None = None) -> int:
         """How many times the pod's Redis was started after its first start."""
