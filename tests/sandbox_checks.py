@@ -8,6 +8,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import redis
 from kubernetes import client
 
 from activities.models import Incident
@@ -52,6 +53,15 @@ def api_state(cluster: SandboxCluster) -> tuple[int | None, str | None]:
     assert deploy.spec is not None and deploy.spec.template.spec is not None
     env = {e.name: e.value for e in deploy.spec.template.spec.containers[0].env or []}
     return deploy.spec.replicas, env.get("CACHE_ENABLED")
+
+
+def answers(cluster: SandboxCluster) -> bool:
+    """Whether the sandbox's Redis answers PING now."""
+    try:
+        with cluster.redis() as conn:
+            return bool(conn.ping())
+    except redis.RedisError:
+        return False
 
 
 async def until(check: Callable[[], Any], what: str, within: float = 90.0) -> None:

@@ -19,7 +19,7 @@ from sandbox.cluster import SandboxCluster
 from sandbox.processes import RedisProcess, free_port
 from tests.conftest import RedisFactory
 from tests.harness import auto, dry_run, running_worker, settings_for, start, target_route
-from tests.sandbox_checks import NS, api_state, fallback_settings, incident, until
+from tests.sandbox_checks import NS, answers, api_state, fallback_settings, incident, until
 
 
 def statefulset(cluster: SandboxCluster) -> tuple[int, dict[str, Any]]:
@@ -147,14 +147,6 @@ async def test_alerts_resolved_mid_fallback_still_give_the_api_back(
     restored = [s.name.value for s in report.steps if s.status == "succeeded"]
     assert "re_enable" in restored and "scale" in restored
     assert report.alert_summary.resolved == 1
-
-
-def answers(cluster: SandboxCluster) -> bool:
-    try:
-        with cluster.redis() as conn:
-            return bool(conn.ping())
-    except redis.RedisError:
-        return False
 
 
 def test_a_resolved_alert_never_seen_firing_does_not_stand_an_incident_down() -> None:

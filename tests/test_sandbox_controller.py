@@ -21,6 +21,7 @@ from kubernetes import client
 from sandbox.cluster import SandboxCluster
 from sandbox.manifests import FAULT_ANNOTATION, RESTARTS_ANNOTATION
 from sandbox.processes import wait_for_port
+from tests.sandbox_checks import answers
 
 NS = "treebeard-production"
 
@@ -31,14 +32,6 @@ def wait_for(check: Callable[[], bool], timeout: float = 15.0, what: str = "cond
         if time.monotonic() > deadline:
             raise TimeoutError(f"{what} not met after {timeout}s")
         time.sleep(0.05)
-
-
-def answers(cluster: SandboxCluster) -> bool:
-    try:
-        with cluster.redis() as conn:
-            return bool(conn.ping())
-    except redis.RedisError:
-        return False
 
 
 @pytest.fixture

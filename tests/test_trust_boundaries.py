@@ -15,17 +15,27 @@ from typing import Any
 import pytest
 import redis
 from temporalio import workflow
-from temporalio.client import WorkflowFailureError
+from temporalio.client import WorkflowFailureError, WorkflowHandle
 from temporalio.common import RetryPolicy
 from temporalio.exceptions import ActivityError, ApplicationError
 from temporalio.testing import WorkflowEnvironment
 
 from activities.carried import CarriedState
-from activities.models import Diagnosis, Incident, Mode, RedisTarget, Scenario, Step, StepName
+from activities.models import (
+    Diagnosis,
+    Incident,
+    IncidentReport,
+    Mode,
+    RedisTarget,
+    Scenario,
+    Step,
+    StepName,
+)
 from activities.policy import Policy, RunbookConfig
 from sandbox.cluster import SandboxCluster
 from tests.conftest import RedisFactory
 from tests.harness import auto, command_calls, dry_run, running_worker, settings_for, start
+from worker.settings import Settings
 
 NS = "treebeard-production"
 
@@ -51,6 +61,19 @@ def forged_carry(redis_url: str, from_run_id: str | None) -> dict[str, Any]:
     return carried.model_dump(mode="json")
 
 
+async def refused(
+    env: WorkflowEnvironment, settings: Settings, incident: Incident, error: str
+) -> tuple[ApplicationError, WorkflowHandle[object, IncidentReport]]:
+    """Start the incident on a worker; it must fail at once with this error type."""
+    async with running_worker(env.client, settings):
+        handle = await start(env.client, settings, incident)
+        with pytest.raises(WorkflowFailureError) as failure:
+            await asyncio.wait_for(handle.result(), timeout=30)
+    cause = failure.value.cause
+    assert isinstance(cause, ApplicationError) and cause.type == error
+    return cause, handle
+
+
 @pytest.mark.parametrize(
     ("from_run_id", "why"),
     [
@@ -72,13 +95,7 @@ async def test_a_forged_carried_state_runs_no_step(
     incident = auto(server.url).model_copy(
         update={"carried": forged_carry(server.url, from_run_id)}
     )
-    async with running_worker(temporal_env.client, settings):
-        handle = await start(temporal_env.client, settings, incident)
-        with pytest.raises(WorkflowFailureError) as failure:
-            await asyncio.wait_for(handle.result(), timeout=30)
-
-    cause = failure.value.cause
-    assert isinstance(cause, ApplicationError) and cause.type == "ForgedCarriedState"
+    cause, handle = await refused(temporal_env, settings, incident, "ForgedCarriedState")
     assert "`carried`" in cause.message and why in cause.message
     assert client.dbsize() == 100
     assert command_calls(client, "flushdb") == 0
@@ -155,13 +172,7 @@ async def test_an_unconfigured_target_is_never_contacted(
               for k, v in forged.items()}  # fmt: skip
     incident = Incident(target=configured.model_copy(update=fields), mode=mode)
     before = _kube_calls(cluster)
-    async with running_worker(temporal_env.client, settings):
-        handle = await start(temporal_env.client, settings, incident)
-        with pytest.raises(WorkflowFailureError) as failure:
-            await asyncio.wait_for(handle.result(), timeout=30)
-
-    cause = failure.value.cause
-    assert isinstance(cause, ApplicationError) and cause.type == "UnknownTarget"
+    cause, _ = await refused(temporal_env, settings, incident, "UnknownTarget")
     assert "not one this worker is configured for" in cause.message
     assert f"tests/{cluster.redis_url}" in cause.message  # names the configured ones
     assert listener.accepted == 0
