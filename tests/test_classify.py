@@ -164,7 +164,10 @@ def test_down_needs_a_second_vantage_point() -> None:
     assert classify(not_ready) is Scenario.REDIS_DOWN
     assert classify(no_endpoints) is Scenario.REDIS_DOWN
     alerted = explain(ready, Thresholds(), alerts=("RedisDown",))
-    assert alerted[0][0] is Scenario.REDIS_DOWN  # monitoring agrees: down after all
+    assert alerted[0][0] is Scenario.UNREACHABLE_FROM_RUNBOOK  # a writable alert never outweighs
+    alone_alerted = explain(refused, Thresholds(), alerts=("RedisDown",))  # no Kubernetes view
+    assert alone_alerted[0][0] is Scenario.REDIS_DOWN
+    assert "only as the runbook sees it" not in alone_alerted[0][1]
     alone = explain(refused, Thresholds())  # no Kubernetes view, no alert
     assert alone[0][0] is Scenario.REDIS_DOWN and "only as the runbook sees it" in alone[0][1]
     assert explain(ready, Thresholds(), legacy=True)[0][0] is Scenario.REDIS_DOWN

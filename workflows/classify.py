@@ -2,8 +2,8 @@
 
 Precedence, first match wins (the order a person would act in):
   0. unreachable_from_runbook - only the worker cannot reach Redis: Kubernetes calls its pods
-                             Ready with ready endpoints and no alert says it is down (a DNS,
-                             TLS, credential, port or NetworkPolicy problem on the worker's side)
+                             Ready with ready endpoints, whatever an alert says (a DNS, TLS,
+                             credential, port or NetworkPolicy problem on the worker's side)
   1. redis_down            - Redis cannot be reached or is still loading its dataset (the
                              Kubernetes problem, e.g. CrashLoopBackOff or an unbound PVC, is
                              named in the reason)
@@ -114,8 +114,9 @@ Rule = Callable[[Context], str | None]
 
 
 def down_corroborated(c: Context) -> bool:
-    """A second vantage point agrees Redis is down: Kubernetes, or the alert that opened the
-    incident. Without one, the worker's own view alone never restarts anything unattended."""
+    """A second vantage point agrees Redis is down: Kubernetes, or (where Kubernetes gives no
+    view) an alert of the incident. Without one, the worker's own view alone never restarts
+    anything unattended."""
     return c.legacy or kubernetes_says_down(c.d.kubernetes) or c.monitoring_says_down()
 
 
@@ -123,7 +124,9 @@ def _unreachable_from_runbook(c: Context) -> str | None:
     d = c.d
     if c.legacy or d.reachable or d.has("max_clients_reached") or d.has("loading"):
         return None
-    if not kubernetes_says_ready(d.kubernetes) or c.monitoring_says_down():
+    # An alert does not outweigh Kubernetes calling Redis Ready: anyone who can start or
+    # signal the workflow can write one. It corroborates only where Kubernetes has no view.
+    if not kubernetes_says_ready(d.kubernetes):
         return None
     kube = d.kubernetes
     assert kube is not None
@@ -132,8 +135,8 @@ def _unreachable_from_runbook(c: Context) -> str | None:
     return (
         f"only the runbook cannot reach Redis ({first.message if first else 'no answer'}); "
         f"Kubernetes calls it Ready ({len(kube.pods)} pods ready, "
-        f"{kube.ready_endpoints if kube.ready_endpoints is not None else '?'} ready endpoints) "
-        f"and no alert says it is down. Likely cause: {hint}"
+        f"{kube.ready_endpoints if kube.ready_endpoints is not None else '?'} ready endpoints). "
+        f"Likely cause: {hint}"
     )
 
 
