@@ -4,7 +4,7 @@
 #   docker run redis-runbook:0.1.0 worker          # the default command
 #   docker run -p 8080:8080 redis-runbook:0.1.0 webhook --host 0.0.0.0 --port 8080
 # Dependencies come from deploy/requirements.lock (the versions the test suite ran).
-# tests/test_deploy_image.py checks this file's structure (no Docker engine is needed there).
+# tests/deploy/test_deploy_image.py checks this file's structure (no Docker engine is needed there).
 
 ARG PYTHON_IMAGE=python:3.11.14-slim-bookworm
 
@@ -20,10 +20,10 @@ WORKDIR /src
 COPY deploy/requirements.lock ./deploy/requirements.lock
 RUN pip install --no-deps -r deploy/requirements.lock
 COPY pyproject.toml README.md ./
+COPY contracts ./contracts
 COPY activities ./activities
 COPY workflows ./workflows
 COPY worker ./worker
-COPY sandbox ./sandbox
 RUN pip install --no-deps .
 # Byte-compile now: the root filesystem is read-only at run time.
 RUN python -m compileall -q /opt/runbook

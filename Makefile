@@ -19,7 +19,7 @@ SCENARIO ?= down
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install --quiet --disable-pip-version-check -e '.[test]'
+	$(BIN)/pip install --quiet --disable-pip-version-check -e '.[test,sandbox]'
 	touch $(STAMP)
 
 setup: $(STAMP)
@@ -28,6 +28,7 @@ setup: $(STAMP)
 lint: setup
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/lint-imports
 
 typecheck: setup
 	$(BIN)/mypy
@@ -41,7 +42,7 @@ test-reliability: setup
 	$(BIN)/pytest -m slow tests/reliability
 
 demo: setup
-	$(BIN)/python -m worker.demo --scenario $(SCENARIO) $(ARGS)
+	$(BIN)/python -m demo --scenario $(SCENARIO) $(ARGS)
 
 bench: setup
 	$(BIN)/python -m bench.triage

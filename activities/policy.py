@@ -15,8 +15,9 @@ from typing import Annotated, Any
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, PlainSerializer
 from temporalio import activity
 
-from activities.models import RedisTarget, StepName
 from activities.targets import TargetBook
+from contracts.steps import StepName
+from contracts.target import RedisTarget
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$")
 _UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}

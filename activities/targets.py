@@ -9,14 +9,27 @@ API call. One target's secret is never handed out for another.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from datetime import timedelta
+from pathlib import Path
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, SecretStr
 from temporalio.exceptions import ApplicationError
 
-from activities.models import RedisTarget
-from activities.redis_access import RedisAccess
+from contracts.target import RedisTarget
 
 UNKNOWN_TARGET = "UnknownTarget"
+
+
+class RedisAccess(BaseModel):
+    """Credentials and timeouts the worker holds; never part of workflow input or history."""
+
+    model_config = ConfigDict(frozen=True)
+
+    username: str | None = None
+    password: SecretStr | None = None
+    tls_ca_file: Path | None = None
+    connect_timeout: timedelta = timedelta(seconds=2)
+    command_timeout: timedelta = timedelta(seconds=5)
 
 
 class Workload(BaseModel):

@@ -16,9 +16,10 @@ from pydantic import BaseModel, ConfigDict, Field
 from temporalio import activity
 
 from activities.heartbeat import heartbeating
-from activities.models import RedisTarget, StepResult
-from activities.redis_access import open_sync_client
+from activities.redis.access import open_sync_client
 from activities.targets import TargetBook
+from contracts.step_result import StepResult
+from contracts.target import RedisTarget
 
 
 class Warmer(BaseModel):

@@ -41,11 +41,11 @@ from temporalio.client import Client
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 
-from activities.models import IncidentReport
 from bench.results import machine, write_section
+from contracts.incident import IncidentReport
 from sandbox.processes import RedisProcess, binary, free_port, stop_process, wait_for_port
 from worker.runner import build_worker
-from worker.settings import Settings, TargetRoute, TemporalSettings
+from worker.settings.runbook import Settings, TargetRoute, TemporalSettings
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -245,7 +245,7 @@ async def count_workflows(client: Client, queue: str, expected: int) -> list[str
 
 def start_webhook(config: Path, port: int, environ: dict[str, str]) -> subprocess.Popen[bytes]:
     """The real thing: `runbook webhook` in its own process (same code path as the CLI)."""
-    command = [sys.executable, "-m", "worker.webhook_cli", "--config", str(config), "webhook"]
+    command = [sys.executable, "-m", "worker.cli.webhook", "--config", str(config), "webhook"]
     proc = subprocess.Popen([*command, "--port", str(port)], env=environ, cwd=ROOT)
     wait_for_port(port, 30, proc)
     return proc

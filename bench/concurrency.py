@@ -20,8 +20,10 @@ import yaml
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 
-from activities.models import Incident, IncidentReport, Mode, RedisTarget, Scenario
 from bench.results import machine, write_section
+from contracts.diagnosis import Scenario
+from contracts.incident import Incident, IncidentReport, Mode
+from contracts.target import RedisTarget
 from sandbox import faults
 from sandbox.processes import RedisProcess, binary, stop_process
 

@@ -22,14 +22,16 @@ import uvicorn
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 
-from activities.kubernetes_client import KubernetesAccess
-from activities.kubernetes_steps import KubernetesActivities
-from activities.models import IncidentReport, RedisTarget, StepName
+from activities.kubernetes.client import KubernetesAccess
+from activities.kubernetes.steps import KubernetesActivities
 from bench.results import machine, write_section
+from contracts.incident import IncidentReport
+from contracts.steps import StepName
+from contracts.target import RedisTarget
 from sandbox.cluster import SandboxCluster
 from sandbox.processes import binary, free_port, wait_for_port
 from tests.harness import running_worker, settings_for
-from worker.settings import Settings
+from worker.settings.runbook import Settings
 from worker.webhook import create_app
 
 ROOT = Path(__file__).resolve().parent.parent

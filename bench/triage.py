@@ -12,14 +12,15 @@ import time
 from datetime import UTC, datetime
 from pathlib import Path
 
-from activities.models import RedisTarget, Scenario
 from activities.policy import Thresholds
-from activities.redis_access import RedisAccess
-from activities.redis_diagnosis import diagnose
+from activities.redis.diagnosis import diagnose
+from activities.targets import RedisAccess
 from bench.results import machine, write_section
+from contracts.diagnosis import Scenario
+from contracts.target import RedisTarget
 from sandbox import faults
 from sandbox.processes import RedisProcess
-from workflows.classify import classify
+from workflows.runbook.classify import classify
 
 TARGET_MEDIAN_MS = 20.0
 

@@ -21,7 +21,7 @@ import yaml
 from kubernetes import client, config
 
 from sandbox.cluster import SandboxCluster
-from sandbox.kube_faults import Fault, set_fault
+from sandbox.kube.faults import Fault, set_fault
 from sandbox.manifests import FAULT_ANNOTATION, SandboxNames
 
 DEFAULT_DIR = Path(".sandbox")

@@ -1,5 +1,5 @@
 """The real alerting chain on this machine: redis_exporter -> Prometheus -> Alertmanager -> the
-webhook, for tests/test_alerting_chain.py and `make demo`.
+webhook, for tests/deploy/test_alerting_chain.py and `make demo`.
 
 The deploy/ files are used as shipped, changed only where a local run must: ports and paths,
 the intervals (scrape/evaluate 1s, group_wait/group_interval 1s) and every rule's `for:` (0s),

@@ -27,9 +27,9 @@ import yaml
 from kubernetes import client, config
 
 from sandbox.controller import REVISION_LABEL, Controller, pod_ready
-from sandbox.kube_api import KubeAPI
-from sandbox.kube_faults import Fault, set_fault
-from sandbox.kube_rbac import Identity, load_role_rules
+from sandbox.kube.api import KubeAPI
+from sandbox.kube.faults import Fault, set_fault
+from sandbox.kube.rbac import Identity, load_role_rules
 from sandbox.manifests import SandboxNames, default_objects
 
 T = TypeVar("T")

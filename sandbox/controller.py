@@ -15,7 +15,7 @@ Kubernetes does it:
   port and data dir, so DBSIZE survives when persistence is on (event Started);
 - readiness is a real PING; the Service's Endpoints list the ready pods with their port;
 - a Deployment's status follows spec.replicas (its pods are not run);
-- faults (see sandbox.kube_faults) are read from the StatefulSet's annotation.
+- faults (see sandbox.kube.faults) are read from the StatefulSet's annotation.
 
 Each pod carries the annotation `sandbox.redis-runbook.io/restarts` (how many times its Redis
 was started after the first), so tests can assert "restarted exactly once".
@@ -38,8 +38,8 @@ from typing import Any
 import redis
 
 from sandbox import faults
-from sandbox.kube_api import KubeAPI, now_iso
-from sandbox.kube_faults import Fault
+from sandbox.kube.api import KubeAPI, now_iso
+from sandbox.kube.faults import Fault
 from sandbox.manifests import FAULT_ANNOTATION, PORT_ANNOTATION, RESTARTS_ANNOTATION
 from sandbox.processes import RedisProcess
 

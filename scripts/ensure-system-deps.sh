@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # Installs the system packages the tests and the demo run for real, when they are missing:
 # redis-server; the monitoring chain (Prometheus with promtool, Alertmanager with amtool,
-# redis_exporter) for tests/test_alerting_chain.py and tests/test_deploy_monitoring.py;
+# redis_exporter) for tests/deploy/test_alerting_chain.py and tests/deploy/test_deploy_monitoring.py;
 # docker-compose, whose `config` validates docker-compose.yml without a Docker engine; and
-# chromium, the browser tests/test_ui_approval.py drives through the Temporal Web UI with
+# chromium, the browser tests/approvals/test_ui_approval.py drives through the Temporal Web UI with
 # Playwright (Playwright's own browser download is never used; elsewhere that test skips).
 # Quiet and idempotent: it does nothing when every binary is there.
 set -euo pipefail

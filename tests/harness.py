@@ -13,20 +13,15 @@ import redis
 from temporalio.client import Client, WorkflowHandle
 from temporalio.worker import Worker
 
-from activities.models import (
-    Incident,
-    IncidentReport,
-    IncidentStatus,
-    Mode,
-    RedisTarget,
-    Scenario,
-    StepName,
-)
+from contracts.diagnosis import Scenario
+from contracts.incident import Incident, IncidentReport, IncidentStatus, Mode
+from contracts.steps import StepName
+from contracts.target import RedisTarget
 from sandbox import faults
 from sandbox.processes import RedisProcess
 from tests.conftest import RedisFactory
 from worker.runner import build_worker
-from worker.settings import Settings, TemporalSettings
+from worker.settings.runbook import Settings, TemporalSettings
 
 # Tests have no traffic unless they bring it: watching the hit rate for the production
 # default of 10 minutes would only wait. Tests that watch for real override this.

@@ -20,7 +20,9 @@ from temporalio.client import Client, WorkflowHandle
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 
-from activities.models import Decision, Incident, IncidentReport, Scenario
+from contracts.decisions import Decision
+from contracts.diagnosis import Scenario
+from contracts.incident import Incident, IncidentReport
 from sandbox import faults
 from sandbox.cache_traffic import CacheTraffic
 from sandbox.cluster import SandboxCluster
@@ -36,7 +38,7 @@ from tests.harness import (
     wait_for_pending,
 )
 from tests.sandbox_checks import ROLE, api_state, fallback_settings, until
-from worker.settings import Settings
+from worker.settings.runbook import Settings
 
 HISTORIES = Path(__file__).parent / "histories"
 Handle = WorkflowHandle[object, IncidentReport]

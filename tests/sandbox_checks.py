@@ -11,10 +11,10 @@ from typing import Any
 import redis
 from kubernetes import client
 
-from activities.models import Incident
+from contracts.incident import Incident
 from sandbox.cluster import SandboxCluster
 from tests.harness import auto, settings_for
-from worker.settings import Settings
+from worker.settings.runbook import Settings
 
 NS = "treebeard-production"
 # The worker's least-privilege Role: sandbox clusters in tests hold the runbook to it.

@@ -5,7 +5,7 @@ from __future__ import annotations
 from temporalio.client import Client
 from temporalio.contrib.pydantic import pydantic_data_converter
 
-from worker.settings import TemporalSettings
+from worker.settings.runbook import TemporalSettings
 from worker.telemetry import tracing_interceptor
 
 

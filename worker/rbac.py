@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections import defaultdict
 from typing import Any
 
-from worker.settings import Settings, TargetRoute
+from worker.settings.runbook import Settings, TargetRoute
 
 ROLE_NAME = "redis-runbook"
 

@@ -12,20 +12,20 @@ from temporalio.client import Client
 from temporalio.worker import Worker
 from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
 
-from activities.hit_rate import HitRateActivities
-from activities.kubernetes_client import KubernetesAccess
-from activities.kubernetes_steps import KubernetesActivities
-from activities.notifications import NotificationActivities
+from activities.kubernetes.client import KubernetesAccess
+from activities.kubernetes.steps import KubernetesActivities
+from activities.notifications.channels import NotificationActivities
 from activities.policy import PolicyActivities, RunbookConfig
-from activities.redis_analysis import RedisAnalysisActivities
-from activities.redis_diagnosis import RedisDiagnosisActivities
-from activities.redis_remediation import RedisRemediationActivities
+from activities.redis.analysis import RedisAnalysisActivities
+from activities.redis.diagnosis import RedisDiagnosisActivities
+from activities.redis.hit_rate import HitRateActivities
+from activities.redis.remediation import RedisRemediationActivities
 from activities.targets import TargetBook
 from activities.warming import WarmingActivities
-from worker.settings import Settings
+from worker.settings.runbook import Settings
 from worker.target_guard import TargetGuard
-from workflows.executor import KUBERNETES_STEPS, REDIS_STEPS
-from workflows.incident import RedisCacheFailure
+from workflows.incident.steps import KUBERNETES_STEPS, REDIS_STEPS
+from workflows.incident.workflow import RedisCacheFailure
 
 log = logging.getLogger("runbook.worker")
 

@@ -15,8 +15,8 @@ from temporalio.worker import (
     Interceptor,
 )
 
-from activities.models import RedisTarget
 from activities.targets import TargetBook
+from contracts.target import RedisTarget
 
 
 class TargetGuard(Interceptor):

@@ -26,8 +26,10 @@ from pydantic import TypeAdapter, ValidationError
 from starlette.background import BackgroundTask
 from starlette.requests import ClientDisconnect
 
-from worker.alert_dedupe import RecentAlerts
-from worker.alert_intake import (
+from worker.client import connect
+from worker.intake.auth import Authenticator, AuthError, Credentials
+from worker.intake.dedupe import RecentAlerts
+from worker.intake.incidents import (
     Connector,
     DeliveryResult,
     ErrorBody,
@@ -35,16 +37,14 @@ from worker.alert_intake import (
     TemporalGateway,
     TemporalUnavailable,
 )
-from worker.alert_sources import PARSERS, REQUEST_MODELS, Delivery
-from worker.client import connect
-from worker.settings import ConfigError, Settings
-from worker.slack_actions import OPENAPI as SLACK_OPENAPI
-from worker.slack_actions import PATH as SLACK_PATH
-from worker.slack_actions import SECURITY_SCHEME as SLACK_SECURITY_SCHEME
-from worker.slack_actions import SlackActions
-from worker.webhook_auth import Authenticator, AuthError, Credentials
-from worker.webhook_metrics import WebhookMetrics
-from worker.webhook_settings import AlertSource
+from worker.intake.metrics import WebhookMetrics
+from worker.intake.sources import PARSERS, REQUEST_MODELS, Delivery
+from worker.settings.runbook import ConfigError, Settings
+from worker.settings.webhook import AlertSource
+from worker.slack.actions import OPENAPI as SLACK_OPENAPI
+from worker.slack.actions import PATH as SLACK_PATH
+from worker.slack.actions import SECURITY_SCHEME as SLACK_SECURITY_SCHEME
+from worker.slack.actions import SlackActions
 
 log = logging.getLogger("runbook.webhook")
 
@@ -235,7 +235,7 @@ def _delivery_handler(state: WebhookState, source: AlertSource) -> Callable[...,
 
 
 def _slack_handler(state: WebhookState) -> Callable[..., Any]:
-    """Slack's button clicks (worker/slack_actions.py); the same body limit as alerts."""
+    """Slack's button clicks (worker/slack/actions.py); the same body limit as alerts."""
     limit = state.settings.webhook.max_body_bytes
 
     async def slack_actions(request: Request) -> Response:

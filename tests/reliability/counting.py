@@ -12,9 +12,9 @@ from typing import Any
 
 from temporalio.client import WorkflowHandle
 
-from activities.kubernetes_models import CACHE_ENV, RESTARTED_AT
+from contracts.kubernetes import CACHE_ENV, RESTARTED_AT
 from sandbox.cluster import SandboxCluster
-from sandbox.kube_api import AuditRecord
+from sandbox.kube.api import AuditRecord
 
 WRITE_OPS = ("add", "replace", "remove")
 

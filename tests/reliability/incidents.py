@@ -12,7 +12,7 @@ from kubernetes import client
 from temporalio.api.enums.v1 import PendingActivityState
 from temporalio.client import WorkflowHandle
 
-from activities.models import IncidentReport, IncidentStatus
+from contracts.incident import IncidentReport, IncidentStatus
 from sandbox.cluster import SandboxCluster
 from tests.harness import target_route
 from tests.sandbox_checks import CATALOG, ROLE, TO_FALLBACK, api_state, incident, until

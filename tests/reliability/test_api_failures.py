@@ -1,5 +1,5 @@
 """The Kubernetes API failing the way a loaded or upgrading kube-apiserver does, injected into
-the sandbox (sandbox/kube_failures.py) for the runbook's own user: 503s, 409 conflicts, a
+the sandbox (sandbox/kube/failures.py) for the runbook's own user: 503s, 409 conflicts, a
 read slower than the client's timeout, and a write whose reply is lost after it was done.
 The activities retry, and each change still takes effect once: counted in the API server's
 audit log (committed writes, and what each wrote), the objects' generations, and the history
@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 from temporalio.testing import WorkflowEnvironment
 
-from activities.models import StepName
+from contracts.steps import StepName
 from sandbox.cluster import SandboxCluster
 from tests.harness import running_worker, settings_for, start
 from tests.reliability.counting import (

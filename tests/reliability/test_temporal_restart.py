@@ -17,7 +17,8 @@ from pathlib import Path
 
 import pytest
 
-from activities.models import IncidentReport, IncidentStatus, StepName
+from contracts.incident import IncidentReport, IncidentStatus
+from contracts.steps import StepName
 from sandbox.cluster import SandboxCluster
 from tests.harness import settings_for, start, wait_for_pending
 from tests.reliability.conftest import WorkersFor

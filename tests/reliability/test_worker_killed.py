@@ -5,7 +5,7 @@ the sandbox API server's audit log (what the runbook's user got committed, and w
 patch wrote), the objects' generations, and the workflow history.
 
 The warm and watch_hit_rate cases are `slow`: a killed worker's attempt is only given up
-when its heartbeat timeout (15 s for recovery steps, workflows/retries.py) passes.
+when its heartbeat timeout (15 s for recovery steps, workflows/incident/retries.py) passes.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ import uuid
 import pytest
 from temporalio.testing import WorkflowEnvironment
 
-from activities.models import StepName
+from contracts.steps import StepName
 from sandbox.cache_traffic import CacheTraffic
 from sandbox.cluster import SandboxCluster
 from tests.conftest import RedisFactory

@@ -1,0 +1,612 @@
+"""The runbook's Kubernetes steps, as sync activities on the worker's thread pool.
+
+Every mutation reads first and writes absolute values behind JSON-patch `test` guards
+(kubernetes_plans), so a retried attempt finds its work done and changes nothing more:
+restart carries the workflow's stamp, enable_fallback remembers the original replicas on the
+Deployment, scale and raise_memory_limit set absolute values, force_delete_pod deletes only
+the pod incarnation it read. The ApiClient is injected (no globals); when Kubernetes is not
+configured, inspect_kubernetes says so in its facts and the steps fail non-retryably.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import redis
+from kubernetes import client
+from kubernetes.client.exceptions import ApiException
+from temporalio import activity
+from temporalio.exceptions import ApplicationError
+
+from activities.kubernetes.client import (
+    K8S_BAD_REQUEST,
+    K8S_NOT_CONFIGURED,
+    K8S_NOT_FOUND,
+    RETRYABLE_TRANSPORT,
+    JSONDict,
+    KubernetesAccess,
+    KubernetesNotConfigured,
+    as_application_error,
+    guarded_patch,
+    kube_errors,
+    load_api_client,
+    read_json,
+)
+from activities.kubernetes.inspect import (
+    OOM_WINDOW,
+    Inspector,
+    label_selector,
+    pod_facts,
+    quantity_bytes,
+    statefulset_facts,
+)
+from activities.kubernetes.plans import (
+    container_args,
+    memory_limit_of,
+    plan_args,
+    plan_env,
+    plan_forget_replicas,
+    plan_hpa_at_least,
+    plan_hpa_restore,
+    plan_memory_limit,
+    plan_record_restart,
+    plan_remember_replicas,
+    plan_replicas,
+    plan_restart,
+    remembered_replicas,
+    replicas_of,
+    restart_stamp,
+)
+from activities.redis.access import open_sync_client
+from activities.targets import RedisAccess, TargetBook
+from contracts.finding import Finding
+from contracts.kubernetes import (
+    FallbackResult,
+    ForceDeleteResult,
+    KubeProblem,
+    KubernetesFacts,
+    MemoryLimitResult,
+    ReadinessResult,
+    ReEnableResult,
+    RestartResult,
+    ScaleResult,
+)
+from contracts.target import RedisTarget
+
+QUANTITY = r"^\d+(\.\d+)?(Ki|Mi|Gi|Ti|k|M|G|T)?$"
+
+
+def _restart_and_record(sts: JSONDict, stamp: str) -> list[JSONDict]:
+    """One patch: the restart and its entry in the restart budget, or nothing on a retry."""
+    restart = plan_restart(sts, stamp)
+    if not restart:
+        return []
+    return restart + plan_record_restart(sts, datetime.now(UTC).isoformat())
+
+
+def _beat(detail: str) -> None:
+    if activity.in_activity():
+        activity.heartbeat(detail)
+
+
+def _readiness(
+    ready: bool, reason: str, waited: float, ping_ok: bool | None, facts: Any
+) -> ReadinessResult:
+    summary = f"ready after {waited}s" if ready else f"not ready after {waited}s: {reason}"
+    return ReadinessResult(
+        changed=False,
+        summary=summary,
+        after={"ready": int(ready), "waited_seconds": waited},
+        ready=ready,
+        reason=reason,
+        waited_seconds=waited,
+        ping_ok=ping_ok,
+        statefulset=facts,
+    )
+
+
+DURABLE = ("maxmemory-policy", "maxclients")
+
+
+def live_settings(target: RedisTarget, access: RedisAccess) -> dict[str, str]:
+    """The running Redis' maxmemory and the settings a restart would lose; {} if it does
+    not answer (a crash loop): then only what the args already hold is kept."""
+    conn = open_sync_client(target, access)
+    try:
+        found: dict[str, str] = {}
+        for key in ("maxmemory", *DURABLE):
+            for name, value in dict(conn.config_get(key)).items():
+                found[str(name)] = str(value)
+        return found
+    except (redis.RedisError, OSError):
+        return {}
+    finally:
+        conn.close()
+
+
+def durable_options(
+    live: dict[str, str], args: list[str], previous: str | None, limit: str
+) -> dict[str, str]:
+    """maxmemory in proportion to the new limit, and the live settings, as redis-server args."""
+    options = {k: live[k] for k in DURABLE if k in live}
+    flags = dict(zip(args[::2], args[1::2], strict=False))
+    current = live.get("maxmemory") or flags.get("--maxmemory")
+    old, new = quantity_bytes(previous), quantity_bytes(limit)
+    if current and current.isdigit() and int(current) > 0 and old and new:
+        options["maxmemory"] = str(int(current) * new // old)
+    return options
+
+
+def ping_redis(target: RedisTarget, access: RedisAccess) -> bool:
+    """One PING over a fresh connection with the target's credentials."""
+    conn = open_sync_client(target, access)
+    try:
+        return bool(conn.ping())
+    except (redis.RedisError, OSError):
+        return False
+    finally:
+        conn.close()
+
+
+class KubernetesActivities:
+    """Activities bound to one ApiClient and the worker's Redis credentials."""
+
+    def __init__(
+        self,
+        api: client.ApiClient | None,
+        *,
+        access: KubernetesAccess | None = None,
+        targets: TargetBook | None = None,
+        unavailable: str | None = None,
+        oom_window: timedelta = OOM_WINDOW,
+    ) -> None:
+        self._client = api
+        self._access = access or KubernetesAccess()
+        self._targets = targets or TargetBook([])
+        self._unavailable = unavailable or "Kubernetes is not configured for this worker"
+        self.oom_window = oom_window
+
+    @classmethod
+    def from_access(
+        cls,
+        access: KubernetesAccess,
+        targets: TargetBook | None = None,
+        oom_window: timedelta = OOM_WINDOW,
+    ) -> KubernetesActivities:
+        """Load the configuration now; a missing one is remembered, not raised, so the worker
+        still starts and inspect_kubernetes reports it."""
+        try:
+            api: client.ApiClient | None = load_api_client(access)
+            reason = None
+        except KubernetesNotConfigured as err:
+            api, reason = None, str(err)
+        return cls(api, access=access, targets=targets, unavailable=reason, oom_window=oom_window)
+
+    @property
+    def configured(self) -> bool:
+        """Whether this worker can act on Kubernetes at all (its steps are then offered)."""
+        return self._client is not None
+
+    def all(self) -> list[Callable[..., Any]]:
+        """Every activity, for Worker(activities=...)."""
+        return [
+            self.inspect_kubernetes,
+            self.restart,
+            self.wait_ready,
+            self.force_delete_pod,
+            self.raise_memory_limit,
+            self.enable_fallback,
+            self.re_enable,
+            self.scale,
+        ]
+
+    # ------------------------------------------------------------------ plumbing
+
+    @property
+    def _api(self) -> client.ApiClient:
+        if self._client is None:
+            raise ApplicationError(self._unavailable, type=K8S_NOT_CONFIGURED, non_retryable=True)
+        return self._client
+
+    @property
+    def _apps(self) -> client.AppsV1Api:
+        return client.AppsV1Api(self._api)
+
+    @property
+    def _core(self) -> client.CoreV1Api:
+        return client.CoreV1Api(self._api)
+
+    def _autoscaler(self, target: RedisTarget, plan: Callable[[JSONDict], Any]) -> str:
+        """Patch the API's HorizontalPodAutoscaler, when the target names one; its summary."""
+        name = self._targets.workload(target).api_hpa
+        if name is None:
+            return ""
+        hpas = client.AutoscalingV2Api(self._api)
+        before, changed = guarded_patch(
+            f"autoscaler {target.namespace}/{name}",
+            lambda: read_json(
+                hpas.read_namespaced_horizontal_pod_autoscaler,
+                name,
+                target.namespace,
+                timeout=self._access.timeouts,
+            ),
+            plan,
+            lambda ops: hpas.patch_namespaced_horizontal_pod_autoscaler(
+                name, target.namespace, ops, _request_timeout=self._access.timeouts
+            ),
+        )
+        was = (before.get("spec") or {}).get("minReplicas")
+        return f"; autoscaler {name} minReplicas {was}" + (" changed" if changed else " kept")
+
+    def _read_sts(self, target: RedisTarget) -> JSONDict:
+        return read_json(
+            self._apps.read_namespaced_stateful_set,
+            target.statefulset,
+            target.namespace,
+            timeout=self._access.timeouts,
+        )
+
+    def _patch_sts(self, target: RedisTarget) -> Callable[[list[JSONDict]], Any]:
+        return lambda ops: self._apps.patch_namespaced_stateful_set(
+            target.statefulset, target.namespace, ops, _request_timeout=self._access.timeouts
+        )
+
+    def _deployment(self, target: RedisTarget, deployment: str | None = None) -> str:
+        name = deployment or target.api_deployment
+        if not name:
+            raise ApplicationError(
+                "the target names no api_deployment", type=K8S_BAD_REQUEST, non_retryable=True
+            )
+        return name
+
+    def _read_deploy(self, target: RedisTarget, name: str) -> JSONDict:
+        return read_json(
+            self._apps.read_namespaced_deployment,
+            name,
+            target.namespace,
+            timeout=self._access.timeouts,
+        )
+
+    def _patch_deploy(self, target: RedisTarget, name: str) -> Callable[[list[JSONDict]], Any]:
+        return lambda ops: self._apps.patch_namespaced_deployment(
+            name, target.namespace, ops, _request_timeout=self._access.timeouts
+        )
+
+    # ------------------------------------------------------------------ triage
+
+    @activity.defn(name="inspect_kubernetes")
+    def inspect_kubernetes(self, target: RedisTarget) -> KubernetesFacts:
+        """Read-only. Never raises for an unreachable, unconfigured or forbidden API."""
+        if self._client is None:
+            return KubernetesFacts(
+                taken_at=datetime.now(UTC),
+                reachable=False,
+                problem=KubeProblem.UNAVAILABLE,
+                findings=[Finding(code="kubernetes_not_configured", message=self._unavailable)],
+            )
+        inspector = Inspector(
+            self._client, self._access.timeouts, self._targets.workload(target), self.oom_window
+        )
+        return inspector.inspect(target)
+
+    # ------------------------------------------------------------------ StatefulSet steps
+
+    @activity.defn(name="restart")
+    def restart(self, target: RedisTarget, stamp: str) -> RestartResult:
+        """Rollout restart with the workflow's stamp in kubectl.kubernetes.io/restartedAt:
+        when the annotation already holds that stamp, nothing is written (a retry)."""
+        if not stamp:
+            raise ApplicationError(
+                "restart needs a stamp", type=K8S_BAD_REQUEST, non_retryable=True
+            )
+        what = f"restart statefulset {target.namespace}/{target.statefulset}"
+        before, changed = guarded_patch(
+            what,
+            lambda: self._read_sts(target),
+            lambda sts: _restart_and_record(sts, stamp),
+            self._patch_sts(target),
+        )
+        previous = restart_stamp(before)
+        return RestartResult(
+            changed=changed,
+            # The stamp is this incident's own: finding it means an earlier attempt of this
+            # step restarted (its reply may have been lost), not that someone else did.
+            summary=f"rollout restart {stamp}"
+            if changed
+            else f"restarted by an earlier attempt of this step ({stamp})",
+            before={"restartedAt": previous},
+            after={"restartedAt": stamp},
+            statefulset=target.statefulset,
+            stamp=stamp,
+            restarted=changed,
+            previous_stamp=previous,
+        )
+
+    @activity.defn(name="wait_ready")
+    def wait_ready(
+        self, target: RedisTarget, deadline: datetime, poll_seconds: float = 1.0
+    ) -> ReadinessResult:
+        """Poll until the rollout is complete (observedGeneration, ready and updated replicas,
+        currentRevision == updateRevision) and Redis answers PING, heartbeating each poll.
+        Past the deadline it returns ready=False: waiting longer is the workflow's call."""
+        began = time.monotonic()
+        poll = min(max(poll_seconds, 0.05), 30.0)
+        if deadline.tzinfo is None:
+            deadline = deadline.replace(tzinfo=UTC)
+        while True:
+            facts = None
+            ping_ok: bool | None = None
+            try:
+                _beat("reading the StatefulSet")  # each call may take its full timeout
+                sts = self._read_sts(target)
+                facts = statefulset_facts(sts)
+                pods_reason = (
+                    None if not facts.rollout_complete else self._pods_not_ready(target, sts)
+                )
+            except ApiException as err:
+                if err.status in (400, 401, 403, 404):
+                    raise as_application_error(err, "wait_ready") from err
+                reason = f"Kubernetes API error {err.status}"
+            except RETRYABLE_TRANSPORT as err:
+                reason = f"Kubernetes API unreachable: {err}"
+            else:
+                if not facts.rollout_complete:
+                    reason = (
+                        f"rollout: {facts.ready_replicas}/{facts.replicas} ready, "
+                        f"{facts.updated_replicas} updated, observed generation "
+                        f"{facts.observed_generation}/{facts.generation}"
+                    )
+                elif pods_reason:
+                    reason = pods_reason
+                else:
+                    _beat("rollout complete: PING")
+                    ping_ok = ping_redis(target, self._targets.access(target))
+                    reason = "ready" if ping_ok else "rollout complete, Redis does not answer PING"
+            waited = round(time.monotonic() - began, 3)
+            if ping_ok:
+                return _readiness(True, reason, waited, ping_ok, facts)
+            _beat(reason)
+            remaining = (deadline - datetime.now(UTC)).total_seconds()
+            if remaining <= 0:
+                return _readiness(False, reason, waited, ping_ok, facts)
+            time.sleep(min(poll, remaining))
+
+    def _pods_not_ready(self, target: RedisTarget, sts: JSONDict) -> str | None:
+        """What keeps the pods from being done, even when the StatefulSet's status (which
+        the controller updates a moment later) already says so: a pod missing, terminating,
+        not ready, or of an older revision."""
+        selector = label_selector((sts.get("spec") or {}).get("selector") or {})
+        found = read_json(
+            self._core.list_namespaced_pod,
+            sts["metadata"]["namespace"],
+            label_selector=selector,
+            timeout=self._access.timeouts,
+        )
+        container = self._targets.workload(target).redis_container
+        pods = [pod_facts(p, container) for p in found.get("items") or []]
+        revision = (sts.get("status") or {}).get("updateRevision")
+        wanted = int((sts.get("spec") or {}).get("replicas", 1))
+        if len(pods) != wanted:
+            return f"{len(pods)}/{wanted} pods exist"
+        for pod in pods:
+            if pod.terminating or not pod.ready or (revision and pod.revision != revision):
+                return f"pod {pod.name} is not ready yet"
+        return None
+
+    @activity.defn(name="force_delete_pod")
+    def force_delete_pod(
+        self, target: RedisTarget, pod: str = "", uid: str = ""
+    ) -> ForceDeleteResult:
+        """Delete one of the StatefulSet's pods with grace 0. DESTRUCTIVE. Only the incarnation
+        read (or `uid`, when given) is deleted: a retry finding it gone or replaced is a no-op."""
+        name = pod or f"{target.statefulset}-0"
+        what = f"force delete pod {target.namespace}/{name}"
+        try:
+            with kube_errors(f"{what} (read)"):
+                current = read_json(
+                    self._core.read_namespaced_pod,
+                    name,
+                    target.namespace,
+                    timeout=self._access.timeouts,
+                )
+        except ApplicationError as err:
+            if err.type != K8S_NOT_FOUND:
+                raise
+            return self._not_deleted(name, uid or None, "already gone")
+        meta = current["metadata"]
+        owners = [o for o in meta.get("ownerReferences") or [] if o.get("controller")]
+        if not any(
+            o.get("kind") == "StatefulSet" and o.get("name") == target.statefulset for o in owners
+        ):
+            raise ApplicationError(
+                f"pod {name} is not owned by statefulset {target.statefulset}; not deleting it",
+                type=K8S_BAD_REQUEST,
+                non_retryable=True,
+            )
+        if uid and meta["uid"] != uid:
+            return self._not_deleted(name, meta["uid"], f"already replaced (uid {meta['uid']})")
+        options = client.V1DeleteOptions(
+            grace_period_seconds=0, preconditions=client.V1Preconditions(uid=meta["uid"])
+        )
+        try:
+            self._core.delete_namespaced_pod(
+                name,
+                target.namespace,
+                body=options,
+                grace_period_seconds=0,
+                _request_timeout=self._access.timeouts,
+            )
+        except ApiException as err:
+            if err.status in (404, 409):  # gone, or replaced since we read it
+                return self._not_deleted(name, meta["uid"], "already gone or replaced")
+            raise as_application_error(err, what) from err
+        except RETRYABLE_TRANSPORT as err:
+            raise as_application_error(err, what) from err
+        return ForceDeleteResult(
+            changed=True,
+            summary=f"force-deleted {name} (uid {meta['uid']})",
+            before={"uid": meta["uid"], "phase": (current.get("status") or {}).get("phase")},
+            pod=name,
+            deleted=True,
+            uid=meta["uid"],
+        )
+
+    def _not_deleted(self, name: str, uid: str | None, why: str) -> ForceDeleteResult:
+        return ForceDeleteResult(
+            changed=False, summary=f"{name}: {why}", pod=name, deleted=False, uid=uid
+        )
+
+    @activity.defn(name="raise_memory_limit")
+    def raise_memory_limit(
+        self, target: RedisTarget, limit: str, container: str = ""
+    ) -> MemoryLimitResult:
+        """Set the Redis container's memory limit (found by name) to an absolute quantity;
+        the change rolls the pod. Other containers, limits and requests are kept. In the same
+        patch the container's args get maxmemory raised in proportion and the runtime settings
+        earlier steps changed (maxmemory-policy, maxclients), so the restart this causes does
+        not undo them."""
+        if not re.fullmatch(QUANTITY, limit):
+            raise ApplicationError(
+                f"{limit!r} is not a memory quantity (e.g. 512Mi)",
+                type=K8S_BAD_REQUEST,
+                non_retryable=True,
+            )
+        name = container or self._targets.workload(target).redis_container
+        what = f"raise memory limit of {target.namespace}/{target.statefulset}/{name}"
+        live = live_settings(target, self._targets.access(target))
+
+        def plan(sts: JSONDict) -> list[JSONDict]:
+            limit_ops = plan_memory_limit(sts, name, limit)
+            if not limit_ops:
+                return []  # already raised (a retry): the args went in the same patch
+            kept = durable_options(
+                live, container_args(sts, name), memory_limit_of(sts, name), limit
+            )
+            return limit_ops + plan_args(sts, name, kept)
+
+        before, changed = guarded_patch(
+            what, lambda: self._read_sts(target), plan, self._patch_sts(target)
+        )
+        previous = memory_limit_of(before, name)
+        kept = durable_options(live, container_args(before, name), previous, limit)
+        carried = ", ".join(f"{k} {v}" for k, v in kept.items())
+        return MemoryLimitResult(
+            changed=changed,
+            summary=(f"memory limit {previous} -> {limit}" if changed else f"already {limit}")
+            + (f"; kept across the restart in the pod's args: {carried}" if kept else ""),
+            before={"memory_limit": previous, **{k: live.get(k) for k in kept}},
+            after={"memory_limit": limit, **kept},
+            container=name,
+            previous=previous,
+            limit=limit,
+        )
+
+    # ------------------------------------------------------------------ API Deployment steps
+
+    @activity.defn(name="enable_fallback")
+    def enable_fallback(
+        self, target: RedisTarget, fallback_replicas: int | None = None
+    ) -> FallbackResult:
+        """Serve from the database: CACHE_ENABLED=false on the API container, scaled to at least
+        the fallback count (an API already running more keeps them: the database needs help
+        then, not fewer replicas). The replicas before the first attempt are kept in an
+        annotation, so a retry returns the ORIGINAL count, not the fallback one."""
+        name = self._deployment(target)
+        switch = self._targets.workload(target)
+        replicas = fallback_replicas if fallback_replicas is not None else target.fallback_replicas
+        if replicas is None or replicas < 0:
+            raise ApplicationError(
+                "enable_fallback needs fallback_replicas (argument or target)",
+                type=K8S_BAD_REQUEST,
+                non_retryable=True,
+            )
+        what = f"enable fallback on deployment {target.namespace}/{name}"
+
+        def plan(deploy: JSONDict) -> list[JSONDict]:
+            ops = plan_remember_replicas(deploy)
+            ops += plan_env(deploy, switch.api_container, switch.cache_env, switch.cache_off)
+            scale = plan_replicas(deploy, max(replicas_of(deploy), replicas))
+            return ops + [op for op in scale if op not in ops]
+
+        before, changed = guarded_patch(
+            what, lambda: self._read_deploy(target, name), plan, self._patch_deploy(target, name)
+        )
+        original = remembered_replicas(before)
+        if original is None:
+            original = replicas_of(before)
+        now = max(replicas_of(before), replicas)
+        held = self._autoscaler(target, lambda hpa: plan_hpa_at_least(hpa, now))
+        return FallbackResult(
+            changed=changed,
+            summary=f"{switch.cache_env}={switch.cache_off}, replicas {replicas_of(before)} -> "
+            f"{now} (original {original}){held}",
+            before={"replicas": replicas_of(before), "original_replicas": original},
+            after={"replicas": now, switch.cache_env: switch.cache_off},
+            deployment=name,
+            original_replicas=original,
+            replicas=now,
+        )
+
+    @activity.defn(name="re_enable")
+    def re_enable(self, target: RedisTarget) -> ReEnableResult:
+        """CACHE_ENABLED=true on the API container, and forget the remembered replicas (the
+        fallback is over). Scaling back is the separate `scale` step."""
+        name = self._deployment(target)
+        switch = self._targets.workload(target)
+        what = f"re-enable cache on deployment {target.namespace}/{name}"
+
+        def plan(deploy: JSONDict) -> list[JSONDict]:
+            on = plan_env(deploy, switch.api_container, switch.cache_env, switch.cache_on)
+            return on + plan_forget_replicas(deploy)
+
+        before, changed = guarded_patch(
+            what, lambda: self._read_deploy(target, name), plan, self._patch_deploy(target, name)
+        )
+        original = remembered_replicas(before)
+        return ReEnableResult(
+            changed=changed,
+            summary=f"{switch.cache_env}={switch.cache_on}"
+            if changed
+            else f"{switch.cache_env} already {switch.cache_on}",
+            before={"original_replicas": original},
+            after={switch.cache_env: switch.cache_on},
+            deployment=name,
+            original_replicas=original,
+        )
+
+    @activity.defn(name="scale")
+    def scale(
+        self, target: RedisTarget, replicas: int | None = None, deployment: str = ""
+    ) -> ScaleResult:
+        """Scale the API Deployment to an absolute count (target.api_replicas by default)."""
+        name = self._deployment(target, deployment or None)
+        wanted = replicas if replicas is not None else target.api_replicas
+        if wanted is None or wanted < 0:
+            raise ApplicationError(
+                "scale needs replicas (argument or target.api_replicas)",
+                type=K8S_BAD_REQUEST,
+                non_retryable=True,
+            )
+        what = f"scale deployment {target.namespace}/{name}"
+        restored = self._autoscaler(target, plan_hpa_restore)  # first: it would scale up again
+        before, changed = guarded_patch(
+            what,
+            lambda: self._read_deploy(target, name),
+            lambda deploy: plan_replicas(deploy, wanted),
+            self._patch_deploy(target, name),
+        )
+        previous = replicas_of(before)
+        return ScaleResult(
+            changed=changed,
+            summary=(f"replicas {previous} -> {wanted}" if changed else f"already {wanted}")
+            + restored,
+            before={"replicas": previous},
+            after={"replicas": wanted},
+            deployment=name,
+            previous=previous,
+            replicas=wanted,
+        )

@@ -1,0 +1,1 @@
+"""Notifications: the message the workflow builds and the channels that deliver it."""

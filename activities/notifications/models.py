@@ -1,0 +1,76 @@
+"""What people are told during an incident, and where it is sent."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from contracts.steps import StepName
+
+NotificationKind = Literal["status_update", "escalation", "approval_request", "final"]
+MAX_WORKFLOW_ID = 1000  # Temporal's default limit on workflow id length
+IncidentState = Literal["Investigating", "Identified", "Resolving", "Resolved", "Escalated"]
+
+
+class Notification(BaseModel):
+    """The runbook's communication template, filled in by the workflow."""
+
+    workflow_id: str
+    kind: NotificationKind
+    title: str
+    status: IncidentState
+    started: datetime
+    severity: str
+    impact: str
+    current_actions: str
+    estimated_resolution: str
+    recipients: list[str] = Field(default_factory=list)
+    link: str | None = None
+    sent_at: datetime | None = Field(default=None, description="workflow time it was sent")
+    pending_steps: list[StepName] = Field(
+        default_factory=list,
+        description="steps waiting for approval: a Slack message gets Approve / Reject buttons "
+        "for each, so the person reading it can decide where they read it",
+    )
+
+    def as_text(self) -> str:
+        lines = [
+            f"*{self.title}*",
+            f"Status: {self.status}",
+            f"Started: {self.started:%Y-%m-%d %H:%M} UTC",
+            f"Severity: {self.severity}",
+            f"Impact: {self.impact}",
+            f"Current actions: {self.current_actions}",
+            f"Estimated resolution: {self.estimated_resolution}",
+        ]
+        if self.recipients:
+            lines.insert(1, "To: " + ", ".join(self.recipients))
+        return "\n".join(lines)
+
+
+class ButtonValue(BaseModel):
+    """What an Approve / Reject button carries back to `POST /slack/actions`: which incident
+    and which step. Compact JSON (Slack allows 2,000 characters); the identity of who clicked
+    comes from Slack's signed payload, never from here."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    workflow_id: str = Field(min_length=1, max_length=MAX_WORKFLOW_ID)
+    step: StepName
+
+    def encode(self) -> str:
+        return self.model_dump_json()
+
+
+class Channel(BaseModel):
+    """A place notifications go. A Slack webhook URL is a secret: give it by `url_env`."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(min_length=1)
+    kind: Literal["slack", "webhook", "log"]
+    url: str | None = None
+    url_env: str | None = Field(default=None, description="environment variable with the URL")
+    timeout_s: float = Field(default=5.0, gt=0, le=60)

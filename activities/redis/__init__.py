@@ -1,0 +1,1 @@
+"""Activities that talk to Redis: diagnosis, analysis, remediation, the hit-rate watch, access."""

@@ -1,0 +1,45 @@
+"""How the worker reaches a Redis: the URL and the secrets both come from the worker's own
+configuration of that target (activities.targets), never from workflow input."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import redis
+import redis.asyncio as aioredis
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
+
+from activities.targets import RedisAccess
+from contracts.target import RedisTarget
+
+
+def _options(target: RedisTarget, access: RedisAccess) -> dict[str, Any]:
+    extra: dict[str, Any] = {}
+    if target.redis_url.startswith("rediss://") and access.tls_ca_file:
+        extra["ssl_ca_certs"] = str(access.tls_ca_file)
+    return {
+        "username": access.username,
+        "password": access.password.get_secret_value() if access.password else None,
+        "socket_connect_timeout": access.connect_timeout.total_seconds(),
+        "socket_timeout": access.command_timeout.total_seconds(),
+        **extra,
+    }
+
+
+def open_sync_client(target: RedisTarget, access: RedisAccess) -> redis.Redis:
+    """For code on a thread (warmers, the readiness check between Kubernetes reads)."""
+    return redis.Redis.from_url(target.redis_url, **_options(target, access))
+
+
+def open_client(target: RedisTarget, access: RedisAccess) -> aioredis.Redis:
+    """One dedicated connection (no pool): triage must not leave idle sockets on a full server."""
+    return aioredis.Redis.from_url(
+        target.redis_url,
+        **_options(target, access),
+        single_connection_client=True,
+        decode_responses=True,
+        retry_on_timeout=False,
+        retry=Retry(NoBackoff(), 0),
+        protocol=2,
+    )

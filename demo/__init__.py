@@ -1,0 +1,1 @@
+"""`make demo`: the sandbox with a failure injected, followed to its review. Never runtime code."""

@@ -1,0 +1,61 @@
+"""The failures `make demo` can inject: one sandbox fault each, the alert that reports it, and
+one line saying what happens next. `make demo SCENARIO=list` prints them."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from sandbox.kube.faults import Fault
+
+
+@dataclass(frozen=True)
+class DemoScenario:
+    name: str
+    fault: Fault
+    alert: str  # what the chain fires; posted by the demo itself where the chain is missing
+    story: str
+    unattended: bool  # runs to the end without anyone approving
+
+    def line(self) -> str:
+        who = "unattended" if self.unattended else "stops for approvals"
+        return f"{self.name:<12} {self.story} ({who})"
+
+
+SCENARIOS = {
+    s.name: s
+    for s in (
+        DemoScenario(
+            "down",
+            Fault.DOWN,
+            "RedisDown",
+            "Redis killed: rollout restart, wait for ready, verify",
+            unattended=True,
+        ),
+        DemoScenario(
+            "oom",
+            Fault.OOM,
+            "RedisOutOfConfiguredMaxmemory",
+            "Redis OOMKilled and full: an evicting policy, then more memory (a flush only if "
+            "still out of memory)",
+            unattended=False,
+        ),
+        DemoScenario(
+            "crashloop",
+            Fault.CRASHLOOP,
+            "RedisDown",
+            "CrashLoopBackOff: a restart does not help, the pod is force-deleted",
+            unattended=False,
+        ),
+    )
+}
+DEFAULT = "down"
+
+
+def listing() -> str:
+    """One line per scenario, the default marked."""
+    lines = ["scenarios (make demo SCENARIO=NAME):"]
+    for s in SCENARIOS.values():
+        lines.append(f"  {s.line()}" + ("  [default]" if s.name == DEFAULT else ""))
+    lines.append("ARGS='--approve-as NAME' approves every step as NAME (unattended);")
+    lines.append("ARGS=--exit-when-done exits after the review.")
+    return "\n".join(lines)

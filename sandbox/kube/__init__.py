@@ -1,0 +1,1 @@
+"""The sandbox's Kubernetes API emulator: routes, RBAC, patches, selectors, injected failures."""

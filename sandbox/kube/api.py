@@ -1,0 +1,685 @@
+"""The sandbox's Kubernetes API server: kmock's emulator with the gaps closed that would let
+wrong client code pass its tests.
+
+Out of the box kmock serves the official client unchanged, but it returns every object
+whatever the label or field selector says, merges a strategic-merge patch as a plain merge
+(a patched `containers` list replaces the whole list, with 200 OK), never bumps
+`metadata.generation` nor checks `resourceVersion`, has no PUT, answers 404 for a list of a
+resource type that has no objects yet, and its watches ignore `timeoutSeconds`. KubeAPI
+keeps kmock's server, request parsing, object store, watch buses and discovery, and replaces
+the object handlers with ones that fail where kube-apiserver fails: 400 for a bad selector,
+409 for a stale resourceVersion or an existing name, 404 for a missing object or namespace,
+415 for an unknown patch type, 422 for a failed JSON-patch `test` or an invalid object, and
+401/403 for unknown tokens and verbs an RBAC Role does not grant.
+
+Every request is recorded as an AuditRecord (verb, group, resource, user, status code, and
+the body of a write), so a test can compare what the activities really did with what their
+Role allows, and count each change. `failures` (sandbox/kube/failures.py) makes the next
+matching requests fail the way a loaded kube-apiserver does: 503, 409, slow, reply lost.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import copy
+import re
+import secrets
+import uuid
+from collections.abc import AsyncIterator, Callable, Mapping
+from datetime import UTC, datetime
+from typing import Any
+
+import aiohttp.web
+import attrs
+import kmock
+from kmock._internal import apps, rendering
+from pydantic import BaseModel
+
+from sandbox.kube.failures import ApiFailure, FailurePlan, RequestFacts
+from sandbox.kube.patch import PatchError, apply_patch
+from sandbox.kube.rbac import Identity
+from sandbox.kube.selectors import SelectorError, selector_predicate
+
+JSONDict = dict[str, Any]
+
+DEFAULT_WATCH_TIMEOUT = 1800.0
+DNS1123 = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$"
+
+
+class ResourceType(BaseModel):
+    """One served resource type, as discovery describes it."""
+
+    group: str
+    version: str
+    plural: str
+    kind: str
+    namespaced: bool = True
+    subresources: tuple[str, ...] = ()
+
+    @property
+    def api_version(self) -> str:
+        return f"{self.group}/{self.version}" if self.group else self.version
+
+    @property
+    def ref(self) -> kmock.resource:
+        return kmock.resource(self.group, self.version, self.plural)
+
+    def qualified(self) -> str:
+        return f"{self.plural}.{self.group}" if self.group else self.plural
+
+
+BUILTIN_TYPES: tuple[ResourceType, ...] = (
+    ResourceType(group="", version="v1", plural="namespaces", kind="Namespace", namespaced=False),
+    ResourceType(group="", version="v1", plural="pods", kind="Pod", subresources=("status",)),
+    ResourceType(
+        group="", version="v1", plural="services", kind="Service", subresources=("status",)
+    ),
+    ResourceType(group="", version="v1", plural="endpoints", kind="Endpoints"),
+    ResourceType(
+        group="", version="v1", plural="persistentvolumeclaims", kind="PersistentVolumeClaim",
+        subresources=("status",),
+    ),
+    ResourceType(group="", version="v1", plural="events", kind="Event"),
+    ResourceType(group="", version="v1", plural="configmaps", kind="ConfigMap"),
+    ResourceType(
+        group="apps", version="v1", plural="statefulsets", kind="StatefulSet",
+        subresources=("status",),
+    ),
+    ResourceType(
+        group="apps", version="v1", plural="deployments", kind="Deployment",
+        subresources=("status",),
+    ),
+    ResourceType(
+        group="autoscaling", version="v2", plural="horizontalpodautoscalers",
+        kind="HorizontalPodAutoscaler", subresources=("status",),
+    ),
+)  # fmt: skip
+# What kube-apiserver stores as the status of a new object (the client requires some fields).
+INITIAL_STATUS: dict[str, JSONDict] = {
+    "statefulsets": {"replicas": 0, "availableReplicas": 0},
+    "pods": {"phase": "Pending"},
+    "persistentvolumeclaims": {"phase": "Pending"},
+    "horizontalpodautoscalers": {"currentReplicas": 0, "desiredReplicas": 0},
+}
+VERBS = ("get", "list", "watch", "create", "update", "patch", "delete", "deletecollection")
+
+
+class AuditRecord(BaseModel):
+    """One API request as kube-apiserver's audit log would have it."""
+
+    verb: str
+    api_group: str
+    resource: str  # "pods", or "statefulsets/status" for a subresource
+    namespace: str | None
+    name: str | None
+    user: str
+    code: int
+    request_object: Any = None  # the body of a create, update, patch or delete
+    injected: str | None = None  # what an injected ApiFailure did to it
+
+
+WRITES = frozenset({"create", "update", "patch", "delete", "deletecollection"})
+
+
+def now_iso() -> str:
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def status_error(code: int, reason: str, message: str, **details: Any) -> kmock.KubernetesError:
+    """A kube-style Status failure; the official client raises it as ApiException(code).
+    `details` is never empty: kmock would fill an empty one with the server's traceback."""
+    return kmock.KubernetesError(
+        status=code, reason=reason, message=message, details=details or {"causes": []}
+    )
+
+
+def _not_found(rt: ResourceType, name: str) -> kmock.KubernetesError:
+    return status_error(
+        404, "NotFound", f'{rt.qualified()} "{name}" not found', name=name, kind=rt.plural
+    )
+
+
+def _conflict(rt: ResourceType, name: str) -> kmock.KubernetesError:
+    return status_error(
+        409,
+        "Conflict",
+        f'Operation cannot be fulfilled on {rt.qualified()} "{name}": the object has been '
+        "modified; please apply your changes to the latest version and try again",
+        name=name,
+        kind=rt.plural,
+    )
+
+
+def _invalid(rt: ResourceType, name: str, problems: list[str]) -> kmock.KubernetesError:
+    return status_error(
+        422,
+        "Invalid",
+        f'{rt.kind} "{name}" is invalid: {"; ".join(problems)}',
+        name=name,
+        kind=rt.kind,
+    )
+
+
+def _validate(rt: ResourceType, obj: Mapping[str, Any]) -> list[str]:
+    """The few validations kube-apiserver does that the project's objects can trip."""
+    problems = []
+    name = (obj.get("metadata") or {}).get("name") or ""
+    if not re.match(DNS1123, name) or len(name) > 253:
+        problems.append(f"metadata.name: Invalid value: {name!r}: must be a DNS-1123 subdomain")
+    spec = obj.get("spec") or {}
+    if rt.plural in ("statefulsets", "deployments"):
+        replicas = spec.get("replicas", 1)
+        if not isinstance(replicas, int) or isinstance(replicas, bool) or replicas < 0:
+            problems.append(f"spec.replicas: Invalid value: {replicas!r}: must be >= 0")
+        spec = (spec.get("template") or {}).get("spec") or {}
+        prefix = "spec.template.spec"
+    else:
+        prefix = "spec"
+    if rt.plural in ("statefulsets", "deployments", "pods"):
+        containers = spec.get("containers") or []
+        if not containers:
+            problems.append(f"{prefix}.containers: Required value")
+        seen: set[str] = set()
+        for i, container in enumerate(containers):
+            cname = container.get("name")
+            if not cname:
+                problems.append(f"{prefix}.containers[{i}].name: Required value")
+            elif cname in seen:
+                problems.append(f"{prefix}.containers[{i}].name: Duplicate value: {cname!r}")
+            seen.add(cname or "")
+            if not container.get("image"):
+                problems.append(f"{prefix}.containers[{i}].image: Required value")
+            for j, env in enumerate(container.get("env") or []):
+                if not env.get("name"):
+                    problems.append(f"{prefix}.containers[{i}].env[{j}].name: Required value")
+    return problems
+
+
+@attrs.define(kw_only=True)
+class KubeAPI(kmock.KubernetesEmulator):
+    """kmock's KubernetesEmulator, made to refuse and filter the way kube-apiserver does.
+
+    `identities` maps bearer tokens to users; with any identity configured, a request without
+    a known token is 401 and one whose verb the user's rules lack is 403.
+    """
+
+    identities: dict[str, Identity] = attrs.field(factory=dict)
+    audit: list[AuditRecord] = attrs.field(factory=list, init=False)
+    failures: FailurePlan = attrs.field(factory=FailurePlan, init=False)
+    _held: set[asyncio.Future[Any]] = attrs.field(factory=set, init=False)
+    types: dict[str, ResourceType] = attrs.field(factory=dict, init=False)
+    _revision: int = attrs.field(default=0, init=False)
+
+    def __attrs_post_init__(self) -> None:
+        super().__attrs_post_init__()
+        for rt in BUILTIN_TYPES:
+            self.add_type(rt)
+        # kmock has no PUT: route it like the other object handlers.
+        self.fallback[kmock.method.PUT] << self._serve_put
+
+    def add_type(self, rt: ResourceType) -> None:
+        """Declare a type: listing it answers an empty list before any object exists."""
+        self.types[rt.plural] = rt
+        self.resources[rt.ref] = kmock.ResourceInfo(
+            kind=rt.kind,
+            namespaced=rt.namespaced,
+            verbs=set(VERBS),
+            subresources=set(rt.subresources),
+        )
+
+    # ---------------------------------------------------------------- request entry point
+
+    async def _handle(self, request: rendering.Request) -> aiohttp.web.StreamResponse:
+        # Skip KubernetesEmulator._handle: its object writes (plain merge, no checks) are
+        # replaced by the _serve_* handlers below, which kmock's fallback reactions call.
+        if request.resource is None or not request.resource.plural:
+            return await apps.RawHandler._handle(self, request)
+        record = self._audit_record(request)
+        self.audit.append(record)
+        try:
+            self._authorize(request, record)
+        except kmock.KubernetesError as err:
+            record.code = err.status
+            raise
+        facts = RequestFacts(
+            verb=record.verb,
+            resource=record.resource,
+            namespace=record.namespace,
+            name=record.name,
+            user=record.user,
+        )
+        failure = self.failures.claim(facts)
+        if failure is None:
+            return await self._serve(request, record)
+        record.injected = failure.describe()
+        # aiohttp cancels a handler whose client went away; a held request is finished
+        # anyway, as kube-apiserver finishes a write the client stopped waiting for.
+        late = asyncio.ensure_future(self._serve(request, record, failure, facts))
+        self._held.add(late)
+        late.add_done_callback(self._release)
+        response = await asyncio.shield(late)
+        if failure.reply_delay:
+            # The change is stored and the watchers told; only the client is kept waiting.
+            await asyncio.sleep(failure.reply_delay)
+        return response
+
+    async def _serve(
+        self,
+        request: rendering.Request,
+        record: AuditRecord,
+        failure: ApiFailure | None = None,
+        facts: RequestFacts | None = None,
+    ) -> aiohttp.web.StreamResponse:
+        """Handle an authorised request (after what an injected failure does first), noting
+        the status code in its audit record."""
+        try:
+            if failure is not None and facts is not None:
+                await self._fail_before(failure, facts)
+            response = await apps.RawHandler._handle(self, request)
+        except kmock.KubernetesError as err:
+            record.code = err.status
+            raise
+        except Exception:
+            record.code = 500
+            raise
+        record.code = response.status
+        return response
+
+    def _release(self, late: asyncio.Future[Any]) -> None:
+        """A held request is done: forget it, and take its error (already in the audit
+        record and sent, if anyone was still listening) so asyncio does not report it."""
+        self._held.discard(late)
+        if not late.cancelled():
+            late.exception()
+
+    async def _fail_before(self, failure: ApiFailure, facts: RequestFacts) -> None:
+        """Hold the request, then refuse it if the rule says so (nothing is stored)."""
+        if failure.delay:
+            await asyncio.sleep(failure.delay)
+        if failure.status is not None:
+            raise status_error(
+                failure.status,
+                failure.reason,
+                failure.message(facts),
+                name=facts.name or "",
+                kind=facts.resource,
+            )
+
+    def _audit_record(self, request: rendering.Request) -> AuditRecord:
+        assert request.resource is not None
+        method = request.method.value.upper()
+        if request.params.get("watch") in ("true", "1"):
+            verb = "watch"
+        else:
+            verb = {
+                "GET": "get" if request.name else "list",
+                "POST": "create",
+                "PUT": "update",
+                "PATCH": "patch",
+                "DELETE": "delete" if request.name else "deletecollection",
+            }.get(method, method.lower())
+        resource = request.resource.plural or ""
+        if request.subresource:
+            resource += f"/{request.subresource}"
+        return AuditRecord(
+            verb=verb,
+            api_group=request.resource.group or "",
+            resource=resource,
+            namespace=request.namespace,
+            name=request.name,
+            user=self._identity(request).user if self._known_token(request) else "anonymous",
+            code=0,
+            request_object=copy.deepcopy(request.data) if verb in WRITES else None,
+        )
+
+    def _token(self, request: rendering.Request) -> str | None:
+        auth = {k.lower(): v for k, v in request.headers.items()}.get("authorization", "")
+        return auth[7:].strip() if auth.lower().startswith("bearer ") else None
+
+    def _known_token(self, request: rendering.Request) -> bool:
+        return not self.identities or self._token(request) in self.identities
+
+    def _identity(self, request: rendering.Request) -> Identity:
+        if not self.identities:
+            return Identity(user="admin")
+        return self.identities[self._token(request) or ""]
+
+    def _authorize(self, request: rendering.Request, record: AuditRecord) -> None:
+        if not self._known_token(request):
+            raise status_error(401, "Unauthorized", "Unauthorized")
+        identity = self._identity(request)
+        if not identity.allows(
+            record.verb, record.api_group, record.resource, record.namespace, record.name
+        ):
+            where = f' in the namespace "{record.namespace}"' if record.namespace else ""
+            target = f'{record.resource} "{record.name}" ' if record.name else f"{record.resource} "
+            raise status_error(
+                403,
+                "Forbidden",
+                f'{target}is forbidden: User "{identity.user}" cannot {record.verb} resource '
+                f'"{record.resource}" in API group "{record.api_group}"{where}',
+                kind=record.resource,
+                name=record.name or "",
+            )
+
+    def _type_for(self, request: rendering.Request) -> ResourceType:
+        ref = request.resource
+        rt = self.types.get(ref.plural or "") if ref is not None else None
+        if rt is None or ref is None or (rt.group, rt.version) != (ref.group, ref.version):
+            raise status_error(404, "NotFound", "the server could not find the requested resource")
+        if request.subresource and request.subresource not in rt.subresources:
+            raise status_error(404, "NotFound", "the server could not find the requested resource")
+        return rt
+
+    def _predicate(
+        self, request: rendering.Request, rt: ResourceType
+    ) -> Callable[[Mapping[str, Any]], bool]:
+        try:
+            matches = selector_predicate(
+                rt.plural, request.params.get("labelSelector"), request.params.get("fieldSelector")
+            )
+        except SelectorError as err:
+            raise status_error(400, "BadRequest", str(err)) from None
+
+        def predicate(obj: Mapping[str, Any]) -> bool:
+            meta = obj.get("metadata") or {}
+            if request.namespace is not None and meta.get("namespace") != request.namespace:
+                return False
+            if request.name is not None and meta.get("name") != request.name:
+                return False
+            return matches(obj)
+
+        return predicate
+
+    # ---------------------------------------------------------------- the object store
+
+    def _key(self, rt: ResourceType, namespace: str | None, name: str) -> Any:
+        return (rt.ref, namespace if rt.namespaced else None, name)
+
+    def _read(self, rt: ResourceType, namespace: str | None, name: str) -> JSONDict | None:
+        key = self._key(rt, namespace, name)
+        if key not in self._objects or self._objects[key].deleted:
+            return None
+        found: JSONDict = copy.deepcopy(self._objects[key].raw)
+        return found
+
+    def _all(self, rt: ResourceType) -> list[JSONDict]:
+        found = []
+        for (ref, _, _), obj in self._objects.items():
+            if ref == rt.ref and not obj.deleted:
+                found.append(copy.deepcopy(obj.raw))
+        meta = [(o["metadata"].get("namespace") or "", o["metadata"]["name"]) for o in found]
+        return [obj for _, obj in sorted(zip(meta, found, strict=True), key=lambda p: p[0])]
+
+    async def _store(self, rt: ResourceType, obj: JSONDict, event: str) -> JSONDict:
+        """Write a version with the next resourceVersion and tell the watchers."""
+        self._revision += 1
+        meta = obj.setdefault("metadata", {})
+        meta["resourceVersion"] = str(self._revision)
+        key = self._key(rt, meta.get("namespace"), meta["name"])
+        if key in self._objects:
+            self._objects[key].create(copy.deepcopy(obj))
+        else:
+            self._objects[key] = copy.deepcopy(obj)
+        if event == "DELETED":
+            self._objects[key].delete()
+        await self._buses[rt.ref].put({"type": event, "object": copy.deepcopy(obj)})
+        return obj
+
+    def _namespace_exists(self, namespace: str) -> bool:
+        return self._read(self.types["namespaces"], None, namespace) is not None
+
+    # ------------------------------------------------- the same operations, for the controller
+
+    async def get_object(self, plural: str, namespace: str | None, name: str) -> JSONDict | None:
+        return self._read(self.types[plural], namespace, name)
+
+    async def list_objects(
+        self, plural: str, namespace: str | None = None, labels: Mapping[str, str] | None = None
+    ) -> list[JSONDict]:
+        found = []
+        for obj in self._all(self.types[plural]):
+            meta = obj["metadata"]
+            if namespace is not None and meta.get("namespace") != namespace:
+                continue
+            if labels and any((meta.get("labels") or {}).get(k) != v for k, v in labels.items()):
+                continue
+            found.append(obj)
+        return found
+
+    async def create(self, plural: str, obj: Mapping[str, Any]) -> JSONDict:
+        """Create as the control plane does (status kept, no admission)."""
+        rt = self.types[plural]
+        async with self._lock:
+            return await self._create(rt, copy.deepcopy(dict(obj)), keep_status=True)
+
+    async def mutate(
+        self,
+        plural: str,
+        namespace: str | None,
+        name: str,
+        change: Callable[[JSONDict], None],
+    ) -> JSONDict | None:
+        """Read-modify-write under the lock; a no-op change writes nothing. Controllers only:
+        it may change spec, status and metadata alike, and bumps generation like the API."""
+        rt = self.types[plural]
+        async with self._lock:
+            old = self._read(rt, namespace, name)
+            if old is None:
+                return None
+            new = copy.deepcopy(old)
+            change(new)
+            if new == old:
+                return old
+            if new.get("spec") != old.get("spec"):
+                new["metadata"]["generation"] = int(old["metadata"].get("generation", 1)) + 1
+            return await self._store(rt, new, "MODIFIED")
+
+    async def remove(self, plural: str, namespace: str | None, name: str) -> JSONDict | None:
+        """Delete at once (what the kubelet does when a terminating pod's containers stopped)."""
+        rt = self.types[plural]
+        async with self._lock:
+            old = self._read(rt, namespace, name)
+            if old is None:
+                return None
+            return await self._store(rt, old, "DELETED")
+
+    # ------------------------------------------------------------------ the HTTP handlers
+
+    async def _serve_list(self, request: rendering.Request) -> rendering.Payload:
+        rt = self._type_for(request)
+        predicate = self._predicate(request, rt)
+        async with self._lock:
+            items = [obj for obj in self._all(rt) if predicate(obj)]
+        return {
+            "kind": f"{rt.kind}List",
+            "apiVersion": rt.api_version,
+            "metadata": {"resourceVersion": str(self._revision)},
+            "items": items,
+        }
+
+    async def _serve_watch(self, request: rendering.Request) -> AsyncIterator[rendering.Payload]:
+        rt = self._type_for(request)
+        predicate = self._predicate(request, rt)
+        timeout = float(request.params.get("timeoutSeconds") or DEFAULT_WATCH_TIMEOUT)
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        yield b""  # send the headers now, as kube-apiserver does, even if nothing happens
+        bus = self._buses[rt.ref]
+        mark = await bus.mark()
+        stream = bus.stream(since=mark)
+        try:
+            if request.params.get("resourceVersion") in (None, "", "0"):
+                async with self._lock:
+                    initial = [obj for obj in self._all(rt) if predicate(obj)]
+                for obj in initial:
+                    yield {"type": "ADDED", "object": obj}
+            while (remaining := deadline - loop.time()) > 0:
+                try:
+                    event = await asyncio.wait_for(anext(stream), remaining)
+                except TimeoutError:
+                    break
+                if predicate(event.get("object") or {}):
+                    yield event
+        finally:
+            with contextlib.suppress(Exception):
+                await stream.aclose()  # type: ignore[attr-defined]
+            with contextlib.suppress(ValueError):
+                await bus.unmark(mark)
+
+    async def _serve_fetch(self, request: rendering.Request) -> rendering.Payload:
+        rt = self._type_for(request)
+        assert request.name is not None
+        async with self._lock:
+            obj = self._read(rt, request.namespace, request.name)
+        if obj is None:
+            raise _not_found(rt, request.name)
+        return obj
+
+    async def _create(self, rt: ResourceType, obj: JSONDict, keep_status: bool) -> JSONDict:
+        meta = obj.setdefault("metadata", {})
+        if not meta.get("name") and meta.get("generateName"):
+            meta["name"] = f"{meta['generateName']}{secrets.token_hex(3)[:5]}"
+        name = meta.get("name") or ""
+        namespace = meta.get("namespace") if rt.namespaced else None
+        if rt.namespaced and not namespace:
+            raise status_error(400, "BadRequest", "the namespace of the object is required")
+        if problems := _validate(rt, obj):
+            raise _invalid(rt, name, problems)
+        if namespace and not self._namespace_exists(namespace):
+            raise status_error(
+                404, "NotFound", f'namespaces "{namespace}" not found', name=namespace
+            )
+        if self._read(rt, namespace, name) is not None:
+            raise status_error(
+                409, "AlreadyExists", f'{rt.qualified()} "{name}" already exists', name=name
+            )
+        obj["apiVersion"], obj["kind"] = rt.api_version, rt.kind
+        meta.update(uid=str(uuid.uuid4()), creationTimestamp=now_iso(), generation=1)
+        if not rt.namespaced:
+            meta.pop("namespace", None)
+        if not keep_status and "status" in rt.subresources:
+            obj["status"] = copy.deepcopy(INITIAL_STATUS.get(rt.plural, {}))
+        return await self._store(rt, obj, "ADDED")
+
+    async def _serve_create(self, request: rendering.Request) -> rendering.Payload:
+        rt = self._type_for(request)
+        if not isinstance(request.data, dict):
+            raise status_error(400, "BadRequest", "the body must be a JSON object")
+        obj = copy.deepcopy(request.data)
+        meta = obj.setdefault("metadata", {})
+        if rt.namespaced:
+            if meta.get("namespace") not in (None, request.namespace):
+                raise status_error(
+                    400,
+                    "BadRequest",
+                    "the namespace of the provided object does not match the namespace sent on "
+                    "the request",
+                )
+            meta["namespace"] = request.namespace
+        async with self._lock:
+            created = await self._create(rt, obj, keep_status=False)
+        return rendering.Response(status=201, payload=created)
+
+    def _admit_update(
+        self, rt: ResourceType, old: JSONDict, new: JSONDict, subresource: str | None
+    ) -> JSONDict:
+        """What kube-apiserver does between decoding an update and storing it."""
+        name = old["metadata"]["name"]
+        wanted_rv = (new.get("metadata") or {}).get("resourceVersion")
+        if wanted_rv not in (None, "") and wanted_rv != old["metadata"]["resourceVersion"]:
+            raise _conflict(rt, name)
+        if subresource == "status":
+            result = copy.deepcopy(old)
+            result["status"] = new.get("status") or {}
+            return result
+        meta = dict(new.get("metadata") or {})
+        for fixed in ("name", "namespace", "uid", "creationTimestamp", "generation"):
+            if fixed in old["metadata"]:
+                meta[fixed] = old["metadata"][fixed]
+            else:
+                meta.pop(fixed, None)
+        for gone in ("deletionTimestamp", "deletionGracePeriodSeconds"):
+            if gone in old["metadata"]:
+                meta[gone] = old["metadata"][gone]
+        new = {**new, "metadata": meta, "apiVersion": rt.api_version, "kind": rt.kind}
+        if "status" in rt.subresources:
+            new["status"] = copy.deepcopy(old.get("status") or {})
+        if problems := _validate(rt, new):
+            raise _invalid(rt, name, problems)
+        if new.get("spec") != old.get("spec"):
+            meta["generation"] = int(old["metadata"].get("generation", 1)) + 1
+        return new
+
+    async def _serve_update(self, request: rendering.Request) -> rendering.Payload:
+        rt = self._type_for(request)
+        assert request.name is not None
+        content_type = {k.lower(): v for k, v in request.headers.items()}.get("content-type", "")
+        async with self._lock:
+            old = self._read(rt, request.namespace, request.name)
+            if old is None:
+                raise _not_found(rt, request.name)
+            try:
+                patched = apply_patch(content_type, old, request.data)
+            except PatchError as err:
+                reason = {400: "BadRequest", 415: "UnsupportedMediaType"}.get(err.status, "Invalid")
+                raise status_error(err.status, reason, str(err), name=request.name) from None
+            new = self._admit_update(rt, old, patched, request.subresource)
+            if new == old:
+                return old  # a no-op patch writes nothing, like kube-apiserver
+            return await self._store(rt, new, "MODIFIED")
+
+    async def _serve_put(self, request: rendering.Request) -> rendering.Payload:
+        rt = self._type_for(request)
+        if request.name is None:
+            raise status_error(405, "MethodNotAllowed", "PUT needs an object name")
+        if not isinstance(request.data, dict):
+            raise status_error(400, "BadRequest", "the body must be a JSON object")
+        body_name = (request.data.get("metadata") or {}).get("name")
+        if body_name != request.name:
+            raise status_error(
+                400, "BadRequest", "the name of the object does not match the name on the URL"
+            )
+        async with self._lock:
+            old = self._read(rt, request.namespace, request.name)
+            if old is None:
+                raise _not_found(rt, request.name)
+            new = self._admit_update(rt, old, copy.deepcopy(request.data), request.subresource)
+            if new == old:
+                return old
+            return await self._store(rt, new, "MODIFIED")
+
+    async def _serve_delete(self, request: rendering.Request) -> rendering.Payload:
+        rt = self._type_for(request)
+        assert request.name is not None
+        options = request.data if isinstance(request.data, dict) else {}
+        grace_raw = request.params.get("gracePeriodSeconds", options.get("gracePeriodSeconds"))
+        async with self._lock:
+            old = self._read(rt, request.namespace, request.name)
+            if old is None:
+                raise _not_found(rt, request.name)
+            pre = options.get("preconditions") or {}
+            if pre.get("uid") not in (None, old["metadata"]["uid"]) or pre.get(
+                "resourceVersion"
+            ) not in (None, old["metadata"]["resourceVersion"]):
+                raise _conflict(rt, request.name)
+            if rt.plural == "pods":
+                default = (old.get("spec") or {}).get("terminationGracePeriodSeconds", 30)
+                grace = int(grace_raw) if grace_raw is not None else int(default)
+                if grace > 0:  # graceful: the kubelet stops the containers, then removes it
+                    if old["metadata"].get("deletionTimestamp"):
+                        return old
+                    old["metadata"]["deletionTimestamp"] = now_iso()
+                    old["metadata"]["deletionGracePeriodSeconds"] = grace
+                    return await self._store(rt, old, "MODIFIED")
+                gone = await self._store(rt, old, "DELETED")
+                return gone
+            await self._store(rt, old, "DELETED")
+        return {
+            "kind": "Status",
+            "apiVersion": "v1",
+            "metadata": {},
+            "status": "Success",
+            "details": {"name": request.name, "kind": rt.plural, "uid": old["metadata"]["uid"]},
+        }

@@ -1,0 +1,1 @@
+"""The `runbook` command: start, status, approve, follow, and the worker and webhook processes."""

@@ -1,0 +1,1 @@
+"""The alert webhook: sources, auth, routing, deduplication and the incidents alerts land in."""

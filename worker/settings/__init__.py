@@ -1,0 +1,1 @@
+"""The worker's configuration: runbook.yaml with environment overrides, and its loader."""

@@ -1,0 +1,348 @@
+"""The worker's configuration: `runbook.yaml` (path from RUNBOOK_CONFIG) under environment
+overrides. A broken file must stop the process at start with the file, the field and the fix,
+never half-start a worker that fails at 3 a.m. on the first incident.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Mapping
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    field_validator,
+    model_validator,
+)
+from pydantic.fields import FieldInfo
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+from activities.notifications.models import Channel
+from activities.policy import (
+    ApprovalPolicy,
+    Communication,
+    Duration,
+    Limits,
+    Outage,
+    Policy,
+    Recovery,
+    Thresholds,
+)
+from activities.targets import ConfiguredTarget, RedisAccess, TargetBook, Workload, identity
+from activities.warming import Warmer
+from contracts.base import K8sName
+from contracts.target import RedisTarget
+from worker.settings.webhook import WebhookSettings
+
+DEFAULT_CONFIG = Path("runbook.yaml")
+SECRET_FIELDS = (
+    "redis_password",
+    "webhook_token",
+    "webhook_basic_password",
+    "grafana_secret",
+    "pagerduty_secrets",
+    "slack_signing_secret",
+)
+
+
+class ConfigError(Exception):
+    """A configuration problem, worded for the person who has to fix it."""
+
+
+class Section(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class TemporalSettings(Section):
+    address: str = "localhost:7233"
+    namespace: str = "default"
+    task_queue: str = "runbooks"
+
+
+class RedisSettings(Section):
+    username: str | None = None
+    tls_ca_file: Path | None = None
+    connect_timeout: Duration = Field(default_factory=lambda: Thresholds().connect_timeout)
+    command_timeout: Duration = Field(default_factory=lambda: Thresholds().connect_timeout * 2)
+
+
+class KubernetesSettings(Section):
+    """Where the worker's Kubernetes credentials come from: this kubeconfig, else in-cluster,
+    else KUBECONFIG or ~/.kube/config. `enabled: false` keeps a worker Redis-only."""
+
+    enabled: bool = True
+    kubeconfig: Path | None = None
+    context: str | None = None
+    connect_timeout: Duration = Field(
+        default=timedelta(seconds=3), description="per API call; keep both under 10s in sum"
+    )
+    request_timeout: Duration = Field(
+        default=timedelta(seconds=5),
+        description="per API call: wait_ready's heartbeat timeout is 10s, so a slower read "
+        "would lose the attempt instead of looking again",
+    )
+
+
+class NotificationSettings(Section):
+    channels: list[Channel] = Field(
+        default_factory=lambda: [Channel(name="log", kind="log")],
+        description="where status updates, escalations and approval requests go",
+    )
+
+
+ENV_NAME = r"^[A-Za-z_][A-Za-z0-9_]*$"
+
+
+class TargetRoute(Section):
+    """A Redis this worker may act on, and the alert labels that name it (every matcher a
+    fully anchored regex). The worker acts on nothing else: an incident for any other target
+    is refused before the first connection. Its password comes from `password_env` or
+    `password_file`; with a single target, RUNBOOK_REDIS_PASSWORD serves as the default."""
+
+    name: str = Field(min_length=1)
+    match: dict[str, str] = Field(default_factory=dict)
+    redis_url: str
+    namespace: K8sName = "default"
+    statefulset: K8sName = "redis"
+    api_deployment: K8sName | None = None
+    pods: int = Field(
+        default=1, ge=1, le=100, description="the StatefulSet's pods (<statefulset>-0 ...)"
+    )
+    username: str | None = Field(default=None, description="ACL user; default redis.username")
+    password_env: str | None = Field(
+        default=None, pattern=ENV_NAME, description="environment variable holding its password"
+    )
+    password_file: Path | None = Field(default=None, description="file holding its password")
+    workload: Workload = Field(
+        default_factory=Workload,
+        description="container names and the API's cache switch (env var, on and off values)",
+    )
+
+    @field_validator("match")
+    @classmethod
+    def _compile(cls, value: dict[str, str]) -> dict[str, str]:
+        for label, pattern in value.items():
+            try:
+                re.compile(pattern)
+            except re.error as err:
+                raise ValueError(f"matcher {label}: {pattern!r} is not a regex: {err}") from None
+        return value
+
+    @model_validator(mode="after")
+    def _check_target(self) -> TargetRoute:
+        self.to_target()
+        return self
+
+    @model_validator(mode="after")
+    def _one_password_source(self) -> TargetRoute:
+        if self.password_env and self.password_file:
+            raise ValueError("give password_env or password_file, not both")
+        return self
+
+    @property
+    def has_own_password(self) -> bool:
+        return bool(self.password_env or self.password_file)
+
+    def password(self) -> SecretStr | None:
+        """This target's own secret, read now (at start: a missing one stops the worker)."""
+        if self.password_env:
+            value = os.environ.get(self.password_env)
+            if not value:
+                raise ValueError(
+                    f"target {self.name}: password_env {self.password_env} is not set. Fix: "
+                    "set it in the worker's environment"
+                )
+            return SecretStr(value)
+        if self.password_file:
+            try:
+                return SecretStr(self.password_file.read_text().strip())
+            except OSError as err:
+                raise ValueError(
+                    f"target {self.name}: password_file: cannot read {self.password_file}: "
+                    f"{err.strerror}"
+                ) from None
+        return None
+
+    def matches(self, labels: Mapping[str, str]) -> bool:
+        return all(re.fullmatch(p, labels.get(k, "")) for k, p in self.match.items())
+
+    def to_target(self) -> RedisTarget:
+        return RedisTarget(
+            redis_url=self.redis_url,
+            namespace=self.namespace,
+            statefulset=self.statefulset,
+            api_deployment=self.api_deployment,
+        )
+
+
+class _TemporalEnvironment(PydanticBaseSettingsSource):
+    """TEMPORAL_ADDRESS / TEMPORAL_NAMESPACE, the names every Temporal tool already reads."""
+
+    def get_field_value(self, field: FieldInfo, field_name: str) -> tuple[Any, str, bool]:
+        return None, field_name, False
+
+    def __call__(self) -> dict[str, Any]:
+        found = {
+            key: os.environ[env]
+            for env, key in (("TEMPORAL_ADDRESS", "address"), ("TEMPORAL_NAMESPACE", "namespace"))
+            if os.environ.get(env)
+        }
+        return {"temporal": found} if found else {}
+
+
+class Settings(BaseSettings):
+    """Values from the YAML file arrive as init arguments, the lowest priority source."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="RUNBOOK_", env_nested_delimiter="__", extra="forbid"
+    )
+
+    temporal: TemporalSettings = Field(default_factory=TemporalSettings)
+    redis: RedisSettings = Field(default_factory=RedisSettings)
+    thresholds: Thresholds = Field(default_factory=Thresholds)
+    approvals: ApprovalPolicy = Field(default_factory=ApprovalPolicy)
+    limits: Limits = Field(default_factory=Limits)
+    communication: Communication = Field(default_factory=Communication)
+    recovery: Recovery = Field(default_factory=Recovery)
+    outage: Outage = Field(default_factory=Outage)
+    kubernetes: KubernetesSettings = Field(default_factory=KubernetesSettings)
+    warmers: list[Warmer] = Field(default_factory=list)
+    notifications: NotificationSettings = Field(default_factory=NotificationSettings)
+    targets: list[TargetRoute] = Field(default_factory=list)
+    webhook: WebhookSettings = Field(default_factory=WebhookSettings)
+    redis_password: SecretStr | None = None
+    redis_password_file: Path | None = None
+    webhook_token: SecretStr | None = None
+    webhook_token_file: Path | None = None
+    webhook_basic_password: SecretStr | None = None
+    webhook_basic_password_file: Path | None = None
+    grafana_secret: SecretStr | None = None
+    grafana_secret_file: Path | None = None
+    pagerduty_secrets: SecretStr | None = Field(
+        default=None, description="comma-separated: several are valid while a secret rotates"
+    )
+    pagerduty_secrets_file: Path | None = None
+    slack_signing_secret: SecretStr | None = Field(
+        default=None, description="Slack app's signing secret: POST /slack/actions checks it"
+    )
+    slack_signing_secret_file: Path | None = None
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        return (env_settings, _TemporalEnvironment(settings_cls), init_settings)
+
+    @model_validator(mode="after")
+    def _read_secret_files(self) -> Settings:
+        for name in SECRET_FIELDS:
+            path: Path | None = getattr(self, f"{name}_file")
+            if path is None or getattr(self, name) is not None:
+                continue
+            try:
+                setattr(self, name, SecretStr(path.read_text().strip()))
+            except OSError as err:
+                raise ValueError(f"{name}_file: cannot read {path}: {err.strerror}") from None
+        return self
+
+    @model_validator(mode="after")
+    def _check_targets(self) -> Settings:
+        """Names and workflow ids are unique; a shared password never serves two hosts."""
+        keys = {
+            "name": [r.name for r in self.targets],
+            "namespace/statefulset": [r.to_target().workflow_id for r in self.targets],
+        }
+        for what, values in keys.items():
+            twice = sorted({v for v in values if values.count(v) > 1})
+            if twice:
+                raise ValueError(f"targets: two targets share the {what} {twice[0]!r}")
+        shared = [r.name for r in self.targets if not r.has_own_password]
+        if self.redis_password is not None and len(self.targets) > 1 and shared:
+            raise ValueError(
+                "RUNBOOK_REDIS_PASSWORD is the default password of a single target only; with "
+                f"several, give each its own password_env or password_file (missing: "
+                f"{', '.join(shared)})"
+            )
+        return self
+
+    def target_book(self) -> TargetBook:
+        """Every configured target with its own credentials, read now: the worker calls this
+        at start, so a missing secret stops it there, not at 3 a.m. (the CLI and the webhook
+        never need the secrets)."""
+        try:
+            return TargetBook([self._configured(route) for route in self.targets])
+        except ValueError as err:
+            raise ConfigError(str(err)) from None
+
+    def _configured(self, route: TargetRoute, secrets: bool = True) -> ConfiguredTarget:
+        own = route.password() if secrets and route.has_own_password else None
+        password = own if route.has_own_password else self.redis_password
+        access = self.redis_access.model_copy(
+            update={"password": password, "username": route.username or self.redis.username}
+        )
+        return ConfiguredTarget(
+            name=route.name, target=route.to_target(), access=access, workload=route.workload
+        )
+
+    @property
+    def policy(self) -> Policy:
+        return Policy(
+            thresholds=self.thresholds,
+            approvals=self.approvals,
+            limits=self.limits,
+            communication=self.communication,
+            recovery=self.recovery,
+            outage=self.outage,
+        )
+
+    @property
+    def redis_access(self) -> RedisAccess:
+        """Timeouts and TLS shared by every target, with the default password."""
+        return RedisAccess(
+            username=self.redis.username,
+            password=self.redis_password,
+            tls_ca_file=self.redis.tls_ca_file,
+            connect_timeout=self.redis.connect_timeout,
+            command_timeout=self.redis.command_timeout,
+        )
+
+    def target_with_url(self, redis_url: str | None) -> TargetRoute:
+        found = [r for r in self.targets if r.redis_url == redis_url]
+        if len(found) == 1:
+            return found[0]
+        if found:
+            names = ", ".join(r.name for r in found)
+            raise ConfigError(f"several targets have redis_url {redis_url} ({names}): use --target")
+        known = ", ".join(f"{r.name} ({r.redis_url})" for r in self.targets) or "none configured"
+        raise ConfigError(
+            f"no target with redis_url {redis_url} in the config (known: {known}). Fix: use "
+            "--target NAME, or add the target to `targets:` in runbook.yaml"
+        )
+
+    def route_for(self, target: RedisTarget) -> TargetRoute | None:
+        """The configured target `target` names (URL, namespace, StatefulSet, API Deployment)."""
+        wanted = identity(target)
+        return next((r for r in self.targets if identity(r.to_target()) == wanted), None)
+
+    def unknown_target(self, target: RedisTarget) -> str:
+        return TargetBook([self._configured(r, secrets=False) for r in self.targets]).refusal(
+            target
+        )
+
+    def target_named(self, name: str) -> TargetRoute:
+        for route in self.targets:
+            if route.name == name:
+                return route
+        known = ", ".join(r.name for r in self.targets) or "none configured"
+        raise ConfigError(f"no target named {name!r} in the config (known: {known})")

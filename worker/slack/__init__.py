@@ -1,0 +1,1 @@
+"""Slack's interactive buttons: signed requests in, decisions to the incident, replies out."""

@@ -1,0 +1,1 @@
+"""The RedisCacheFailure workflow: its handlers, its run loop, its parts and its memory."""

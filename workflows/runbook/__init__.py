@@ -1,0 +1,1 @@
+"""The runbook's pure logic: classify, plan, approvals, outcome, review, retries. No I/O."""

@@ -1,0 +1,105 @@
+"""The approval book: who may decide which step, and what has been decided.
+
+Pure and deterministic, so the workflow can replay it, and so every rule (allow-list, four
+eyes, N approvals, one decision per step, pre-approval) is tested without a server.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Literal
+
+from activities.policy import ApprovalPolicy
+from contracts.decisions import Approval, Decision
+from contracts.steps import Step, StepName
+
+State = Literal["waiting", "approved", "rejected", "expired", "withdrawn"]
+
+
+@dataclass(frozen=True)
+class Verdict:
+    accepted: bool
+    reason: str
+
+
+@dataclass
+class ApprovalBook:
+    policy: ApprovalPolicy
+    requested_by: str
+    needed: dict[StepName, int] = field(default_factory=dict)
+    approvals: list[Approval] = field(default_factory=list)
+    closed: dict[StepName, State] = field(default_factory=dict)
+
+    @classmethod
+    def for_plan(cls, policy: ApprovalPolicy, requested_by: str, plan: list[Step]) -> ApprovalBook:
+        needed = {s.name: s.approvals_needed for s in plan if s.requires_approval}
+        return cls(policy=policy, requested_by=requested_by, needed=needed)
+
+    def need(self, step: StepName) -> int:
+        """Approvals `step` needs. Fails closed: a step this book was never told about needs
+        the most approvals any step of the policy or the plan needs, never none."""
+        if step in self.needed:
+            return self.needed[step]
+        return max(1, *self.policy.approvals_needed.values(), *self.needed.values())
+
+    def require(self, step: StepName, approvals: int) -> None:
+        """A step the plan gained later (a flap's new round) asks for approval here."""
+        self.needed[step] = max(self.needed.get(step, 0), approvals, 1)
+
+    def state(self, step: StepName) -> State:
+        if step in self.closed:
+            return self.closed[step]
+        if len(self.approvers_of(step)) >= self.need(step):
+            return "approved"
+        return "waiting"
+
+    def approvers_of(self, step: StepName) -> list[str]:
+        return [a.approver for a in self.approvals if a.step is step and a.approved]
+
+    def submit(self, decision: Decision, at: datetime) -> Verdict:
+        """Check a decision against the policy; record it only when every rule holds."""
+        refusal = self._refusal(decision)
+        if refusal:
+            return Verdict(False, refusal)
+        approved = decision.decision == "approve"
+        self.approvals.append(
+            Approval(
+                step=decision.step,
+                approver=decision.approver,
+                comment=decision.comment,
+                approved=approved,
+                at=at,
+            )
+        )
+        if not approved:
+            self.closed[decision.step] = "rejected"
+            return Verdict(True, f"{decision.step.value} rejected by {decision.approver}")
+        have, need = len(self.approvers_of(decision.step)), self.need(decision.step)
+        if have >= need:
+            self.closed[decision.step] = "approved"
+            return Verdict(True, f"{decision.step.value} approved ({have}/{need})")
+        return Verdict(True, f"{decision.step.value} approval {have}/{need}: waiting for more")
+
+    def expire(self, step: StepName) -> None:
+        if step not in self.closed:
+            self.closed[step] = "expired"
+
+    def withdraw(self, step: StepName) -> None:
+        """The request is moot (alerts resolved, incident aborted): later decisions are refused."""
+        if step not in self.closed:
+            self.closed[step] = "withdrawn"
+
+    def _refusal(self, d: Decision) -> str | None:
+        allowed = self.policy.approvers
+        if "*" not in allowed and d.approver not in allowed:
+            return f"{d.approver} is not an approver (allowed: {', '.join(allowed)})"
+        if d.step not in self.needed:
+            return f"{d.step.value} needs no approval in this incident's plan"
+        if d.step in self.closed:
+            return f"{d.step.value} is already decided: {self.closed[d.step]}"
+        if self.policy.four_eyes and d.approver == self.requested_by and d.decision == "approve":
+            return f"four eyes: {d.approver} requested this incident and cannot approve it"
+        if d.decision == "approve" and d.approver in self.approvers_of(d.step):
+            return f"{d.approver} already approved {d.step.value}: a different person must"
+        return None

@@ -1,0 +1,92 @@
+"""The runbook's communication template, filled from the incident's state. Pure."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+from activities.notifications.models import IncidentState, Notification, NotificationKind
+from contracts.alerts import Alert
+from contracts.decisions import PendingApproval
+from contracts.diagnosis import Scenario
+from contracts.incident import Outcome, Phase
+from contracts.steps import Step
+
+IMPACT = {
+    Scenario.REDIS_DOWN: "Cache unavailable: requests go to the database; higher latency and load",
+    Scenario.OUT_OF_MEMORY: "Cache refusing writes or evicting: lower hit rate, more database load",
+    Scenario.TOO_MANY_CONNECTIONS: "New cache connections refused: some requests hit the database",
+    Scenario.SLOW_COMMANDS: "Slow cache commands: higher API latency",
+    Scenario.HIGH_LATENCY: "Cache latency is high: higher API latency",
+    Scenario.HEALTHY: "No user impact seen on the cache",
+}
+MINUTES_PER_STEP = 2
+
+
+def state_of(phase: Phase, outcome: Outcome | None) -> IncidentState:
+    if outcome is not None:
+        return "Resolved" if outcome in ("resolved", "mitigated", "planned") else "Escalated"
+    return {
+        "triage": "Investigating",
+        "planning": "Identified",
+        "executing": "Resolving",
+        "recovering": "Resolving",
+    }.get(phase, "Resolved")  # type: ignore[return-value]
+
+
+def severity_of(alerts: list[Alert], default: str) -> str:
+    for alert in alerts:
+        if alert.labels.get("severity"):
+            return alert.labels["severity"]
+    return default
+
+
+def current_actions(current: Step | None, pending: list[PendingApproval]) -> str:
+    if pending:
+        return "; ".join(f"waiting for approval of {p.step.value}: {p.action}" for p in pending)
+    if current is None:
+        return "none"
+    return f"{current.name.value}: {current.title}"
+
+
+def estimate(plan: list[Step], pending: list[PendingApproval], timeout: timedelta) -> str:
+    if pending:
+        until = min(p.since for p in pending) + timeout
+        return f"after approval (the request expires at {until:%H:%M} UTC)"
+    left = sum(1 for s in plan if s.status in ("planned", "running"))
+    if left == 0:
+        return "now"
+    return f"about {left * MINUTES_PER_STEP} minutes ({left} steps left)"
+
+
+def notification(
+    *,
+    workflow_id: str,
+    kind: NotificationKind,
+    title: str,
+    started: datetime,
+    now: datetime,
+    phase: Phase,
+    outcome: Outcome | None,
+    scenario: Scenario | None,
+    plan: list[Step],
+    pending: list[PendingApproval],
+    alerts: list[Alert],
+    severity: str,
+    approval_timeout: timedelta,
+    recipients: list[str] | None = None,
+) -> Notification:
+    current = next((s for s in plan if s.status in ("running", "pending_approval")), None)
+    return Notification(
+        workflow_id=workflow_id,
+        kind=kind,
+        title=title,
+        status=state_of(phase, outcome),
+        started=started,
+        severity=severity_of(alerts, severity),
+        impact=IMPACT.get(scenario, "Under investigation") if scenario else "Under investigation",
+        current_actions=current_actions(current, pending),
+        estimated_resolution="resolved" if outcome else estimate(plan, pending, approval_timeout),
+        recipients=recipients or [],
+        sent_at=now,
+        pending_steps=[p.step for p in pending] if outcome is None else [],
+    )
