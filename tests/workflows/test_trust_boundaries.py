@@ -29,7 +29,7 @@ from sandbox.cluster import SandboxCluster
 from tests.conftest import RedisFactory
 from tests.harness import auto, command_calls, dry_run, running_worker, settings_for, start
 from worker.settings.runbook import Settings
-from workflows.incident.memory import CarriedState
+from workflows.incident.memory import IncidentMemory
 
 NS = "treebeard-production"
 
@@ -38,7 +38,7 @@ def forged_carry(redis_url: str, from_run_id: str | None) -> dict[str, Any]:
     """What the hole let in: no approvals required, a plan that flushes straight away."""
     now = datetime.now(UTC)
     policy = Policy.model_validate({"approvals": {"required_for": []}})
-    carried = CarriedState(
+    carried = IncidentMemory(
         from_run_id=from_run_id,
         started_at=now - timedelta(minutes=1),
         config=RunbookConfig(policy=policy, available_steps=list(StepName)),
@@ -52,7 +52,9 @@ def forged_carry(redis_url: str, from_run_id: str | None) -> dict[str, Any]:
         next_step=1,
         triage=Diagnosis(redis_url=redis_url, taken_at=now, reachable=True),
     )
-    return carried.model_dump(mode="json")
+    # `config` is one run's own and never carried on; a forged input may still bring one
+    forged: dict[str, Any] = carried.model_dump(mode="json")
+    return forged | {"config": carried.config.model_dump(mode="json")}
 
 
 async def refused(

@@ -1,4 +1,4 @@
-"""How a failed activity reads in the timeline and the report."""
+"""How a failed activity reads in the timeline and the report; and the request to hand over."""
 
 from __future__ import annotations
 
@@ -11,3 +11,8 @@ def cause_of(err: ActivityError) -> str:
     if isinstance(cause, ApplicationError) and cause.type:
         return f"{cause.type}: {cause.message}"
     return str(cause or err)
+
+
+class ContinueAsNew(Exception):
+    """Raised where a wait notices the history is too long; the run loop catches it and
+    continues as new (carry.py), so handing over happens in one place."""

@@ -13,12 +13,15 @@ from datetime import timedelta
 from temporalio import workflow
 
 with workflow.unsafe.imports_passed_through():
+    from activities.kubernetes.steps import KubernetesActivities
     from activities.redis.diagnosis import RedisDiagnosisActivities
     from contracts.diagnosis import Diagnosis, Scenario
     from contracts.kubernetes import KubernetesFacts
     from contracts.steps import Condition, StepName
     from workflows.incident import retries
-    from workflows.incident.state import IncidentState
+    from workflows.incident.errors import ContinueAsNew
+    from workflows.incident.flap import flapped
+    from workflows.incident.memory import IncidentMemory
 
 # Conditions that are facts about the plan: the step they name succeeded.
 DONE = {
@@ -29,26 +32,29 @@ DONE = {
 }
 
 
-class IncidentProbes(IncidentState):
-    async def _diagnose(self) -> Diagnosis:
+class Probes:
+    def __init__(self, memory: IncidentMemory) -> None:
+        self._memory = memory
+
+    async def diagnose(self) -> Diagnosis:
+        m = self._memory
         diagnosis = await workflow.execute_activity_method(
             RedisDiagnosisActivities.diagnose_redis,
-            self._target,
+            m.target,
             start_to_close_timeout=retries.PROBE.timeout,
             retry_policy=retries.PROBE.retry,
         )
-        self._previous, self._latest = self._latest, diagnosis
+        m.previous, m.latest = m.latest, diagnosis
         state = "reachable" if diagnosis.reachable else "unreachable"
-        self._note("diagnosed", f"Redis {state}, {len(diagnosis.findings)} findings")
+        m.note("diagnosed", f"Redis {state}, {len(diagnosis.findings)} findings")
         return diagnosis
 
-    async def _inspect(self) -> KubernetesFacts:
-        facts: KubernetesFacts = await workflow.execute_activity(
-            "inspect_kubernetes",
-            self._target,
+    async def inspect(self) -> KubernetesFacts:
+        facts = await workflow.execute_activity_method(
+            KubernetesActivities.inspect_kubernetes,
+            self._memory.target,
             start_to_close_timeout=retries.PROBE.timeout,
             retry_policy=retries.PROBE.retry,
-            result_type=KubernetesFacts,
         )
         pods = ", ".join(
             f"{p.name} {p.phase}{' ready' if p.ready else ''} restarts={p.restarts}"
@@ -56,69 +62,74 @@ class IncidentProbes(IncidentState):
             for p in facts.pods
         )
         pvcs = ", ".join(f"{v.name} {v.phase}" for v in facts.pvcs)
-        self._note("inspected", f"Kubernetes: {facts.problem.value}; pods: {pods or 'none'}; "
-                   f"PVCs: {pvcs or 'none'}; limit {facts.memory_limit}")  # fmt: skip
+        self._memory.note("inspected", f"Kubernetes: {facts.problem.value}; pods: "
+                          f"{pods or 'none'}; PVCs: {pvcs or 'none'}; limit "
+                          f"{facts.memory_limit}")  # fmt: skip
         return facts
 
-    async def _holds(self, condition: Condition, wait: bool = True) -> bool:
+    async def holds(self, condition: Condition, wait: bool = True) -> bool:
         """Evaluate a step's condition now, with a fresh diagnosis where it needs one.
         Without `wait` (a step this worker cannot perform anyway), the conditions that wait
         for Redis to come back are judged on one look."""
+        m = self._memory
         if condition in DONE:
-            return DONE[condition] in self._done_steps()
-        if condition is Condition.FALLBACK_ENTERED and self._cache_given_back():
-            if (await self._diagnose()).reachable:
+            return DONE[condition] in m.done_steps()
+        if condition is Condition.FALLBACK_ENTERED and m.cache_given_back():
+            if (await self.diagnose()).reachable:
                 return True
-            self._flapped()  # the rest of this round gives way to the next one
+            flapped(m)  # the rest of this round gives way to the next one
             return False
         if condition is Condition.FALLBACK_ENTERED:
-            within = self._config.policy.outage.wait_for_redis if wait else timedelta(0)
-            return self._latest_succeeded(StepName.ENABLE_FALLBACK) and await self._redis_back(
+            within = m.config.policy.outage.wait_for_redis if wait else timedelta(0)
+            return m.latest_succeeded(StepName.ENABLE_FALLBACK) and await self.redis_back(
                 within, "in fallback, waiting for Redis"
             )
         if condition is Condition.STILL_DOWN_PAST_FALLBACK_DEADLINE:
-            if self._ready:  # the last rollout came back and answered PING
+            if m.ready:  # the last rollout came back and answered PING
                 return False
-            deadline = self._started + self._config.policy.outage.fallback_after
+            deadline = m.started_at + m.config.policy.outage.fallback_after
             within = deadline - workflow.now() if wait else timedelta(0)
-            return not await self._redis_back(within, "before fallback")
-        # Just measured by the step before: no need to ask Redis again.
-        if condition is Condition.STILL_DOWN and self._answered is not None:
-            return not self._answered
-        if condition is Condition.RESTART_FAILED and self._ready is not None:
-            return not self._ready  # wait_ready checks the rollout and PING together
-        diagnosis = await self._diagnose()
+            return not await self.redis_back(within, "before fallback")
+        return await self._measured(condition)
+
+    async def _measured(self, condition: Condition) -> bool:
+        """The conditions judged on what Redis says now (or what the step before measured)."""
+        m = self._memory
+        if condition is Condition.STILL_DOWN and m.answered is not None:
+            return not m.answered  # just measured by the step before
+        if condition is Condition.RESTART_FAILED and m.ready is not None:
+            return not m.ready  # wait_ready checks the rollout and PING together
+        diagnosis = await self.diagnose()
         if condition in (Condition.STILL_OUT_OF_MEMORY, Condition.STILL_OUT_OF_MEMORY_AFTER_FLUSH):
-            fired = self._explain(diagnosis, since=self._previous)
+            fired = m.explain(diagnosis, since=m.previous)
             return any(s is Scenario.OUT_OF_MEMORY for s, _ in fired)
         if condition is Condition.MEMORY_FRAGMENTED:
             ratio = diagnosis.info.mem_fragmentation_ratio if diagnosis.info else 0.0
-            return ratio > self._config.policy.thresholds.fragmentation_ratio
+            return ratio > m.config.policy.thresholds.fragmentation_ratio
         return not diagnosis.reachable  # STILL_DOWN, RESTART_FAILED
 
-    async def _redis_back(self, within: timedelta, why: str) -> bool:
+    async def redis_back(self, within: timedelta, why: str) -> bool:
         """Check Redis until it answers or `within` passes (durable timers between checks);
         an abort ends the wait early."""
+        m = self._memory
         deadline = workflow.now() + within
         while True:
-            if (await self._diagnose()).reachable:
+            if (await self.diagnose()).reachable:
                 return True
             left = deadline - workflow.now()
-            if left.total_seconds() <= 0 or self._abort is not None:
+            if left.total_seconds() <= 0 or m.abort is not None:
                 return False
-            if self._history_too_long():
-                await self._continue_as_new()
-            self._note("waiting", f"Redis still down ({why}); next check in {self._poll(left)}")
-            woken = self._woken_by(self._stand_down or self._legacy_judgement)
+            if m.history_too_long():
+                raise ContinueAsNew
+            m.note("waiting", f"Redis still down ({why}); next check in {self._poll(left)}")
+            woken = self._woken_by(m.stand_down or m.legacy_judgement)
             with contextlib.suppress(TimeoutError):  # an abort or a stand-down: look at once
-                await workflow.wait_condition(
-                    woken,
-                    timeout=self._poll(left),
-                )
+                await workflow.wait_condition(woken, timeout=self._poll(left))
 
     def _woken_by(self, stood_down: bool) -> Callable[[], bool]:
         """An abort, or a stand-down that happened during this wait, ends it at once."""
-        return lambda: self._abort is not None or (self._stand_down and not stood_down)
+        m = self._memory
+        return lambda: m.abort is not None or (m.stand_down and not stood_down)
 
     def _poll(self, left: timedelta) -> timedelta:
-        return min(self._config.policy.outage.poll, left)
+        return min(self._memory.config.policy.outage.poll, left)

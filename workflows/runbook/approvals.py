@@ -32,9 +32,21 @@ class ApprovalBook:
     closed: dict[StepName, State] = field(default_factory=dict)
 
     @classmethod
-    def for_plan(cls, policy: ApprovalPolicy, requested_by: str, plan: list[Step]) -> ApprovalBook:
+    def for_plan(
+        cls,
+        policy: ApprovalPolicy,
+        requested_by: str,
+        plan: list[Step],
+        approvals: list[Approval] | None = None,
+        closed: dict[StepName, State] | None = None,
+    ) -> ApprovalBook:
+        """A book for `plan`; given the incident's own `approvals` and `closed`, it records
+        into them (they are the incident's memory, carried across runs)."""
         needed = {s.name: s.approvals_needed for s in plan if s.requires_approval}
-        return cls(policy=policy, requested_by=requested_by, needed=needed)
+        book = cls(policy=policy, requested_by=requested_by, needed=needed)
+        book.approvals = approvals if approvals is not None else book.approvals
+        book.closed = closed if closed is not None else book.closed
+        return book
 
     def need(self, step: StepName) -> int:
         """Approvals `step` needs. Fails closed: a step this book was never told about needs
