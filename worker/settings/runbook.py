@@ -25,13 +25,8 @@ from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, Settings
 
 from activities.notifications.models import Channel
 from activities.policy import (
-    ApprovalPolicy,
-    Communication,
     Duration,
-    Limits,
-    Outage,
     Policy,
-    Recovery,
     Thresholds,
 )
 from activities.targets import ConfiguredTarget, RedisAccess, TargetBook, Workload, identity
@@ -196,8 +191,10 @@ class _TemporalEnvironment(PydanticBaseSettingsSource):
         return {"temporal": found} if found else {}
 
 
-class Settings(BaseSettings):
-    """Values from the YAML file arrive as init arguments, the lowest priority source."""
+class Settings(BaseSettings, Policy):
+    """Values from the YAML file arrive as init arguments, the lowest priority source. The
+    policy's sections (thresholds, approvals, limits, recovery, outage, communication) are
+    Policy's own fields, inherited: declared once, in activities/policy.py."""
 
     model_config = SettingsConfigDict(
         env_prefix="RUNBOOK_", env_nested_delimiter="__", extra="forbid"
@@ -205,12 +202,6 @@ class Settings(BaseSettings):
 
     temporal: TemporalSettings = Field(default_factory=TemporalSettings)
     redis: RedisSettings = Field(default_factory=RedisSettings)
-    thresholds: Thresholds = Field(default_factory=Thresholds)
-    approvals: ApprovalPolicy = Field(default_factory=ApprovalPolicy)
-    limits: Limits = Field(default_factory=Limits)
-    communication: Communication = Field(default_factory=Communication)
-    recovery: Recovery = Field(default_factory=Recovery)
-    outage: Outage = Field(default_factory=Outage)
     kubernetes: KubernetesSettings = Field(default_factory=KubernetesSettings)
     warmers: list[Warmer] = Field(default_factory=list)
     notifications: NotificationSettings = Field(default_factory=NotificationSettings)
@@ -297,14 +288,7 @@ class Settings(BaseSettings):
 
     @property
     def policy(self) -> Policy:
-        return Policy(
-            thresholds=self.thresholds,
-            approvals=self.approvals,
-            limits=self.limits,
-            communication=self.communication,
-            recovery=self.recovery,
-            outage=self.outage,
-        )
+        return Policy.model_validate({name: getattr(self, name) for name in Policy.model_fields})
 
     @property
     def redis_access(self) -> RedisAccess:
