@@ -18,7 +18,7 @@ from temporalio import activity
 from activities.heartbeat import heartbeating
 from activities.redis.access import open_sync_client
 from activities.targets import TargetBook
-from contracts.step_result import StepResult
+from contracts.steps import StepResult
 from contracts.target import RedisTarget
 
 

@@ -13,7 +13,7 @@ from enum import StrEnum
 from pydantic import BaseModel, Field
 
 from contracts.finding import Finding
-from contracts.step_result import StepResult
+from contracts.steps import StepResult
 
 RESTARTED_AT = "kubectl.kubernetes.io/restartedAt"
 ORIGINAL_REPLICAS = "redis-runbook.io/original-replicas"

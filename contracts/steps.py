@@ -1,4 +1,5 @@
-"""Runbook steps: their names, the conditions they run under, and what each one did."""
+"""Runbook steps: their names, the conditions they run under, and what each one did (the
+common result every remediation activity returns)."""
 
 from __future__ import annotations
 
@@ -8,7 +9,14 @@ from typing import Literal
 
 from pydantic import BaseModel, Field
 
-from contracts.step_result import StepResult
+
+class StepResult(BaseModel):
+    """What a step did, for the report: whether it changed anything, and the values around it."""
+
+    changed: bool
+    summary: str
+    before: dict[str, str | int | float | None] = Field(default_factory=dict)
+    after: dict[str, str | int | float | None] = Field(default_factory=dict)
 
 
 class StepName(StrEnum):

@@ -20,6 +20,7 @@ from temporalio.client import Client, WorkflowHandle
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 
+from contracts.alerts import Alert
 from contracts.decisions import Decision
 from contracts.diagnosis import Scenario
 from contracts.incident import Incident, IncidentReport
@@ -31,6 +32,7 @@ from tests.conftest import RedisFactory
 from tests.harness import (
     auto,
     dry_run,
+    full_evicting_redis,
     redis_in_state,
     running_worker,
     settings_for,
@@ -86,6 +88,26 @@ async def _auto_down(c: Client, f: RedisFactory) -> Handle:
     return await _finished(c, auto(url))
 
 
+async def _continued(c: Client, f: RedisFactory, run: str) -> Handle:
+    """An alert storm while the flush waits for approval: the history passes its limit and
+    the incident continues as new, carrying its memory; the flush is approved in the new run.
+    `run` picks which run's history is kept: the first (it hands over) or the last (it
+    continues from the carried memory)."""
+    server = full_evicting_redis(f)
+    settings = settings_for(server.url, limits={"history_events": 150}, approvals={"timeout": "1h"})
+    async with running_worker(c, settings):
+        handle = await start(c, settings, auto(server.url))
+        await wait_for_pending(handle, "flush")
+        for i in range(120):
+            alert = Alert(source="alertmanager", name="RedisMemoryHigh", fingerprint=f"fp-{i}")
+            await handle.signal("alert", alert)
+        await wait_for_pending(handle, "flush")
+        await handle.signal("approve", {"step": "flush", "approver": "bob"})
+        await handle.result()
+    run_id = handle.first_execution_run_id if run == "first" else None
+    return c.get_workflow_handle(handle.id, run_id=run_id, result_type=IncidentReport)
+
+
 CASES: dict[str, Case] = {
     "dry_run_healthy": lambda c, f: _dry(Scenario.HEALTHY, c, f),
     "dry_run_out_of_memory": lambda c, f: _dry(Scenario.OUT_OF_MEMORY, c, f),
@@ -94,6 +116,8 @@ CASES: dict[str, Case] = {
     "auto_out_of_memory_flush_rejected": lambda c, f: _oom(c, f, "reject"),
     "auto_redis_down_without_kubernetes": _auto_down,
     "auto_too_many_connections": _connections,
+    "auto_out_of_memory_continued_as_new_first_run": lambda c, f: _continued(c, f, "first"),
+    "auto_out_of_memory_continued_as_new_last_run": lambda c, f: _continued(c, f, "last"),
 }
 
 

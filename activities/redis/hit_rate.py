@@ -13,7 +13,7 @@ from temporalio import activity
 from activities.heartbeat import heartbeating
 from activities.redis.errors import redis_session
 from activities.targets import TargetBook
-from contracts.step_result import StepResult
+from contracts.steps import StepResult
 from contracts.target import RedisTarget
 
 

@@ -14,7 +14,7 @@ from temporalio.exceptions import ApplicationError
 
 from activities.redis.errors import REFUSED_BY_POLICY, redis_session
 from activities.targets import TargetBook
-from contracts.step_result import StepResult
+from contracts.steps import StepResult
 from contracts.target import RedisTarget
 
 EVICTION_POLICIES = ("allkeys-lru", "volatile-lru", "allkeys-lfu", "volatile-lfu")

@@ -19,7 +19,7 @@ from activities.kubernetes.client import KubernetesAccess
 from activities.kubernetes.steps import KubernetesActivities
 from activities.targets import ConfiguredTarget, TargetBook
 from contracts.kubernetes import FallbackResult, ReadinessResult, RestartResult
-from contracts.step_result import StepResult
+from contracts.steps import StepResult
 from contracts.target import RedisTarget
 from sandbox.cluster import SandboxCluster
 from tests.sandbox_checks import ROLE

@@ -12,8 +12,7 @@ from temporalio.exceptions import ActivityError
 with workflow.unsafe.imports_passed_through():
     from contracts.diagnosis import Scenario
     from contracts.kubernetes import FallbackResult, ReadinessResult
-    from contracts.step_result import StepResult
-    from contracts.steps import Step, StepName
+    from contracts.steps import Step, StepName, StepResult
     from workflows.incident.errors import cause_of
     from workflows.incident.flap import flapped
     from workflows.incident.gate import ApprovalGate

@@ -22,8 +22,7 @@ with workflow.unsafe.imports_passed_through():
     from activities.redis.hit_rate import HitRateActivities
     from activities.redis.remediation import RedisRemediationActivities as Fix
     from activities.warming import WarmingActivities
-    from contracts.step_result import StepResult
-    from contracts.steps import Step, StepName
+    from contracts.steps import Step, StepName, StepResult
     from contracts.target import RedisTarget
     from workflows.incident.retries import kind_of
 
