@@ -96,6 +96,15 @@ class ApprovalPolicy(Section):
     timeout: Duration = timedelta(minutes=15)
     required_for: list[StepName] = Field(default_factory=lambda: list(DEFAULT_APPROVAL_STEPS))
     approvals_needed: dict[StepName, int] = Field(default_factory=lambda: {StepName.FLUSH: 1})
+    verified_only: list[StepName] = Field(
+        default_factory=list,
+        description="steps only a proven person approves (Slack or an ID token, through a front "
+        "door): a raw signal or update for them is refused whatever name it types",
+    )
+    preapproval_expiry: Duration = Field(
+        default=timedelta(minutes=15),
+        description="an approval given before its step waits counts only this long",
+    )
 
     def needed(self, step: StepName) -> int:
         if step not in self.required_for:

@@ -63,6 +63,10 @@ class IncidentStatus(BaseModel):
     alerts: list[Alert] = Field(default_factory=list)
     alert_summary: AlertSummary = Field(default_factory=AlertSummary)
     review: str = ""
+    incident_run: str = Field(
+        default="", description="the incident's first run id: a decision names it"
+    )
+    plan_digest: str = Field(default="", description="the plan as shown: a decision names it")
 
 
 class Figures(BaseModel):

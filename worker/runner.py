@@ -12,6 +12,7 @@ from temporalio.client import Client
 from temporalio.worker import Worker
 from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
 
+from activities.attestation import AttestationActivities
 from activities.kubernetes.client import KubernetesAccess
 from activities.kubernetes.steps import KubernetesActivities
 from activities.notifications.channels import NotificationActivities
@@ -55,6 +56,7 @@ def activities_for(settings: Settings, targets: TargetBook) -> Sequence[Any]:
         fix.raise_maxclients,
         fix.tune_persistence,
         PolicyActivities(config, targets).runbook_config,
+        AttestationActivities(settings.approval_signing_key).verify_decision,
         NotificationActivities(channels).notify,
         WarmingActivities(targets, settings.warmers).warm,
         HitRateActivities(targets).watch_hit_rate,

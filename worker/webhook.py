@@ -26,6 +26,7 @@ from pydantic import TypeAdapter, ValidationError
 from starlette.background import BackgroundTask
 from starlette.requests import ClientDisconnect
 
+from worker.approvals.endpoint import APPROVALS_PATH, ApprovalRequest, ApprovalsEndpoint
 from worker.client import connect
 from worker.intake.auth import Authenticator, AuthError, Credentials
 from worker.intake.dedupe import RecentAlerts
@@ -118,6 +119,7 @@ class WebhookState:
     metrics: WebhookMetrics
     intake: Intake
     slack: SlackActions
+    approvals: ApprovalsEndpoint
 
 
 def build_state(
@@ -143,6 +145,7 @@ def build_state(
         metrics=metrics,
         intake=Intake(settings, gateway, recent, metrics),
         slack=SlackActions(settings, gateway, metrics),
+        approvals=ApprovalsEndpoint(settings, gateway),
     )
 
 
@@ -257,6 +260,27 @@ def _slack_handler(state: WebhookState) -> Callable[..., Any]:
     return slack_actions
 
 
+def _approvals_handler(state: WebhookState) -> Callable[..., Any]:
+    """Decisions proven by an ID token (worker/approvals/endpoint.py)."""
+    limit = state.settings.webhook.max_body_bytes
+
+    async def approvals(request: Request) -> Response:
+        try:
+            body = await _read_body(request, limit)
+            parsed = ApprovalRequest.model_validate_json(body)
+        except Refused as refused:
+            return _json(refused.status, ErrorBody(error=refused.outcome, reason=refused.reason))
+        except ValidationError as err:
+            problem = err.errors(include_url=False, include_input=False)[0]
+            where = ".".join(str(p) for p in problem["loc"]) or "body"
+            reason = f"{where}: {problem['msg']}"
+            return _json(400, ErrorBody(error="malformed", reason=reason))
+        answer = await state.approvals.handle(request.headers.get("authorization"), parsed)
+        return JSONResponse(answer.body, status_code=answer.status)
+
+    return approvals
+
+
 def _openapi(app: FastAPI) -> Callable[[], dict[str, Any]]:
     """FastAPI cannot see the bodies (handlers read raw bytes, to check signatures before
     parsing), so the schema of each source's payload is added here."""
@@ -280,6 +304,13 @@ def _openapi(app: FastAPI) -> Callable[[], dict[str, Any]]:
             }
             operation["security"] = SOURCE_SECURITY[source]
         schema["paths"][SLACK_PATH]["post"].update(SLACK_OPENAPI)
+        if APPROVALS_PATH in schema["paths"]:
+            body = ApprovalRequest.model_json_schema(ref_template="#/components/schemas/{model}")
+            schemas.update(body.pop("$defs", {}))
+            schema["paths"][APPROVALS_PATH]["post"]["requestBody"] = {
+                "required": True,
+                "content": {"application/json": {"schema": body}},
+            }
         app.openapi_schema = schema
         return schema
 
@@ -298,7 +329,7 @@ def create_app(
         for source in AlertSource:
             if not state.auth.usable(source) and not state.auth.open:
                 log.warning("no credentials for %s: its deliveries are refused", source.value)
-        for slack_problem in state.slack.problems():
+        for slack_problem in state.slack.problems() + state.approvals.problems():
             log.warning("%s", slack_problem)
         problem = await state.gateway.ready()
         if problem:
@@ -332,6 +363,15 @@ def create_app(
         responses=SLACK_RESPONSES,
         tags=["slack"],
     )
+
+    if settings.webhook.oidc is not None:
+        app.add_api_route(
+            APPROVALS_PATH,
+            _approvals_handler(state),
+            methods=["POST"],
+            summary="Approve or reject a step, proven by an ID token (Authorization: Bearer)",
+            tags=["approvals"],
+        )
 
     @app.get("/healthz", tags=["operations"])
     async def healthz() -> dict[str, str]:

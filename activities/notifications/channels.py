@@ -56,12 +56,16 @@ def _plain(text: str, limit: int) -> dict[str, object]:
     return {"type": "plain_text", "text": clip(text, limit)}
 
 
-def approval_buttons(workflow_id: str, step: StepName) -> dict[str, object] | None:
+def approval_buttons(
+    workflow_id: str, step: StepName, incident_run: str = "", plan_digest: str = ""
+) -> dict[str, object] | None:
     """The Approve / Reject pair of one pending step, or None when the incident id is too long
     to fit Slack's button value (the message still goes out, without buttons)."""
     if len(workflow_id) > MAX_WORKFLOW_ID:
         return None
-    value = ButtonValue(workflow_id=workflow_id, step=step).encode()
+    value = ButtonValue(
+        workflow_id=workflow_id, step=step, incident_run=incident_run, plan_digest=plan_digest
+    ).encode()
     if len(value) > MAX_BUTTON_VALUE:
         return None
     confirm = {
@@ -115,7 +119,7 @@ def slack_message(n: Notification) -> dict[str, object]:
     blocks.append({"type": "context", "elements": [_mrkdwn(" · ".join(context))]})
     if n.kind in KINDS_WITH_BUTTONS:
         for step in dict.fromkeys(n.pending_steps):
-            buttons = approval_buttons(n.workflow_id, step)
+            buttons = approval_buttons(n.workflow_id, step, n.incident_run, n.plan_digest)
             if buttons is not None and len(blocks) < MAX_BLOCKS:
                 blocks.append(buttons)
     return {"text": clip(n.as_text(), MAX_FALLBACK_TEXT), "blocks": blocks}

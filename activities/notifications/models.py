@@ -34,6 +34,8 @@ class Notification(BaseModel):
         description="steps waiting for approval: a Slack message gets Approve / Reject buttons "
         "for each, so the person reading it can decide where they read it",
     )
+    incident_run: str = Field(default="", description="the incident's first run id")
+    plan_digest: str = Field(default="", description="the plan the buttons decide on")
 
     def as_text(self) -> str:
         lines = [
@@ -52,13 +54,16 @@ class Notification(BaseModel):
 
 class ButtonValue(BaseModel):
     """What an Approve / Reject button carries back to `POST /slack/actions`: which incident
-    and which step. Compact JSON (Slack allows 2,000 characters); the identity of who clicked
-    comes from Slack's signed payload, never from here."""
+    (its first run: yesterday's message cannot decide today's), which step, on which plan.
+    Compact JSON (Slack allows 2,000 characters); who clicked comes from Slack's signed
+    payload, never from here."""
 
     model_config = ConfigDict(extra="forbid")
 
     workflow_id: str = Field(min_length=1, max_length=MAX_WORKFLOW_ID)
     step: StepName
+    incident_run: str = Field(default="", max_length=64, description="empty in old messages")
+    plan_digest: str = Field(default="", max_length=64)
 
     def encode(self) -> str:
         return self.model_dump_json()

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 from activities.policy import ApprovalPolicy
 from contracts.decisions import Decision
 from contracts.steps import Step, StepName
-from workflows.runbook.approvals import ApprovalBook
+from workflows.runbook.approvals import ApprovalBook, plan_digest
 
 AT = datetime(2026, 11, 26, 3, 0, tzinfo=UTC)
 PLAN = [
@@ -88,3 +88,44 @@ def test_a_step_the_plan_gained_can_be_approved_once_required() -> None:
     b.require(StepName.FORCE_DELETE_POD, 1)
     assert b.submit(decide(StepName.FORCE_DELETE_POD, "bob"), AT).accepted
     assert b.state(StepName.FORCE_DELETE_POD) == "approved"
+
+
+def test_a_verified_only_step_refuses_a_typed_name_and_takes_a_proven_one() -> None:
+    b = book(verified_only=[StepName.TUNE_PERSISTENCE])
+    typed = b.submit(decide(StepName.TUNE_PERSISTENCE, "bob"), AT)
+    assert not typed.accepted and "takes only a verified approval" in typed.reason
+    assert b.state(StepName.TUNE_PERSISTENCE) == "waiting"
+    proven = decide(StepName.TUNE_PERSISTENCE, "bob").model_copy(update={"proof": "oidc"})
+    assert b.submit(proven, AT).accepted
+    assert [(a.approver, a.proof) for a in b.approvals] == [("bob", "oidc")]
+    assert b.state(StepName.TUNE_PERSISTENCE) == "approved"
+
+
+def test_pre_approvals_past_their_expiry_stop_counting_and_the_step_waits_again() -> None:
+    b = book()
+    b.submit(decide(StepName.TUNE_PERSISTENCE, "bob"), AT)
+    assert b.state(StepName.TUNE_PERSISTENCE) == "approved"
+    assert b.expire_preapprovals(StepName.TUNE_PERSISTENCE, AT) == []  # not older than the cutoff
+    later = AT + timedelta(minutes=16)
+    [stale] = b.expire_preapprovals(StepName.TUNE_PERSISTENCE, later - timedelta(minutes=15))
+    assert stale.approver == "bob" and stale.expired
+    assert b.state(StepName.TUNE_PERSISTENCE) == "waiting"
+    assert b.submit(decide(StepName.TUNE_PERSISTENCE, "bob"), later).accepted  # bob again
+    assert b.state(StepName.TUNE_PERSISTENCE) == "approved"
+
+
+def test_a_rejection_given_early_still_stands() -> None:
+    b = book()
+    b.submit(decide(StepName.FLUSH, "bob", "reject"), AT)
+    b.expire_preapprovals(StepName.FLUSH, AT + timedelta(hours=1))
+    assert b.state(StepName.FLUSH) == "rejected"
+
+
+def test_the_plan_digest_follows_what_a_person_was_shown_not_progress() -> None:
+    shown = plan_digest(PLAN)
+    progressed = [s.model_copy(update={"status": "succeeded"}) for s in PLAN]
+    assert plan_digest(progressed) == shown
+    grown = [*PLAN, Step(name=StepName.ENABLE_FALLBACK, title="fall back")]
+    assert plan_digest(grown) != shown
+    retuned = [PLAN[0], PLAN[1], PLAN[2].model_copy(update={"params": {"save": ""}})]
+    assert plan_digest(retuned) != shown

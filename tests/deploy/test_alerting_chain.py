@@ -189,7 +189,7 @@ async def test_killed_redis_is_alerted_restarted_and_resolved_through_the_real_c
                 (opening,) = [a for a in report.alerts if a.name == "RedisDown"]
                 assert opening.source == "alertmanager"
                 assert opening.labels["namespace"] == NS
-                assert report.requested_by == "alertmanager webhook"
+                assert report.requested_by == "alertmanager"
 
                 # 4. The alert resolves in Prometheus, then in Alertmanager.
                 await until(lambda: _none(firing), "RedisDown to resolve in Prometheus", 20)

@@ -122,6 +122,9 @@ def test_the_runbook_environment_configures_the_worker(
     token = tmp_path / "token"
     token.write_text("t0ken\n")
     env["RUNBOOK_WEBHOOK_TOKEN_FILE"] = str(token)
+    key_file = tmp_path / "approval-signing-key"
+    key_file.write_text("0123456789abcdef" * 4 + "\n")
+    env["RUNBOOK_APPROVAL_SIGNING_KEY_FILE"] = str(key_file)
     for key, value in env.items():
         monkeypatch.setenv(key, value)
     settings = load_settings(ROOT / "deploy" / "runbook.yaml")
@@ -133,4 +136,5 @@ def test_the_runbook_environment_configures_the_worker(
     assert settings.redis_password is not None
     assert settings.redis_password.get_secret_value() == "compose-test"
     assert settings.webhook_token is not None
+    assert settings.approval_signing_key is not None  # verified approvals work out of the box
     assert json.loads(env["RUNBOOK_TARGETS"])[0]["namespace"] == "treebeard-production"

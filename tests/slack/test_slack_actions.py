@@ -484,6 +484,8 @@ def notification(
         current_actions="waiting for approval of flush",
         estimated_resolution="after approval",
         pending_steps=[StepName.FLUSH, StepName.RAISE_MEMORY_LIMIT],
+        incident_run="0f6c4f0e-run",
+        plan_digest="d1g3st",
     )
 
 
@@ -501,7 +503,12 @@ def test_the_block_kit_message_carries_approve_and_reject_per_pending_step() -> 
     assert (approve["action_id"], approve["style"]) == ("approve", "primary")
     assert (reject["action_id"], reject["style"]) == ("reject", "danger")
     value = json.loads(approve["value"])
-    assert value == {"workflow_id": "redis-cache-failure/ns/redis/x", "step": "flush"}
+    assert value == {
+        "workflow_id": "redis-cache-failure/ns/redis/x",
+        "step": "flush",
+        "incident_run": "0f6c4f0e-run",  # a click on another incident's message is refused
+        "plan_digest": "d1g3st",
+    }
     assert approve["value"] == reject["value"] and " " not in approve["value"], "compact JSON"
     assert "confirm" in approve, "a destructive step asks once more before it is approved"
     # Slack's limits: header 150, section text 3000, at most 50 blocks.
@@ -592,3 +599,41 @@ def test_the_outcome_takes_the_place_of_the_buttons_once_the_step_is_decided() -
     outcome = next(b for b in second if b.get("block_id") == "outcome:flush")
     assert outcome["text"]["text"] == "flush approved (2/2)"
     assert second[: ids.index("outcome:flush")] == original[: ids.index("outcome:flush")]
+
+
+async def test_a_click_on_an_earlier_incidents_message_is_refused_and_this_ones_is_verified(
+    temporal_env: WorkflowEnvironment, redis_server: RedisFactory
+) -> None:
+    """The workflow id is the same for every incident of a target: yesterday's Approve button
+    names yesterday's incident (its first run), so it cannot approve today's flush. Signed by
+    the webhook, today's click counts as a verified (`slack`) approval."""
+    verified = {"approvers": ["alice", "bob"], "verified_only": ["flush"]}
+    async with pending_flush(
+        temporal_env, redis_server, approvals=verified, approval_signing_key="k" * 32
+    ) as stage:
+        earlier = stage.message
+        await stage.handle.terminate("the earlier incident ended")
+        same_id = stage.handle.id.rsplit("/", 1)[1]  # the harness's suffix: the same incident id
+        handle = await start(temporal_env.client, stage.settings, auto(stage.redis.url), same_id)
+        await wait_for_pending(handle, "flush", within=WAIT)
+        today = await wait_for_body(
+            stage.channel,
+            lambda b: b != earlier and any(x.get("type") == "actions" for x in b["blocks"]),
+            "today's approval request",
+        )
+        stale = form(click("U0ALICE", "approve", stage.button("approve"), stage.responses.url))
+        assert (await stage.post(stale, signed(stale))).status_code == 200
+        stage.handle, stage.message = handle, today
+        status = await stage.timeline_until(
+            lambda s: any(e.kind == "approval_refused" for e in s.timeline), "the stale refused"
+        )
+        assert command_calls(stage.redis.client(), "flushdb") == 0
+        fresh = form(stage.click("U0BOB"))
+        assert (await stage.post(fresh, signed(fresh))).status_code == 200
+        report = await asyncio.wait_for(handle.result(), WAIT)
+
+    refused = [e.message for e in status.timeline if e.kind == "approval_refused"]
+    assert "made for another incident" in refused[0], refused
+    assert command_calls(stage.redis.client(), "flushdb") == 1
+    [approval] = report.approvals
+    assert (approval.approver, approval.proof) == ("bob", "slack")

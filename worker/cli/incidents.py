@@ -22,6 +22,7 @@ from contracts.incident import WORKFLOW_TYPE, IncidentReport, IncidentStatus, Ti
 from contracts.steps import StepName
 from worker.cli.common import CommandFailed, UsageError, connect_or_explain, emit
 from worker.cli.follow import follow
+from worker.cli.front_door import decide_with_token
 from worker.cli.render import approval_commands, render_step
 from worker.settings.runbook import Settings
 
@@ -79,9 +80,17 @@ async def _status(client: Client, workflow_id: str) -> IncidentStatus:
     return status
 
 
+VERIFIED_ONLY_HINT = (
+    "  takes a verified approval: `runbook approve` with an ID token (cli.approvals_url), or "
+    "the Slack button; a typed name is refused"
+)
+
+
 def render_status(workflow_id: str, status: IncidentStatus) -> str:
     scenario = status.scenario.value if status.scenario else "(triaging)"
     lines = [f"Incident {workflow_id}", f"  phase: {status.phase}   scenario: {scenario}"]
+    if status.incident_run:
+        lines.append(f"  run: {status.incident_run}   plan: {status.plan_digest}")
     lines += [f"  why: {reason}" for reason in status.reasons]
     if status.plan:
         lines.append("Plan:")
@@ -94,6 +103,8 @@ def render_status(workflow_id: str, status: IncidentStatus) -> str:
             f"  will: {p.action}",
             f"  because: {p.reason}",
         ]
+        if p.verified_only:
+            lines.append(VERIFIED_ONLY_HINT)
         lines += [f"  $ {command}" for command in approval_commands(workflow_id, p)]
     refused = [e for e in status.timeline if e.kind == "approval_refused"]
     lines += [f"Refused: {e.actor}: {e.message}" for e in refused[-5:]]
@@ -142,7 +153,10 @@ def _decision(args: argparse.Namespace) -> Decision:
 
 
 async def decide(args: argparse.Namespace, settings: Settings) -> int:
-    """Uses the `decide` update, so the person learns at once whether it counted, and why not."""
+    """Uses the `decide` update, so the person learns at once whether it counted, and why not;
+    through the approvals endpoint (an ID token proves who you are) when one is configured."""
+    if settings.cli.approvals_url:
+        return await decide_with_token(args, settings)
     decision = _decision(args)
     client = await connect_or_explain(settings)
     await _status(client, args.workflow_id)

@@ -287,7 +287,7 @@ class Intake:
                 target=target,
                 mode=self._settings.webhook.mode,
                 alerts=[],
-                requested_by=f"{source} webhook",
+                requested_by=source,
             )
             handle = await asyncio.wait_for(
                 client.start_workflow(

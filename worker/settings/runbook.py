@@ -36,7 +36,9 @@ from contracts.target import RedisTarget
 from worker.settings.webhook import WebhookSettings
 
 DEFAULT_CONFIG = Path("runbook.yaml")
+MIN_SIGNING_KEY = 32
 SECRET_FIELDS = (
+    "approval_signing_key",
     "redis_password",
     "webhook_token",
     "webhook_basic_password",
@@ -191,6 +193,20 @@ class _TemporalEnvironment(PydanticBaseSettingsSource):
         return {"temporal": found} if found else {}
 
 
+class CliSettings(BaseModel):
+    """How `runbook approve` proves who you are: through the webhook's approvals endpoint with
+    an ID token (RUNBOOK_ID_TOKEN, or what `token_command` prints)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    approvals_url: str | None = Field(
+        default=None, description="the webhook's base URL; set, approve/reject go through it"
+    )
+    token_command: str | None = Field(
+        default=None, description="prints an ID token, e.g. `gcloud auth print-identity-token`"
+    )
+
+
 class Settings(BaseSettings, Policy):
     """Values from the YAML file arrive as init arguments, the lowest priority source. The
     policy's sections (thresholds, approvals, limits, recovery, outage, communication) are
@@ -223,6 +239,13 @@ class Settings(BaseSettings, Policy):
         default=None, description="Slack app's signing secret: POST /slack/actions checks it"
     )
     slack_signing_secret_file: Path | None = None
+    approval_signing_key: SecretStr | None = Field(
+        default=None,
+        description="shared by the webhook (which signs what its front doors verified) and the "
+        "worker (which checks it); without it no decision counts as verified",
+    )
+    approval_signing_key_file: Path | None = None
+    cli: CliSettings = Field(default_factory=lambda: CliSettings())
 
     @classmethod
     def settings_customise_sources(
@@ -245,6 +268,17 @@ class Settings(BaseSettings, Policy):
                 setattr(self, name, SecretStr(path.read_text().strip()))
             except OSError as err:
                 raise ValueError(f"{name}_file: cannot read {path}: {err.strerror}") from None
+        return self
+
+    @model_validator(mode="after")
+    def _strong_signing_key(self) -> Settings:
+        """HS256 wants a key at least as long as its hash (RFC 7518, 3.2)."""
+        key = self.approval_signing_key
+        if key is not None and len(key.get_secret_value()) < MIN_SIGNING_KEY:
+            raise ValueError(
+                f"approval_signing_key is {len(key.get_secret_value())} characters: give at "
+                f"least {MIN_SIGNING_KEY} (e.g. `openssl rand -hex 32`)"
+            )
         return self
 
     @model_validator(mode="after")

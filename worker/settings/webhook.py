@@ -115,6 +115,30 @@ def _default_auth() -> dict[AlertSource, list[AuthMechanism]]:
     }
 
 
+class OidcSettings(BaseModel):
+    """The approvals endpoint's identity provider: an ID token is verified against its JWKS
+    (signature, issuer, audience, expiry) and the approver is one of its claims."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    issuer: str = Field(min_length=1)
+    audience: str = Field(min_length=1)
+    jwks_url: str = Field(min_length=1, description="the provider's JSON Web Key Set")
+    approver_claim: str = Field(default="email", min_length=1)
+    algorithms: list[str] = Field(default_factory=lambda: ["RS256", "ES256"], min_length=1)
+    leeway: Duration = Field(default=timedelta(seconds=30), description="clock skew allowed")
+
+    @field_validator("algorithms")
+    @classmethod
+    def _asymmetric_only(cls, algorithms: list[str]) -> list[str]:
+        """A token is checked against the provider's public keys: `none` and the HMAC
+        algorithms would let anyone holding public material sign one."""
+        bad = [a for a in algorithms if not a.startswith(("RS", "ES", "PS", "Ed"))]
+        if bad:
+            raise ValueError(f"not an asymmetric signature algorithm: {', '.join(bad)}")
+        return algorithms
+
+
 class WebhookSettings(BaseModel):
     """Defaults suit Alertmanager's retry behaviour: answer fast, 503 when Temporal is away."""
 
@@ -144,6 +168,13 @@ class WebhookSettings(BaseModel):
         default=timedelta(minutes=5), description="freshness window of the signed timestamp"
     )
     slack: SlackSettings = Field(default_factory=SlackSettings)
+    oidc: OidcSettings | None = Field(
+        default=None, description="set, the webhook serves POST /approvals (Bearer ID tokens)"
+    )
+    attestation_ttl: Duration = Field(
+        default=timedelta(minutes=5),
+        description="how long a front door's signed decision stays good on its way to the worker",
+    )
 
     def mechanisms(self, source: AlertSource) -> list[AuthMechanism]:
         return self.auth.get(source, _default_auth()[source])

@@ -35,6 +35,7 @@ from temporalio.service import RPCError, RPCStatusCode
 from contracts.decisions import Decision
 from contracts.incident import IncidentStatus
 from contracts.steps import StepName
+from worker.approvals.attest import attested
 from worker.intake.incidents import TemporalGateway, TemporalUnavailable
 from worker.intake.metrics import WebhookMetrics
 from worker.settings.runbook import Settings
@@ -110,6 +111,8 @@ class SlackActions:
         self._metrics = metrics
         self._clock = clock
         self._recorder = RefusalRecorder(gateway)
+        self._key = settings.approval_signing_key
+        self._ttl = settings.webhook.attestation_ttl
 
     @property
     def configured(self) -> bool:
@@ -205,11 +208,25 @@ class SlackActions:
 
         return Answer(status, outcome, reason, after)
 
+    def _decision(self, click: Click, identity: str) -> Decision:
+        """Signed (proof `slack`) when this webhook holds the approval signing key: the
+        request was Slack's and the member is mapped to `identity`. The button names the
+        incident and the plan it was sent for, so a click on an earlier incident's message
+        is refused by the workflow. Without the key, the mapped name as typed."""
+        if self._key is None or not click.incident_run:
+            return Decision(
+                step=click.step, approver=identity, comment=COMMENT, decision=click.verb,
+                incident_run=click.incident_run or None, plan_digest=click.plan_digest or None,
+            )  # fmt: skip
+        return attested(
+            key=self._key, ttl=self._ttl, workflow_id=click.workflow_id,
+            incident_run=click.incident_run, plan_digest=click.plan_digest, step=click.step,
+            verb=click.verb, approver=identity, proof="slack", comment=COMMENT,
+        )  # fmt: skip
+
     async def decide(self, click: Click, identity: str) -> None:
         """Put the decision to the incident and show the outcome in Slack."""
-        decision = Decision(
-            step=click.step, approver=identity, comment=COMMENT, decision=click.verb
-        )
+        decision = self._decision(click, identity)
         who = f"{identity} (<@{click.user_id}>)"
         step = click.step.value
         timeout = self._config.decide_timeout

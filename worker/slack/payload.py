@@ -80,6 +80,8 @@ class Click:
     user_id: str
     response_url: str | None
     blocks: list[dict[str, Any]]
+    incident_run: str = ""  # empty from a message sent before buttons named their incident
+    plan_digest: str = ""
 
 
 @dataclass(frozen=True)
@@ -156,6 +158,8 @@ def parse(body: bytes) -> Click | Ignored:
         user_id=payload.user.id,
         response_url=payload.response_url,
         blocks=payload.message.blocks if payload.message else [],
+        incident_run=button.incident_run,
+        plan_digest=button.plan_digest,
     )
 
 

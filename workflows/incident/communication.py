@@ -74,6 +74,7 @@ class Communication:
             severity=policy.communication.severity,
             approval_timeout=policy.approvals.timeout,
             recipients=recipients,
+            incident_run=workflow.info().first_execution_run_id,
         )
         for channel in m.config.channels:
             self._deliveries.append(asyncio.create_task(self._deliver(channel, message)))

@@ -18,6 +18,7 @@ with workflow.unsafe.imports_passed_through():
     from workflows.incident.errors import ContinueAsNew
     from workflows.incident.memory import IncidentMemory
     from workflows.incident.payloads import Malformed, parse
+    from workflows.incident.proof import PATCH_BOUND_DECISIONS, proven, unbound
     from workflows.runbook.approvals import ApprovalBook, Verdict
 
 
@@ -33,6 +34,7 @@ class ApprovalGate:
         assert book is not None
         timeout = m.config.policy.approvals.timeout
         book.require(step.name, step.approvals_needed)
+        self._expire_preapprovals(step, book)
         if book.state(step.name) == "waiting":
             await self._wait(step, book, within=timeout)
         state = book.state(step.name)
@@ -45,6 +47,19 @@ class ApprovalGate:
         m.problems.append(f"{step.name.value} was not approved ({state}): escalate")
         return False
 
+    def _expire_preapprovals(self, step: Step, book: ApprovalBook) -> None:
+        """An approval given long before its step waits was given on other evidence: it stops
+        counting past approvals.preapproval_expiry (counted from when the step began waiting,
+        so a wait carried into a new run keeps the approvals given during it)."""
+        if not workflow.patched(PATCH_BOUND_DECISIONS):
+            return
+        m = self._memory
+        expiry = m.config.policy.approvals.preapproval_expiry
+        opened = m.pending_since.get(step.name) or workflow.now()
+        for stale in book.expire_preapprovals(step.name, opened - expiry):
+            m.note("approval_expired", f"{step.name.value}: {stale.approver}'s approval from "
+                   f"{stale.at:%H:%M:%S} is older than {expiry}: approve again")  # fmt: skip
+
     async def _wait(self, step: Step, book: ApprovalBook, within: timedelta) -> None:
         m = self._memory
         carried_since = m.pending_since.pop(step.name, None)
@@ -55,6 +70,7 @@ class ApprovalGate:
             action=step.title,
             since=since,
             approvals_needed=step.approvals_needed,
+            verified_only=step.name in m.config.policy.approvals.verified_only,
         )
         step.status = "pending_approval"
         if carried_since is None:
@@ -87,12 +103,35 @@ class ApprovalGate:
             m.note("approval_withdrawn", f"{step.value}: {why}")
 
     def signalled(self, payload: Any, decision: str) -> None:
+        """A raw signal: the name as typed. One that claims a proof is refused (a front door
+        sends the `decide` update, whose attestation the worker checks)."""
         parsed = parse(Decision, payload, decision=decision)
         if isinstance(parsed, Malformed):
             self._memory.note("approval_refused", f"malformed {decision}: {parsed.problems}",
                               actor=parsed.actor("approver"))  # fmt: skip
             return
-        submit(self._memory, parsed)
+        if parsed.attestation is not None or parsed.proof != "unverified":
+            self._refuse(parsed, "a signal cannot carry a verified decision: it is counted only "
+                         "through the `decide` update a front door sends")  # fmt: skip
+            return
+        self._bound(parsed)
+
+    async def decide(self, decision: Decision) -> Verdict:
+        """The `decide` update: an attested decision is checked (a local activity holds the
+        key) and counted with the identity it proves."""
+        checked = await proven(decision)
+        if isinstance(checked, str):
+            return self._refuse(decision, checked)
+        return self._bound(checked)
+
+    def _bound(self, decision: Decision) -> Verdict:
+        why = unbound(self._memory, decision)
+        return self._refuse(decision, why) if why else submit(self._memory, decision)
+
+    def _refuse(self, decision: Decision, why: str) -> Verdict:
+        self._memory.note("approval_refused", f"{decision.step.value}: {why}",
+                          actor=decision.approver)  # fmt: skip
+        return Verdict(False, why)
 
 
 def submit(memory: IncidentMemory, decision: Decision) -> Verdict:

@@ -29,11 +29,12 @@ with workflow.unsafe.imports_passed_through():
     from workflows.incident.communication import Communication
     from workflows.incident.errors import ContinueAsNew
     from workflows.incident.execution import Execution
-    from workflows.incident.gate import ApprovalGate, submit
+    from workflows.incident.gate import ApprovalGate
     from workflows.incident.payloads import Malformed, parse
     from workflows.incident.probes import Probes
     from workflows.incident.report import outcome_of, report_of, scenario_of
     from workflows.incident.triage import Triage
+    from workflows.runbook.approvals import plan_digest
 
 DECISION_HINT = '{"step": "flush", "approver": "your-name", "comment": "why"}'
 SIGNAL_NOTE = (
@@ -133,7 +134,7 @@ class RedisCacheFailure:
     )
     async def decide(self, decision: Decision) -> str:
         await workflow.wait_condition(lambda: self._m.book is not None)
-        verdict = submit(self._m, decision)
+        verdict = await self._gate.decide(decision)
         if not verdict.accepted:
             raise ApplicationError(verdict.reason, type="ApprovalRefused", non_retryable=True)
         return verdict.reason
@@ -210,6 +211,8 @@ class RedisCacheFailure:
             alerts=self._m.ledger.alerts(),
             alert_summary=self._m.ledger.summary(),
             review=draft.review if (draft := report_of(self._m)) else "",
+            incident_run=workflow.info().first_execution_run_id,
+            plan_digest=plan_digest(self._m.plan),
         )
 
     # ---- the end -------------------------------------------------------------------------

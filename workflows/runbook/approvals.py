@@ -6,6 +6,8 @@ eyes, N approvals, one decision per step, pre-approval) is tested without a serv
 
 from __future__ import annotations
 
+import hashlib
+import json
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Literal
@@ -67,7 +69,24 @@ class ApprovalBook:
         return "waiting"
 
     def approvers_of(self, step: StepName) -> list[str]:
-        return [a.approver for a in self.approvals if a.step is step and a.approved]
+        return [
+            a.approver for a in self.approvals if a.step is step and a.approved and not a.expired
+        ]
+
+    def expire_preapprovals(self, step: StepName, given_before: datetime) -> list[Approval]:
+        """Approvals of `step` given before `given_before` stop counting (an approval must be
+        about today's evidence); a step they alone approved waits again. Rejections stand."""
+        stale = [
+            a
+            for a in self.approvals
+            if a.step is step and a.approved and not a.expired and a.at < given_before
+        ]
+        for approval in stale:
+            approval.expired = True
+        reopened = len(self.approvers_of(step)) < self.need(step)
+        if stale and self.closed.get(step) == "approved" and reopened:
+            del self.closed[step]
+        return stale
 
     def submit(self, decision: Decision, at: datetime) -> Verdict:
         """Check a decision against the policy; record it only when every rule holds."""
@@ -82,6 +101,7 @@ class ApprovalBook:
                 comment=decision.comment,
                 approved=approved,
                 at=at,
+                proof=decision.proof,
             )
         )
         if not approved:
@@ -103,6 +123,12 @@ class ApprovalBook:
             self.closed[step] = "withdrawn"
 
     def _refusal(self, d: Decision) -> str | None:
+        if d.step in self.policy.verified_only and d.proof == "unverified":
+            return (
+                f"{d.step.value} takes only a verified approval, and this one names "
+                f"{d.approver} as typed: approve with `runbook approve` and an ID token "
+                "(approvals endpoint), or the Slack button"
+            )
         allowed = self.policy.approvers
         if "*" not in allowed and d.approver not in allowed:
             return f"{d.approver} is not an approver (allowed: {', '.join(allowed)})"
@@ -115,3 +141,10 @@ class ApprovalBook:
         if d.decision == "approve" and d.approver in self.approvers_of(d.step):
             return f"{d.approver} already approved {d.step.value}: a different person must"
         return None
+
+
+def plan_digest(plan: list[Step]) -> str:
+    """The plan as a person was shown it (steps, titles, parameters; not their progress): a
+    decision names it, and one made on a plan that has since changed is refused."""
+    shape = [(s.name.value, s.title, sorted(s.params.items())) for s in plan]
+    return hashlib.sha256(json.dumps(shape).encode()).hexdigest()[:16]

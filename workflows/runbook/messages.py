@@ -10,6 +10,7 @@ from contracts.decisions import PendingApproval
 from contracts.diagnosis import Scenario
 from contracts.incident import Outcome, Phase
 from contracts.steps import Step
+from workflows.runbook.approvals import plan_digest
 
 IMPACT = {
     Scenario.REDIS_DOWN: "Cache unavailable: requests go to the database; higher latency and load",
@@ -74,6 +75,7 @@ def notification(
     severity: str,
     approval_timeout: timedelta,
     recipients: list[str] | None = None,
+    incident_run: str = "",
 ) -> Notification:
     current = next((s for s in plan if s.status in ("running", "pending_approval")), None)
     return Notification(
@@ -89,4 +91,6 @@ def notification(
         recipients=recipients or [],
         sent_at=now,
         pending_steps=[p.step for p in pending] if outcome is None else [],
+        incident_run=incident_run,
+        plan_digest=plan_digest(plan),
     )
