@@ -24,6 +24,7 @@ $(STAMP): pyproject.toml
 
 setup: $(STAMP)
 	@scripts/ensure-system-deps.sh
+	@$(BIN)/python scripts/ensure-kubectl.py $(BIN)
 
 lint: setup
 	$(BIN)/ruff check .

@@ -25,6 +25,8 @@ from sandbox.kube.faults import Fault, set_fault
 from sandbox.manifests import FAULT_ANNOTATION, SandboxNames
 
 DEFAULT_DIR = Path(".sandbox")
+# The worker's Role as shipped: `kubectl auth can-i` under kubeconfig-runbook shows what it may do.
+SHIPPED_ROLE = Path(__file__).resolve().parents[1] / "deploy" / "k8s" / "rbac" / "role.yaml"
 
 
 def _up(args: argparse.Namespace) -> int:
@@ -46,6 +48,8 @@ def _up(args: argparse.Namespace) -> int:
             info = cluster.describe()
             print(f"sandbox cluster up at {cluster.url} (namespace {info['namespace']})")
             print(f"  kubeconfig: {info['kubeconfig']}   (export KUBECONFIG={info['kubeconfig']})")
+            if args.role is not None:
+                print(f"  the worker's: {cluster.runbook_kubeconfig} (held to {args.role})")
             print(f"  redis:      {info['redis_url']}")
             print("  faults:     python -m sandbox fault down|crashloop|oom|connections|slow|clear")
             print("Ctrl-C stops the cluster and every redis-server it started.", flush=True)
@@ -110,7 +114,12 @@ def parser() -> argparse.ArgumentParser:
     sub = top.add_subparsers(dest="command", required=True)
     up = sub.add_parser("up", help="run the cluster until Ctrl-C")
     up.add_argument("--json", action="store_true", help="print one JSON line once ready")
-    up.add_argument("--role", type=Path, help="also write kubeconfig-runbook held to this Role")
+    up.add_argument(
+        "--role",
+        type=Path,
+        default=SHIPPED_ROLE,
+        help="kubeconfig-runbook is held to this Role (default: the shipped one)",
+    )
     commands = [up]
     for name, helptext in (("fault", "inject a fault"), ("status", "show Redis pods")):
         cmd = sub.add_parser(name, help=helptext)

@@ -11,9 +11,12 @@ when the cluster stops.
 from __future__ import annotations
 
 import asyncio
+import base64
 import concurrent.futures
 import contextlib
 import secrets
+import ssl
+import tempfile
 import threading
 import time
 from collections.abc import Coroutine
@@ -24,24 +27,34 @@ from typing import Any, TypeVar
 import kmock
 import redis
 import yaml
+from aiohttp.test_utils import RawTestServer
 from kubernetes import client, config
 
 from sandbox.controller import REVISION_LABEL, Controller, pod_ready
 from sandbox.kube.api import KubeAPI
 from sandbox.kube.faults import Fault, set_fault
 from sandbox.kube.rbac import Identity, load_role_rules
+from sandbox.kube.tls import make_certs
 from sandbox.manifests import SandboxNames, default_objects
 
 T = TypeVar("T")
 RUNBOOK_USER = "system:serviceaccount:{namespace}:redis-runbook"
 
 
-def write_kubeconfig(path: Path, server: str, token: str, user: str, namespace: str) -> Path:
+def write_kubeconfig(
+    path: Path, server: str, token: str, user: str, namespace: str, ca_pem: bytes
+) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
+    authority = base64.b64encode(ca_pem).decode()
     document = {
         "apiVersion": "v1",
         "kind": "Config",
-        "clusters": [{"name": "sandbox", "cluster": {"server": server}}],
+        "clusters": [
+            {
+                "name": "sandbox",
+                "cluster": {"server": server, "certificate-authority-data": authority},
+            }
+        ],
         "users": [{"name": user, "user": {"token": token}}],
         "contexts": [
             {
@@ -56,6 +69,18 @@ def write_kubeconfig(path: Path, server: str, token: str, user: str, namespace: 
     return path
 
 
+def tls_server(context: ssl.SSLContext) -> type[RawTestServer]:
+    """kmock's server class, listening with TLS."""
+
+    class TlsServer(RawTestServer):
+        async def start_server(
+            self, loop: asyncio.AbstractEventLoop | None = None, **kwargs: Any
+        ) -> None:
+            await super().start_server(loop=loop, ssl=context, **kwargs)
+
+    return TlsServer
+
+
 class ApiServer:
     """KubeAPI served on 127.0.0.1 from a thread with its own event loop, so sync code (the
     official client, sync activities, pytest) can talk to it. No controller: objects only
@@ -63,6 +88,8 @@ class ApiServer:
 
     def __init__(self, identities: dict[str, Identity] | None = None) -> None:
         self.api = KubeAPI(identities=identities or {})
+        self._certs_dir = tempfile.TemporaryDirectory(prefix="sandbox-tls-")
+        self.certs = make_certs(Path(self._certs_dir.name))
         self.port: int | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._stop: asyncio.Event | None = None
@@ -72,7 +99,12 @@ class ApiServer:
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        return f"https://127.0.0.1:{self.port}"
+
+    @property
+    def ca_file(self) -> Path:
+        """The CA a client trusts to reach this server (the kubeconfigs carry it too)."""
+        return self.certs.ca_file
 
     def __enter__(self) -> ApiServer:
         return self.start()
@@ -100,6 +132,7 @@ class ApiServer:
         if self._thread is not None:
             self._thread.join(30)
             self._thread = None
+        self._certs_dir.cleanup()
 
     def _run(self) -> None:
         try:
@@ -111,7 +144,8 @@ class ApiServer:
     async def _main(self) -> None:
         self._loop = asyncio.get_running_loop()
         self._stop = asyncio.Event()
-        async with self.api, kmock.Server(self.api, host="127.0.0.1") as server:
+        serving = tls_server(self.certs.server_context())
+        async with self.api, kmock.Server(self.api, host="127.0.0.1", server_cls=serving) as server:
             self.port = server.port
             self._started.set()
             await self._stop.wait()
@@ -222,9 +256,11 @@ class SandboxCluster:
             for plural, obj in default_objects(self.names):
                 self.server.call(self.api.create(plural, obj))
             self._controller_run = self.server.spawn(self.controller.run())
+            ca = self.server.certs.ca_pem
             write_kubeconfig(
-                self.kubeconfig, self.url, self.admin_token, "sandbox-admin", self.names.namespace
-            )
+                self.kubeconfig, self.url, self.admin_token, "sandbox-admin",
+                self.names.namespace, ca,
+            )  # fmt: skip
             if self.role_file is not None:
                 write_kubeconfig(
                     self.runbook_kubeconfig,
@@ -232,6 +268,7 @@ class SandboxCluster:
                     self.runbook_token,
                     self.runbook_user,
                     self.names.namespace,
+                    ca,
                 )
             self.wait_ready(self.ready_timeout)
         except BaseException:

@@ -36,9 +36,12 @@ import kmock
 from kmock._internal import apps, rendering
 from pydantic import BaseModel
 
+from sandbox.kube import discovery
+from sandbox.kube.discovery import Served
 from sandbox.kube.failures import ApiFailure, FailurePlan, RequestFacts
 from sandbox.kube.patch import PatchError, apply_patch
 from sandbox.kube.rbac import Identity
+from sandbox.kube.scale import scale_of, with_replicas
 from sandbox.kube.selectors import SelectorError, selector_predicate
 
 JSONDict = dict[str, Any]
@@ -84,11 +87,11 @@ BUILTIN_TYPES: tuple[ResourceType, ...] = (
     ResourceType(group="", version="v1", plural="configmaps", kind="ConfigMap"),
     ResourceType(
         group="apps", version="v1", plural="statefulsets", kind="StatefulSet",
-        subresources=("status",),
+        subresources=("status", "scale"),
     ),
     ResourceType(
         group="apps", version="v1", plural="deployments", kind="Deployment",
-        subresources=("status",),
+        subresources=("status", "scale"),
     ),
     ResourceType(
         group="autoscaling", version="v2", plural="horizontalpodautoscalers",
@@ -132,6 +135,15 @@ def status_error(code: int, reason: str, message: str, **details: Any) -> kmock.
     return kmock.KubernetesError(
         status=code, reason=reason, message=message, details=details or {"causes": []}
     )
+
+
+NAMESPACE_PATH = re.compile(r"^/api/v1/namespaces(?:/([^/]+))?/?$")
+
+
+def _status_response(code: int, reason: str, message: str) -> aiohttp.web.Response:
+    body = {"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
+            "code": code, "reason": reason, "message": message}  # fmt: skip
+    return aiohttp.web.json_response(body, status=code)
 
 
 def _not_found(rt: ResourceType, name: str) -> kmock.KubernetesError:
@@ -227,6 +239,70 @@ class KubeAPI(kmock.KubernetesEmulator):
             verbs=set(VERBS),
             subresources=set(rt.subresources),
         )
+
+    # ---------------------------------------------------------------- namespaces
+
+    async def __call__(self, raw_request: aiohttp.web.BaseRequest) -> aiohttp.web.StreamResponse:
+        """kmock cannot parse `/api/v1/namespaces[/{name}]` (it reads `namespaces` as a scope),
+        so reading namespaces is served here: kubectl lists them, and reads one after a
+        NotFound to tell which of the two was missing."""
+        found = NAMESPACE_PATH.match(raw_request.path)
+        if found is None or raw_request.method != "GET":
+            return await super().__call__(raw_request)
+        return await self._namespaces(raw_request, found.group(1))
+
+    async def _namespaces(
+        self, raw_request: aiohttp.web.BaseRequest, name: str | None
+    ) -> aiohttp.web.StreamResponse:
+        auth = raw_request.headers.get("Authorization", "")
+        token = auth[7:].strip() if auth.lower().startswith("bearer ") else None
+        if self.identities and token not in self.identities:
+            return _status_response(401, "Unauthorized", "Unauthorized")
+        identity = self.identities[token or ""] if self.identities else Identity(user="admin")
+        verb = "get" if name else "list"
+        if not identity.allows(verb, "", "namespaces", None, name):
+            what = f'namespaces "{name}" is' if name else "namespaces is"
+            return _status_response(403, "Forbidden", f'{what} forbidden: User '
+                                    f'"{identity.user}" cannot {verb} resource "namespaces" in '
+                                    'API group "" at the cluster scope')  # fmt: skip
+        items = await self.list_objects("namespaces")
+        if name is None:
+            listing = {"kind": "NamespaceList", "apiVersion": "v1", "items": items,
+                       "metadata": {"resourceVersion": str(self._revision)}}  # fmt: skip
+            return aiohttp.web.json_response(listing)
+        match = next((n for n in items if n["metadata"]["name"] == name), None)
+        if match is None:
+            return _status_response(404, "NotFound", f'namespaces "{name}" not found')
+        return aiohttp.web.json_response(match)
+
+    # ---------------------------------------------------------------- discovery
+
+    def _served(self) -> list[Served]:
+        return [Served.model_validate(rt.model_dump()) for rt in self.types.values()]
+
+    async def _serve_server_version(self, request: rendering.Request) -> rendering.Payload:
+        return dict(discovery.SERVER_VERSION)
+
+    async def _serve_api(self, request: rendering.Request) -> rendering.Payload:
+        return discovery.core_versions()
+
+    async def _serve_apis(self, request: rendering.Request) -> rendering.Payload:
+        return discovery.group_list(self._served())
+
+    async def _serve_group(self, request: rendering.Request) -> rendering.Payload:
+        name = request.resource.group if request.resource is not None else ""
+        found = discovery.group(self._served(), str(name or ""))
+        if found is None:
+            raise status_error(404, "NotFound", "the server could not find the requested resource")
+        return found
+
+    async def _serve_version(self, request: rendering.Request) -> rendering.Payload:
+        ref = request.resource
+        group, version = (str(ref.group or ""), str(ref.version or "")) if ref else ("", "")
+        found = discovery.resource_list(self._served(), group, version)
+        if found is None:
+            raise status_error(404, "NotFound", "the server could not find the requested resource")
+        return found
 
     # ---------------------------------------------------------------- request entry point
 
@@ -499,7 +575,16 @@ class KubeAPI(kmock.KubernetesEmulator):
             "items": items,
         }
 
-    async def _serve_watch(self, request: rendering.Request) -> AsyncIterator[rendering.Payload]:
+    async def _serve_watch(  # type: ignore[override]
+        self, request: rendering.Request
+    ) -> rendering.Payload:
+        """A watch is JSON, one event per line, as kube-apiserver streams it (client-go refuses a
+        stream of any other content type)."""
+        return rendering.Response(
+            headers={"Content-Type": "application/json"}, payload=self._watch_events(request)
+        )
+
+    async def _watch_events(self, request: rendering.Request) -> AsyncIterator[rendering.Payload]:
         rt = self._type_for(request)
         predicate = self._predicate(request, rt)
         timeout = float(request.params.get("timeoutSeconds") or DEFAULT_WATCH_TIMEOUT)
@@ -535,7 +620,7 @@ class KubeAPI(kmock.KubernetesEmulator):
             obj = self._read(rt, request.namespace, request.name)
         if obj is None:
             raise _not_found(rt, request.name)
-        return obj
+        return scale_of(obj) if request.subresource == "scale" else obj
 
     async def _create(self, rt: ResourceType, obj: JSONDict, keep_status: bool) -> JSONDict:
         meta = obj.setdefault("metadata", {})
@@ -620,15 +705,27 @@ class KubeAPI(kmock.KubernetesEmulator):
             old = self._read(rt, request.namespace, request.name)
             if old is None:
                 raise _not_found(rt, request.name)
+            scaling = request.subresource == "scale"
             try:
-                patched = apply_patch(content_type, old, request.data)
+                patched = apply_patch(content_type, scale_of(old) if scaling else old, request.data)
             except PatchError as err:
                 reason = {400: "BadRequest", 415: "UnsupportedMediaType"}.get(err.status, "Invalid")
                 raise status_error(err.status, reason, str(err), name=request.name) from None
-            new = self._admit_update(rt, old, patched, request.subresource)
-            if new == old:
-                return old  # a no-op patch writes nothing, like kube-apiserver
-            return await self._store(rt, new, "MODIFIED")
+            return await self._write(rt, old, patched, request.subresource)
+
+    async def _write(
+        self, rt: ResourceType, old: JSONDict, body: JSONDict, subresource: str | None
+    ) -> JSONDict:
+        """Store an update (a Scale goes into the object's replicas); a no-op writes nothing,
+        like kube-apiserver. A Scale is answered with a Scale."""
+        if subresource == "scale":
+            try:
+                body = with_replicas(old, body)
+            except ValueError as err:
+                raise _invalid(rt, old["metadata"]["name"], [str(err)]) from None
+        new = self._admit_update(rt, old, body, None if subresource == "scale" else subresource)
+        stored = old if new == old else await self._store(rt, new, "MODIFIED")
+        return scale_of(stored) if subresource == "scale" else stored
 
     async def _serve_put(self, request: rendering.Request) -> rendering.Payload:
         rt = self._type_for(request)
@@ -645,10 +742,7 @@ class KubeAPI(kmock.KubernetesEmulator):
             old = self._read(rt, request.namespace, request.name)
             if old is None:
                 raise _not_found(rt, request.name)
-            new = self._admit_update(rt, old, copy.deepcopy(request.data), request.subresource)
-            if new == old:
-                return old
-            return await self._store(rt, new, "MODIFIED")
+            return await self._write(rt, old, copy.deepcopy(request.data), request.subresource)
 
     async def _serve_delete(self, request: rendering.Request) -> rendering.Payload:
         rt = self._type_for(request)

@@ -34,6 +34,7 @@ from activities.targets import ConfiguredTarget, TargetBook, Workload
 from contracts.kubernetes import CACHE_ENV, ORIGINAL_REPLICAS, RESTARTED_AT, KubeProblem
 from contracts.target import RedisTarget
 from sandbox.cluster import SandboxCluster, write_kubeconfig
+from sandbox.kube.tls import make_certs
 from worker.rbac import roles_for
 from worker.settings.runbook import Settings
 
@@ -200,7 +201,9 @@ def test_inspect_reports_missing_unconfigured_and_unreachable(
     with socket.socket() as sock:  # a port nothing listens on
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
-    dead = write_kubeconfig(tmp_path / "dead", f"http://127.0.0.1:{port}", "t", "u", NS)
+    dead = write_kubeconfig(
+        tmp_path / "dead", f"https://127.0.0.1:{port}", "t", "u", NS, make_certs(tmp_path).ca_pem
+    )
     offline = KubernetesActivities.from_access(KubernetesAccess(kubeconfig=dead))
     facts = offline.inspect_kubernetes(target)
     assert not facts.reachable and facts.has("kubernetes_unreachable")

@@ -80,6 +80,7 @@ def server() -> Iterator[ApiServer]:
 def api_client(server: ApiServer, token: str = ADMIN) -> client.ApiClient:
     configuration = client.Configuration()
     configuration.host = server.url
+    configuration.ssl_ca_cert = str(server.ca_file)
     configuration.api_key = {"authorization": f"Bearer {token}"}
     return client.ApiClient(configuration)
 
