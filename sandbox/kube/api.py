@@ -36,7 +36,7 @@ import kmock
 from kmock._internal import apps, rendering
 from pydantic import BaseModel
 
-from sandbox.kube import discovery
+from sandbox.kube import discovery, protobuf
 from sandbox.kube.discovery import Served
 from sandbox.kube.failures import ApiFailure, FailurePlan, RequestFacts
 from sandbox.kube.patch import PatchError, apply_patch
@@ -97,7 +97,13 @@ BUILTIN_TYPES: tuple[ResourceType, ...] = (
         group="autoscaling", version="v2", plural="horizontalpodautoscalers",
         kind="HorizontalPodAutoscaler", subresources=("status",),
     ),
+    # `kubectl auth can-i`: anyone with a known token may ask what they may do.
+    ResourceType(
+        group="authorization.k8s.io", version="v1", plural="selfsubjectaccessreviews",
+        kind="SelfSubjectAccessReview", namespaced=False,
+    ),
 )  # fmt: skip
+REVIEWS = "selfsubjectaccessreviews"
 # What kube-apiserver stores as the status of a new object (the client requires some fields).
 INITIAL_STATUS: dict[str, JSONDict] = {
     "statefulsets": {"replicas": 0, "availableReplicas": 0},
@@ -311,6 +317,10 @@ class KubeAPI(kmock.KubernetesEmulator):
         # replaced by the _serve_* handlers below, which kmock's fallback reactions call.
         if request.resource is None or not request.resource.plural:
             return await apps.RawHandler._handle(self, request)
+        content_type = {k.lower(): v for k, v in request.headers.items()}.get("content-type", "")
+        binary = content_type.startswith((protobuf.PROTOBUF, "application/cbor"))
+        if binary and request.resource.plural != REVIEWS:
+            raise status_error(415, "UnsupportedMediaType", f"{content_type} is not served")
         record = self._audit_record(request)
         self.audit.append(record)
         try:
@@ -424,6 +434,8 @@ class KubeAPI(kmock.KubernetesEmulator):
     def _authorize(self, request: rendering.Request, record: AuditRecord) -> None:
         if not self._known_token(request):
             raise status_error(401, "Unauthorized", "Unauthorized")
+        if record.resource == REVIEWS and record.verb == "create":
+            return  # every user may ask (kube-apiserver's system:basic-user)
         identity = self._identity(request)
         if not identity.allows(
             record.verb, record.api_group, record.resource, record.namespace, record.name
@@ -438,6 +450,19 @@ class KubeAPI(kmock.KubernetesEmulator):
                 kind=record.resource,
                 name=record.name or "",
             )
+
+    def _review(self, request: rendering.Request, review: JSONDict) -> JSONDict:
+        """A SelfSubjectAccessReview answered with the asker's own rules."""
+        asked = (review.get("spec") or {}).get("resourceAttributes") or {}
+        resource = asked.get("resource", "")
+        if asked.get("subresource"):
+            resource += f"/{asked['subresource']}"
+        allowed = self._identity(request).allows(
+            asked.get("verb", ""), asked.get("group", ""), resource,
+            asked.get("namespace") or None, asked.get("name") or None,
+        )  # fmt: skip
+        reason = "allowed by the sandbox's RBAC" if allowed else ""
+        return {**review, "status": {"allowed": allowed, "reason": reason}}
 
     def _type_for(self, request: rendering.Request) -> ResourceType:
         ref = request.resource
@@ -650,6 +675,14 @@ class KubeAPI(kmock.KubernetesEmulator):
 
     async def _serve_create(self, request: rendering.Request) -> rendering.Payload:
         rt = self._type_for(request)
+        if rt.plural == REVIEWS:  # kubectl posts these as protobuf
+            try:
+                review = request.data if isinstance(request.data, dict) else (
+                    protobuf.access_review(request.body)
+                )  # fmt: skip
+            except protobuf.ProtobufError as err:
+                raise status_error(400, "BadRequest", f"cannot decode the review: {err}") from None
+            return rendering.Response(status=201, payload=self._review(request, review))
         if not isinstance(request.data, dict):
             raise status_error(400, "BadRequest", "the body must be a JSON object")
         obj = copy.deepcopy(request.data)

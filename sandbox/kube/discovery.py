@@ -105,7 +105,7 @@ def _resources(t: Served) -> list[JSONDict]:
         "singularName": t.kind.lower(),
         "namespaced": t.namespaced,
         "kind": t.kind,
-        "verbs": VERBS,
+        "verbs": ["create"] if t.plural.endswith("reviews") else VERBS,
     }
     if t.plural in SHORT_NAMES:
         main["shortNames"] = SHORT_NAMES[t.plural]

@@ -3,7 +3,7 @@ virtualenv by scripts/ensure-kubectl.py): kubectl is strict about discovery, TLS
 tokens, watches, strategic-merge patches, subresources and status codes, so it is the check,
 independent of this project, that the emulator answers as a Kubernetes API server does.
 
-The commands that are not served yet (logs, exec, `auth can-i`, Table output) are the open
+The commands that are not served yet (logs, exec, Table output) are the open
 part of the sandbox-speaks-kubectl work."""
 
 from __future__ import annotations
@@ -137,3 +137,16 @@ def test_the_workers_kubeconfig_is_held_to_the_shipped_role(cluster: SandboxClus
     assert refused.returncode == 1
     assert "Error from server (Forbidden)" in refused.stderr
     assert 'cannot delete resource "deployments"' in refused.stderr
+
+
+def test_auth_can_i_answers_with_the_shipped_role(cluster: SandboxCluster) -> None:
+    """kubectl posts the SelfSubjectAccessReview as protobuf (no JSON fallback)."""
+    worker = cluster.runbook_kubeconfig
+    can = kubectl(cluster, "auth", "can-i", "patch", "statefulsets/redis", "-n", NS,
+                  kubeconfig=worker)  # fmt: skip
+    cannot = kubectl(cluster, "auth", "can-i", "delete", "deployments", "-n", NS,
+                     kubeconfig=worker)  # fmt: skip
+    admin = kubectl(cluster, "auth", "can-i", "delete", "deployments", "-n", NS)
+    assert (can.returncode, can.stdout.strip()) == (0, "yes"), can.stderr
+    assert (cannot.returncode, cannot.stdout.strip()) == (1, "no"), cannot.stderr
+    assert admin.stdout.strip() == "yes"
