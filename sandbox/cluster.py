@@ -189,6 +189,7 @@ class SandboxCluster:
         self.server = ApiServer(self._identities())
         self.api = self.server.api
         self.controller = Controller(self.api, self.root, tick=tick)
+        self.api.log_files = self.controller.log_file
         self.redis_port = self.controller.runtime(self.names.namespace, "redis-0").process.port
         self._controller_run: concurrent.futures.Future[None] | None = None
 

@@ -48,6 +48,7 @@ JSONDict = dict[str, Any]
 REVISION_LABEL = "controller-revision-hash"
 POD_NAME_LABEL = "statefulset.kubernetes.io/pod-name"
 CRASHLOOP_RETRY_SECONDS = 1.0
+REDIS_CONTAINER = "redis"  # the container whose process is the real redis-server
 UNSCHEDULABLE = "0/1 nodes are available: pod has unbound immediate PersistentVolumeClaims."
 _UNITS = {"": 1, "k": 10**3, "M": 10**6, "G": 10**9, "Ki": 2**10, "Mi": 2**20, "Gi": 2**30}
 
@@ -145,6 +146,13 @@ class Controller:
         for runtime in self.runtimes.values():
             runtime.release_connections()
             runtime.process.stop()
+
+    def log_file(self, namespace: str, pod: str, container: str) -> Path | None:
+        """What `kubectl logs` reads: the redis-server's own log (other containers write none)."""
+        runtime = self.runtimes.get((namespace, pod))
+        if runtime is None or container != REDIS_CONTAINER:
+            return None
+        return runtime.process.data_dir / "redis.log"
 
     def runtime(self, namespace: str, pod: str) -> PodRuntime:
         key = (namespace, pod)
@@ -556,7 +564,7 @@ class Controller:
 
 def redis_container(pod: Mapping[str, Any]) -> JSONDict:
     containers = pod["spec"]["containers"]
-    return dict(next((c for c in containers if c["name"] == "redis"), containers[0]))
+    return dict(next((c for c in containers if c["name"] == REDIS_CONTAINER), containers[0]))
 
 
 def ping(proc: RedisProcess) -> bool:

@@ -39,6 +39,7 @@ from pydantic import BaseModel
 from sandbox.kube import discovery, protobuf
 from sandbox.kube.discovery import Served
 from sandbox.kube.failures import ApiFailure, FailurePlan, RequestFacts
+from sandbox.kube.logs import LogFiles, LogRefused, container_of, read_log
 from sandbox.kube.patch import PatchError, apply_patch
 from sandbox.kube.rbac import Identity
 from sandbox.kube.scale import scale_of, with_replicas
@@ -74,7 +75,9 @@ class ResourceType(BaseModel):
 
 BUILTIN_TYPES: tuple[ResourceType, ...] = (
     ResourceType(group="", version="v1", plural="namespaces", kind="Namespace", namespaced=False),
-    ResourceType(group="", version="v1", plural="pods", kind="Pod", subresources=("status",)),
+    ResourceType(
+        group="", version="v1", plural="pods", kind="Pod", subresources=("status", "log")
+    ),
     ResourceType(
         group="", version="v1", plural="services", kind="Service", subresources=("status",)
     ),
@@ -228,6 +231,7 @@ class KubeAPI(kmock.KubernetesEmulator):
     _held: set[asyncio.Future[Any]] = attrs.field(factory=set, init=False)
     types: dict[str, ResourceType] = attrs.field(factory=dict, init=False)
     _revision: int = attrs.field(default=0, init=False)
+    log_files: LogFiles | None = attrs.field(default=None, init=False)  # set by the kubelet side
 
     def __attrs_post_init__(self) -> None:
         super().__attrs_post_init__()
@@ -645,7 +649,22 @@ class KubeAPI(kmock.KubernetesEmulator):
             obj = self._read(rt, request.namespace, request.name)
         if obj is None:
             raise _not_found(rt, request.name)
+        if request.subresource == "log":
+            return self._log(obj, request.params)
         return scale_of(obj) if request.subresource == "scale" else obj
+
+    def _log(self, pod: JSONDict, params: Mapping[str, str]) -> rendering.Payload:
+        try:
+            container = container_of(pod, params)
+            meta = pod["metadata"]
+            files = self.log_files
+            path = files(meta["namespace"], meta["name"], container) if files else None
+            text = read_log(path, params)
+        except (LogRefused, ValueError) as err:
+            raise status_error(400, "BadRequest", str(err)) from None
+        # Bytes go out as they are; kmock's Response with a content type would set it on the
+        # shared reaction, and every later read of an object would come back as text.
+        return text.encode()
 
     async def _create(self, rt: ResourceType, obj: JSONDict, keep_status: bool) -> JSONDict:
         meta = obj.setdefault("metadata", {})

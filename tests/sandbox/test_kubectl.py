@@ -3,7 +3,7 @@ virtualenv by scripts/ensure-kubectl.py): kubectl is strict about discovery, TLS
 tokens, watches, strategic-merge patches, subresources and status codes, so it is the check,
 independent of this project, that the emulator answers as a Kubernetes API server does.
 
-The commands that are not served yet (logs, exec, Table output) are the open
+The commands that are not served yet (exec, the API pods' logs, Table output) are the open
 part of the sandbox-speaks-kubectl work."""
 
 from __future__ import annotations
@@ -150,3 +150,15 @@ def test_auth_can_i_answers_with_the_shipped_role(cluster: SandboxCluster) -> No
     assert (can.returncode, can.stdout.strip()) == (0, "yes"), can.stderr
     assert (cannot.returncode, cannot.stdout.strip()) == (1, "no"), cannot.stderr
     assert admin.stdout.strip() == "yes"
+
+
+def test_logs_are_the_real_redis_servers(cluster: SandboxCluster) -> None:
+    """`kubectl logs statefulset/redis --tail=100`: kubectl finds the pod through the
+    StatefulSet, defaults to its `redis` container, and reads the redis-server's own log."""
+    logs = kubectl(cluster, "logs", "-n", NS, "statefulset/redis", "--tail=100")
+    assert logs.returncode == 0, logs.stderr
+    assert "Ready to accept connections" in logs.stdout
+    assert 'Defaulted container "redis" out of: redis, exporter' in logs.stderr
+    last = ok(cluster, "logs", "-n", NS, "redis-0", "-c", "redis", "--tail=1")
+    assert len(last.splitlines()) == 1
+    assert ok(cluster, "logs", "-n", NS, "redis-0", "-c", "exporter") == ""
