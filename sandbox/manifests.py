@@ -165,6 +165,24 @@ def api_deployment(names: SandboxNames, replicas: int = 3) -> JSONDict:
     }
 
 
+def redis_network_policy(names: SandboxNames) -> JSONDict:
+    """Redis admits the API's pods on its port, and nothing else (what the runbook's `kubectl
+    get networkpolicies` step looks for)."""
+    return {
+        "metadata": {"name": f"{names.statefulset}-from-api", "namespace": names.namespace},
+        "spec": {
+            "podSelector": {"matchLabels": {"app": names.statefulset}},
+            "policyTypes": ["Ingress"],
+            "ingress": [
+                {
+                    "from": [{"podSelector": {"matchLabels": {"app": names.api_deployment}}}],
+                    "ports": [{"protocol": "TCP", "port": 6379}],
+                }
+            ],
+        },
+    }
+
+
 def default_objects(names: SandboxNames) -> list[tuple[str, JSONDict]]:
     """(plural, object) in creation order."""
     return [
@@ -173,4 +191,5 @@ def default_objects(names: SandboxNames) -> list[tuple[str, JSONDict]]:
         ("services", redis_service(names)),
         ("statefulsets", redis_statefulset(names)),
         ("deployments", api_deployment(names)),
+        ("networkpolicies", redis_network_policy(names)),
     ]

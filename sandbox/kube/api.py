@@ -100,6 +100,9 @@ BUILTIN_TYPES: tuple[ResourceType, ...] = (
         group="autoscaling", version="v2", plural="horizontalpodautoscalers",
         kind="HorizontalPodAutoscaler", subresources=("status",),
     ),
+    ResourceType(
+        group="networking.k8s.io", version="v1", plural="networkpolicies", kind="NetworkPolicy"
+    ),
     # `kubectl auth can-i`: anyone with a known token may ask what they may do.
     ResourceType(
         group="authorization.k8s.io", version="v1", plural="selfsubjectaccessreviews",

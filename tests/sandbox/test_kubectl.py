@@ -162,3 +162,10 @@ def test_logs_are_the_real_redis_servers(cluster: SandboxCluster) -> None:
     last = ok(cluster, "logs", "-n", NS, "redis-0", "-c", "redis", "--tail=1")
     assert len(last.splitlines()) == 1
     assert ok(cluster, "logs", "-n", NS, "redis-0", "-c", "exporter") == ""
+
+
+def test_the_network_policy_in_front_of_redis(cluster: SandboxCluster) -> None:
+    assert "redis-from-api" in ok(cluster, "get", "networkpolicies", "-n", NS)
+    described = ok(cluster, "describe", "netpol", "redis-from-api", "-n", NS)
+    assert "PodSelector:     app=redis" in described
+    assert "app=treebeard-api" in described and "6379/TCP" in described
