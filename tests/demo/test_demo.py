@@ -106,6 +106,9 @@ def test_default_demo_is_opened_by_the_alert_and_resolved_unattended(tmp_path: P
     took = time.monotonic() - started
 
     assert "injecting the fault: down" in out
+    kubeconfig = tmp_path / ".runbook" / "sandbox" / "kubeconfig"
+    assert f"follow it with kubectl: export KUBECONFIG={kubeconfig.resolve()}" in out, out
+    assert "kubectl get pods -n treebeard-production -w" in out
     if missing_binaries():  # the demo says it posts the alert itself
         assert "not installed" in out and "posting RedisDown" in out
     else:
