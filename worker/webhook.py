@@ -182,6 +182,13 @@ def _check_content_type(request: Request) -> None:
         )  # fmt: skip
 
 
+def _problems(errors: list[Any], most: int = 5) -> str:
+    """A body's validation errors as a reason: where, and what is wrong."""
+    return "; ".join(
+        f"{'.'.join(str(p) for p in e['loc']) or '(body)'}: {e['msg']}" for e in errors[:most]
+    )
+
+
 def _parse(source: AlertSource, body: bytes) -> Delivery:
     try:
         return PARSERS[source](body)
@@ -189,9 +196,7 @@ def _parse(source: AlertSource, body: bytes) -> Delivery:
         errors = err.errors(include_url=False, include_input=False)
         if any(e["type"] == "json_invalid" for e in errors):
             raise Refused(400, "bad_request", f"malformed JSON: {errors[0]['msg']}") from None
-        problems = "; ".join(
-            f"{'.'.join(str(p) for p in e['loc']) or '(body)'}: {e['msg']}" for e in errors[:5]
-        )
+        problems = _problems(errors)
         raise Refused(422, "bad_request", f"not a {source.value} payload: {problems}") from None
     except ValueError as err:
         raise Refused(422, "bad_request", f"not a {source.value} payload: {err}") from None
@@ -271,9 +276,7 @@ def _approvals_handler(state: WebhookState) -> Callable[..., Any]:
         except Refused as refused:
             return _json(refused.status, ErrorBody(error=refused.outcome, reason=refused.reason))
         except ValidationError as err:
-            problem = err.errors(include_url=False, include_input=False)[0]
-            where = ".".join(str(p) for p in problem["loc"]) or "body"
-            reason = f"{where}: {problem['msg']}"
+            reason = _problems(err.errors(include_url=False, include_input=False))
             return _json(400, ErrorBody(error="malformed", reason=reason))
         answer = await state.approvals.handle(request.headers.get("authorization"), parsed)
         return JSONResponse(answer.body, status_code=answer.status)

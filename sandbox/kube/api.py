@@ -37,40 +37,18 @@ from kmock._internal import apps, rendering
 from pydantic import BaseModel
 
 from sandbox.kube import discovery, protobuf
-from sandbox.kube.discovery import Served
 from sandbox.kube.failures import ApiFailure, FailurePlan, RequestFacts
 from sandbox.kube.logs import LogFiles, LogRefused, container_of, read_log
 from sandbox.kube.patch import PatchError, apply_patch
 from sandbox.kube.rbac import Identity
 from sandbox.kube.scale import scale_of, with_replicas
 from sandbox.kube.selectors import SelectorError, selector_predicate
+from sandbox.kube.types import ResourceType
 
 JSONDict = dict[str, Any]
 
 DEFAULT_WATCH_TIMEOUT = 1800.0
 DNS1123 = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$"
-
-
-class ResourceType(BaseModel):
-    """One served resource type, as discovery describes it."""
-
-    group: str
-    version: str
-    plural: str
-    kind: str
-    namespaced: bool = True
-    subresources: tuple[str, ...] = ()
-
-    @property
-    def api_version(self) -> str:
-        return f"{self.group}/{self.version}" if self.group else self.version
-
-    @property
-    def ref(self) -> kmock.resource:
-        return kmock.resource(self.group, self.version, self.plural)
-
-    def qualified(self) -> str:
-        return f"{self.plural}.{self.group}" if self.group else self.plural
 
 
 BUILTIN_TYPES: tuple[ResourceType, ...] = (
@@ -147,6 +125,15 @@ def status_error(code: int, reason: str, message: str, **details: Any) -> kmock.
     return kmock.KubernetesError(
         status=code, reason=reason, message=message, details=details or {"causes": []}
     )
+
+
+def _header(headers: Mapping[str, str], name: str) -> str:
+    return next((v for k, v in headers.items() if k.lower() == name), "")
+
+
+def bearer_token(headers: Mapping[str, str]) -> str | None:
+    auth = _header(headers, "authorization")
+    return auth[7:].strip() if auth.lower().startswith("bearer ") else None
 
 
 NAMESPACE_PATH = re.compile(r"^/api/v1/namespaces(?:/([^/]+))?/?$")
@@ -267,8 +254,7 @@ class KubeAPI(kmock.KubernetesEmulator):
     async def _namespaces(
         self, raw_request: aiohttp.web.BaseRequest, name: str | None
     ) -> aiohttp.web.StreamResponse:
-        auth = raw_request.headers.get("Authorization", "")
-        token = auth[7:].strip() if auth.lower().startswith("bearer ") else None
+        token = bearer_token(raw_request.headers)
         if self.identities and token not in self.identities:
             return _status_response(401, "Unauthorized", "Unauthorized")
         identity = self.identities[token or ""] if self.identities else Identity(user="admin")
@@ -290,9 +276,6 @@ class KubeAPI(kmock.KubernetesEmulator):
 
     # ---------------------------------------------------------------- discovery
 
-    def _served(self) -> list[Served]:
-        return [Served.model_validate(rt.model_dump()) for rt in self.types.values()]
-
     async def _serve_server_version(self, request: rendering.Request) -> rendering.Payload:
         return dict(discovery.SERVER_VERSION)
 
@@ -300,11 +283,11 @@ class KubeAPI(kmock.KubernetesEmulator):
         return discovery.core_versions()
 
     async def _serve_apis(self, request: rendering.Request) -> rendering.Payload:
-        return discovery.group_list(self._served())
+        return discovery.group_list(self.types.values())
 
     async def _serve_group(self, request: rendering.Request) -> rendering.Payload:
         name = request.resource.group if request.resource is not None else ""
-        found = discovery.group(self._served(), str(name or ""))
+        found = discovery.group(self.types.values(), str(name or ""))
         if found is None:
             raise status_error(404, "NotFound", "the server could not find the requested resource")
         return found
@@ -312,7 +295,7 @@ class KubeAPI(kmock.KubernetesEmulator):
     async def _serve_version(self, request: rendering.Request) -> rendering.Payload:
         ref = request.resource
         group, version = (str(ref.group or ""), str(ref.version or "")) if ref else ("", "")
-        found = discovery.resource_list(self._served(), group, version)
+        found = discovery.resource_list(self.types.values(), group, version)
         if found is None:
             raise status_error(404, "NotFound", "the server could not find the requested resource")
         return found
@@ -324,7 +307,7 @@ class KubeAPI(kmock.KubernetesEmulator):
         # replaced by the _serve_* handlers below, which kmock's fallback reactions call.
         if request.resource is None or not request.resource.plural:
             return await apps.RawHandler._handle(self, request)
-        content_type = {k.lower(): v for k, v in request.headers.items()}.get("content-type", "")
+        content_type = _header(request.headers, "content-type")
         binary = content_type.startswith((protobuf.PROTOBUF, "application/cbor"))
         if binary and request.resource.plural != REVIEWS:
             raise status_error(415, "UnsupportedMediaType", f"{content_type} is not served")
@@ -427,8 +410,7 @@ class KubeAPI(kmock.KubernetesEmulator):
         )
 
     def _token(self, request: rendering.Request) -> str | None:
-        auth = {k.lower(): v for k, v in request.headers.items()}.get("authorization", "")
-        return auth[7:].strip() if auth.lower().startswith("bearer ") else None
+        return bearer_token(request.headers)
 
     def _known_token(self, request: rendering.Request) -> bool:
         return not self.identities or self._token(request) in self.identities
@@ -755,7 +737,7 @@ class KubeAPI(kmock.KubernetesEmulator):
     async def _serve_update(self, request: rendering.Request) -> rendering.Payload:
         rt = self._type_for(request)
         assert request.name is not None
-        content_type = {k.lower(): v for k, v in request.headers.items()}.get("content-type", "")
+        content_type = _header(request.headers, "content-type")
         async with self._lock:
             old = self._read(rt, request.namespace, request.name)
             if old is None:

@@ -7,7 +7,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
-from pydantic import BaseModel
+from sandbox.kube.types import ResourceType
 
 JSONDict = dict[str, Any]
 
@@ -41,17 +41,6 @@ SERVER_VERSION = {
 }
 
 
-class Served(BaseModel):
-    """What discovery needs of one served type (the emulator's ResourceType has these)."""
-
-    group: str
-    version: str
-    plural: str
-    kind: str
-    namespaced: bool = True
-    subresources: tuple[str, ...] = ()
-
-
 def core_versions() -> JSONDict:
     return {
         "kind": "APIVersions",
@@ -60,17 +49,17 @@ def core_versions() -> JSONDict:
     }
 
 
-def _versions(types: Iterable[Served], group: str) -> list[str]:
+def _versions(types: Iterable[ResourceType], group: str) -> list[str]:
     return sorted({t.version for t in types if t.group == group}, reverse=True)
 
 
-def _group(types: list[Served], name: str) -> JSONDict:
+def _group(types: list[ResourceType], name: str) -> JSONDict:
     versions = _versions(types, name)
     listed = [{"groupVersion": f"{name}/{v}", "version": v} for v in versions]
     return {"name": name, "versions": listed, "preferredVersion": listed[0]}
 
 
-def group_list(types: Iterable[Served]) -> JSONDict:
+def group_list(types: Iterable[ResourceType]) -> JSONDict:
     served = list(types)
     names = sorted({t.group for t in served if t.group})
     return {
@@ -80,14 +69,14 @@ def group_list(types: Iterable[Served]) -> JSONDict:
     }
 
 
-def group(types: Iterable[Served], name: str) -> JSONDict | None:
+def group(types: Iterable[ResourceType], name: str) -> JSONDict | None:
     served = list(types)
     if not name or name not in {t.group for t in served}:
         return None
     return {"kind": "APIGroup", "apiVersion": "v1", **_group(served, name)}
 
 
-def resource_list(types: Iterable[Served], group: str, version: str) -> JSONDict | None:
+def resource_list(types: Iterable[ResourceType], group: str, version: str) -> JSONDict | None:
     chosen = [t for t in types if t.group == group and t.version == version]
     if not chosen:
         return None
@@ -99,7 +88,7 @@ def resource_list(types: Iterable[Served], group: str, version: str) -> JSONDict
     }
 
 
-def _resources(t: Served) -> list[JSONDict]:
+def _resources(t: ResourceType) -> list[JSONDict]:
     main: JSONDict = {
         "name": t.plural,
         "singularName": t.kind.lower(),

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import copy
 import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +16,7 @@ import kubernetes_validate  # type: ignore[import-untyped]
 import pytest
 import yaml
 
+from sandbox.processes import kubectl
 from worker.settings.loader import load_settings
 
 DEPLOY = Path(__file__).resolve().parents[2] / "deploy"
@@ -26,7 +26,7 @@ PRODUCTION = K8S / "overlays" / "production"
 KUBERNETES = "1.37.0"
 NS = "treebeard-production"
 Obj = dict[str, Any]
-KUBECTL = Path(sys.executable).parent / "kubectl"
+KUBECTL = kubectl()
 
 
 def load_all(path: Path) -> list[Obj]:

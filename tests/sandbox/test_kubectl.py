@@ -10,16 +10,16 @@ from __future__ import annotations
 
 import json
 import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+from sandbox import processes
 from sandbox.cluster import SandboxCluster
 from tests.sandbox_checks import ROLE
 
-KUBECTL = Path(sys.executable).parent / "kubectl"
+KUBECTL = processes.kubectl()
 NS = "treebeard-production"
 
 
