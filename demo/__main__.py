@@ -78,7 +78,7 @@ def incident_id(cluster: SandboxCluster) -> str:
 def sandbox_cluster() -> Iterator[SandboxCluster]:
     root = STATE / "sandbox"
     shutil.rmtree(root, ignore_errors=True)  # Redis starts empty, not with an old run's data
-    with SandboxCluster(root, role_file=ROLE) as cluster:
+    with SandboxCluster(root, role_file=ROLE, api_traffic=1.0) as cluster:
         pid = cluster.controller.runtime(cluster.names.namespace, "redis-0").process.pid
         _say(f"sandbox cluster on {cluster.url}: StatefulSet redis, Redis at {cluster.redis_url}")
         _say(f"started redis-server (pid {pid}), the pod redis-0")
@@ -95,6 +95,8 @@ def follow_with_kubectl(cluster: SandboxCluster) -> list[str]:
         f"follow it with kubectl: export KUBECONFIG={cluster.kubeconfig}",
         f"  {tool} get pods -n {ns} -w",
         f"  {tool} logs statefulset/redis -n {ns} --tail=20",
+        f"  {tool} logs deployment/treebeard-api -n {ns} --tail=20 | grep -i redis",
+        f"  {tool} exec deployment/treebeard-api -n {ns} -- redis-cli -h redis ping",
         f"  {tool} describe statefulset redis -n {ns}",
         f"  KUBECONFIG={cluster.runbook_kubeconfig} {tool} auth can-i patch "
         "statefulsets/redis   # what the worker may do",

@@ -1,7 +1,7 @@
 """`python -m sandbox up|fault|status`: the local cluster for the demo and for trying things.
 
 python -m sandbox up [--dir .sandbox] [--json]    # until Ctrl-C; stops every process
-python -m sandbox fault down|crashloop|oom|connections|slow|pvc-unbound|clear
+python -m sandbox fault down|crashloop|oom|connections|slow|pvc-unbound|cut-off|clear
 python -m sandbox status
 """
 
@@ -39,7 +39,7 @@ def _up(args: argparse.Namespace) -> int:
 
     signal.signal(signal.SIGINT, on_signal)
     signal.signal(signal.SIGTERM, on_signal)
-    cluster = SandboxCluster(root, role_file=args.role)
+    cluster = SandboxCluster(root, role_file=args.role, api_traffic=1.0)
     try:
         cluster.start()
         if args.json:
@@ -51,7 +51,8 @@ def _up(args: argparse.Namespace) -> int:
             if args.role is not None:
                 print(f"  the worker's: {cluster.runbook_kubeconfig} (held to {args.role})")
             print(f"  redis:      {info['redis_url']}")
-            print("  faults:     python -m sandbox fault down|crashloop|oom|connections|slow|clear")
+            faults = "|".join(f.value for f in Fault)
+            print(f"  faults:     python -m sandbox fault {faults}")
             print("Ctrl-C stops the cluster and every redis-server it started.", flush=True)
         while not stop.wait(0.5):
             pass

@@ -36,6 +36,7 @@ from sandbox.kube.faults import Fault, set_fault
 from sandbox.kube.rbac import Identity, load_role_rules
 from sandbox.kube.tls import make_certs
 from sandbox.manifests import SandboxNames, default_objects
+from sandbox.pod_exec import PodExec
 
 T = TypeVar("T")
 RUNBOOK_USER = "system:serviceaccount:{namespace}:redis-runbook"
@@ -178,7 +179,11 @@ class SandboxCluster:
         role_file: Path | None = None,
         tick: float = 0.05,
         ready_timeout: float = 30.0,
+        api_traffic: float | None = None,
     ) -> None:
+        """`api_traffic`: seconds between two requests of each API pod, whose log then shows
+        them (sandbox.api_traffic); None, the default, sends none, so a test's Redis sees only
+        the commands the test makes."""
         self.root = root.resolve()
         self.names = names or SandboxNames()
         self.role_file = role_file
@@ -188,8 +193,9 @@ class SandboxCluster:
         self.runbook_token = secrets.token_urlsafe(24)
         self.server = ApiServer(self._identities())
         self.api = self.server.api
-        self.controller = Controller(self.api, self.root, tick=tick)
+        self.controller = Controller(self.api, self.root, tick=tick, api_traffic=api_traffic)
         self.api.log_files = self.controller.log_file
+        self.api.exec_start = PodExec(self.api, self.root).start
         self.redis_port = self.controller.runtime(self.names.namespace, "redis-0").process.port
         self._controller_run: concurrent.futures.Future[None] | None = None
 

@@ -14,7 +14,8 @@ Kubernetes does it:
   a missing pod is recreated (event SuccessfulCreate), its Redis started on the pod's own
   port and data dir, so DBSIZE survives when persistence is on (event Started);
 - readiness is a real PING; the Service's Endpoints list the ready pods with their port;
-- a Deployment's status follows spec.replicas (its pods are not run);
+- a Deployment's pods follow its spec (sandbox.deployments), with no process of their own;
+  their log is the API's requests (sandbox.api_traffic);
 - faults (see sandbox.kube.faults) are read from the StatefulSet's annotation.
 
 Each pod carries the annotation `sandbox.redis-runbook.io/restarts` (how many times its Redis
@@ -28,7 +29,6 @@ import contextlib
 import hashlib
 import json
 import logging
-import re
 import secrets
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -38,10 +38,13 @@ from typing import Any
 import redis
 
 from sandbox import faults
+from sandbox.api_traffic import API_CONTAINER, ApiTraffic
+from sandbox.deployments import DeploymentController
 from sandbox.kube.api import KubeAPI, now_iso
 from sandbox.kube.faults import Fault
 from sandbox.manifests import FAULT_ANNOTATION, PORT_ANNOTATION, RESTARTS_ANNOTATION
 from sandbox.processes import RedisProcess
+from sandbox.redis_conf import config_file, redis_options
 
 log = logging.getLogger(__name__)
 JSONDict = dict[str, Any]
@@ -50,34 +53,11 @@ POD_NAME_LABEL = "statefulset.kubernetes.io/pod-name"
 CRASHLOOP_RETRY_SECONDS = 1.0
 REDIS_CONTAINER = "redis"  # the container whose process is the real redis-server
 UNSCHEDULABLE = "0/1 nodes are available: pod has unbound immediate PersistentVolumeClaims."
-_UNITS = {"": 1, "k": 10**3, "M": 10**6, "G": 10**9, "Ki": 2**10, "Mi": 2**20, "Gi": 2**30}
-
-
-def quantity_bytes(value: str) -> int:
-    """'64Mi' -> 67108864: the memory quantities the manifests use."""
-    found = re.fullmatch(r"(\d+(?:\.\d+)?)([kMG]i?|)", str(value).strip())
-    if not found:
-        raise ValueError(f"not a memory quantity: {value!r}")
-    return int(float(found.group(1)) * _UNITS[found.group(2)])
 
 
 def template_revision(name: str, template: Mapping[str, Any]) -> str:
     digest = hashlib.sha256(json.dumps(template, sort_keys=True).encode()).hexdigest()
     return f"{name}-{digest[:10]}"
-
-
-def redis_config(container: Mapping[str, Any]) -> dict[str, str]:
-    """redis-server options from the container: its `--key value` args, and maxmemory at
-    3/4 of the memory limit unless an arg sets it."""
-    config: dict[str, str] = {}
-    args = [str(a) for a in container.get("args") or []]
-    for i, arg in enumerate(args):
-        if arg.startswith("--") and i + 1 < len(args) and not args[i + 1].startswith("--"):
-            config[arg[2:]] = args[i + 1]
-    limit = ((container.get("resources") or {}).get("limits") or {}).get("memory")
-    if limit and "maxmemory" not in config:
-        config["maxmemory"] = str(quantity_bytes(limit) * 3 // 4)
-    return config
 
 
 @dataclass
@@ -108,13 +88,19 @@ class PodRuntime:
 class Controller:
     """Reconciles every StatefulSet, Deployment and Service of the API server, every `tick`."""
 
-    def __init__(self, api: KubeAPI, root: Path, tick: float = 0.05) -> None:
+    def __init__(
+        self, api: KubeAPI, root: Path, tick: float = 0.05, api_traffic: float | None = None
+    ) -> None:
+        """`api_traffic`: seconds between two requests of each API pod (None: no traffic)."""
         self.api = api
         self.root = root
         self.tick = tick
+        self.traffic = ApiTraffic(api, root, api_traffic)
+        self.deployments = DeploymentController(api, self.event, self.traffic.started)
         self.runtimes: dict[tuple[str, str], PodRuntime] = {}
         self.applied_faults: dict[tuple[str, str], str] = {}
         self.faults_done: dict[tuple[str, str], str] = {}  # injected (read by other threads)
+        self.stashed_policies: dict[str, list[JSONDict]] = {}  # what a lockdown replaced
         self._stopping: asyncio.Event | None = None
         self._stopped: asyncio.Event | None = None
 
@@ -124,6 +110,7 @@ class Controller:
         """Reconcile until shutdown(); one failing pass is logged, never fatal."""
         self._stopping = asyncio.Event()
         self._stopped = asyncio.Event()
+        traffic = asyncio.ensure_future(self.traffic.run(is_api_pod))
         try:
             while not self._stopping.is_set():
                 try:
@@ -133,6 +120,9 @@ class Controller:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._stopping.wait(), self.tick)
         finally:
+            traffic.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await traffic
             self._stopped.set()
 
     async def shutdown(self) -> None:
@@ -148,11 +138,12 @@ class Controller:
             runtime.process.stop()
 
     def log_file(self, namespace: str, pod: str, container: str) -> Path | None:
-        """What `kubectl logs` reads: the redis-server's own log (other containers write none)."""
+        """What `kubectl logs` reads: the redis-server's own log, the API pods' request log
+        (other containers write none)."""
         runtime = self.runtimes.get((namespace, pod))
-        if runtime is None or container != REDIS_CONTAINER:
-            return None
-        return runtime.process.data_dir / "redis.log"
+        if runtime is not None and container == REDIS_CONTAINER:
+            return runtime.process.data_dir / "redis.log"
+        return self.traffic.log_path(namespace, pod) if container == API_CONTAINER else None
 
     def runtime(self, namespace: str, pod: str) -> PodRuntime:
         key = (namespace, pod)
@@ -165,7 +156,7 @@ class Controller:
         for sts in await self.api.list_objects("statefulsets"):
             await self.reconcile_statefulset(sts)
         for deploy in await self.api.list_objects("deployments"):
-            await self.reconcile_deployment(deploy)
+            await self.deployments.reconcile(deploy)
         for service in await self.api.list_objects("services"):
             await self.reconcile_endpoints(service)
 
@@ -368,7 +359,8 @@ class Controller:
     async def start_container(self, pod: JSONDict, runtime: PodRuntime, in_place: bool) -> None:
         """Start Redis with the config the pod's container asks for; count the restart."""
         container = redis_container(pod)
-        runtime.process.config = {"save": "", "appendonly": "no", **redis_config(container)}
+        options = redis_options(container, await self.config_text(pod, container))
+        runtime.process.config = {"save": "", "appendonly": "no", **options}
         runtime.starts += 1  # counted first: whoever sees it answer PING sees the count
         await asyncio.to_thread(runtime.process.start)
         runtime.started_in_pod = True
@@ -377,6 +369,20 @@ class Controller:
         runtime.started_at = now_iso()
         runtime.terminated = None
         await self.event(pod, "Started", f"Started container {container['name']}")
+
+    async def config_text(self, pod: JSONDict, container: JSONDict) -> str | None:
+        """The config file the container names, from its ConfigMap as mounted now; a missing
+        ConfigMap or key starts Redis without it (a real kubelet would not start the pod:
+        the sandbox keeps Redis up and says so in an event)."""
+        source = config_file(pod, container)
+        if source is None:
+            return None
+        found = await self.api.get_object("configmaps", pod["metadata"]["namespace"], source[0])
+        text = ((found or {}).get("data") or {}).get(source[1])
+        if text is None:
+            await self.event(pod, "FailedMount", f'configmap "{source[0]}" key "{source[1]}" '
+                             "not found", warning=True)  # fmt: skip
+        return None if text is None else str(text)
 
     async def kubelet_sync(self, sts: JSONDict, pod: JSONDict, runtime: PodRuntime) -> JSONDict:
         """Run the pod's container if it can run, and publish what it is doing."""
@@ -444,6 +450,10 @@ class Controller:
             self.faults_done[key] = wanted
 
     async def clear_faults(self, sts: JSONDict, runtimes: list[PodRuntime]) -> None:
+        lockdown = lockdown_policy(sts)["metadata"]
+        await self.api.remove("networkpolicies", lockdown["namespace"], lockdown["name"])
+        for policy in self.stashed_policies.pop(lockdown["name"], []):
+            await self.api.create("networkpolicies", policy)
         for runtime in runtimes:
             runtime.release_connections()
             runtime.crashing = False
@@ -457,6 +467,26 @@ class Controller:
                 pvc["metadata"]["name"],
                 lambda obj: obj["status"].update(phase="Bound"),
             )
+
+    async def lock_down(self, sts: JSONDict) -> None:
+        """The lockdown replaces the policies that let anyone in (their rules would add up
+        with it and keep the API admitted); clearing the fault puts them back."""
+        lockdown = lockdown_policy(sts)
+        meta = lockdown["metadata"]
+        selector = lockdown["spec"]["podSelector"]["matchLabels"]
+        stashed = self.stashed_policies.setdefault(meta["name"], [])
+        for policy in await self.api.list_objects("networkpolicies", meta["namespace"]):
+            if ((policy.get("spec") or {}).get("podSelector") or {}).get("matchLabels") == selector:
+                await self.api.remove(
+                    "networkpolicies", meta["namespace"], policy["metadata"]["name"]
+                )
+                kept = {
+                    k: v
+                    for k, v in policy["metadata"].items()
+                    if k in ("name", "namespace", "labels")
+                }
+                stashed.append({"metadata": kept, "spec": policy["spec"]})
+        await self.api.create("networkpolicies", lockdown)
 
     async def inject(self, sts: JSONDict, runtime: PodRuntime, fault: Fault) -> None:
         proc = runtime.process
@@ -481,6 +511,8 @@ class Controller:
             )
         elif fault is Fault.SLOW and proc.pid is not None:
             await asyncio.to_thread(faults.slow_commands, proc.client(), 0.02, 3)
+        elif fault is Fault.CUT_OFF:
+            await self.lock_down(sts)
         elif fault is Fault.PVC_UNBOUND:
             for pvc in await self.api.list_objects(
                 "persistentvolumeclaims",
@@ -494,31 +526,7 @@ class Controller:
                     lambda obj: obj["status"].update(phase="Pending"),
                 )
 
-    # ------------------------------------------------------------------ Deployments, Services
-
-    async def reconcile_deployment(self, deploy: JSONDict) -> None:
-        meta = deploy["metadata"]
-        replicas = int(deploy["spec"].get("replicas", 1))
-        status = {
-            "observedGeneration": meta.get("generation", 1),
-            "replicas": replicas,
-            "readyReplicas": replicas,
-            "availableReplicas": replicas,
-            "updatedReplicas": replicas,
-        }
-
-        def change(obj: JSONDict) -> None:
-            conditions = (obj.get("status") or {}).get("conditions") or [
-                {
-                    "type": "Available",
-                    "status": "True",
-                    "reason": "MinimumReplicasAvailable",
-                    "lastTransitionTime": now_iso(),
-                }
-            ]
-            obj["status"] = {**status, "conditions": conditions}
-
-        await self.api.mutate("deployments", meta["namespace"], meta["name"], change)
+    # ------------------------------------------------------------------ Services
 
     async def reconcile_endpoints(self, service: JSONDict) -> None:
         meta = service["metadata"]
@@ -560,6 +568,24 @@ class Controller:
 
 
 # ---------------------------------------------------------------------- pure helpers
+
+
+def lockdown_policy(sts: Mapping[str, Any]) -> JSONDict:
+    """What someone applies in a hurry: the Redis pods isolated, nothing admitted."""
+    labels = (sts["spec"]["template"].get("metadata") or {}).get("labels") or {}
+    return {
+        "metadata": {"name": f"{sts['metadata']['name']}-lockdown",
+                     "namespace": sts["metadata"]["namespace"]},
+        "spec": {"podSelector": {"matchLabels": {"app": labels.get("app", "redis")}},
+                 "policyTypes": ["Ingress"], "ingress": []},
+    }  # fmt: skip
+
+
+def is_api_pod(pod: Mapping[str, Any]) -> bool:
+    """A pod of a Deployment whose container is the application's (not a Redis pod)."""
+    owners = pod["metadata"].get("ownerReferences") or []
+    names = {c["name"] for c in pod["spec"]["containers"]}
+    return API_CONTAINER in names and any(o.get("kind") == "ReplicaSet" for o in owners)
 
 
 def redis_container(pod: Mapping[str, Any]) -> JSONDict:

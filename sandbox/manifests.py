@@ -10,11 +10,14 @@ from typing import Any
 
 from pydantic import BaseModel
 
+from sandbox.redis_conf import quantity_bytes
+
 JSONDict = dict[str, Any]
 
 FAULT_ANNOTATION = "sandbox.redis-runbook.io/fault"
 RESTARTS_ANNOTATION = "sandbox.redis-runbook.io/restarts"
 PORT_ANNOTATION = "sandbox.redis-runbook.io/redis-port"
+CONFIG_DIR = "/usr/local/etc/redis"
 
 
 class SandboxNames(BaseModel):
@@ -27,6 +30,7 @@ class SandboxNames(BaseModel):
     redis_container: str = "redis"
     api_container: str = "api"
     volume_claim: str = "data"
+    config_map: str = "redis-config"
 
     def pvc_name(self, ordinal: int = 0) -> str:
         return f"{self.volume_claim}-{self.statefulset}-{ordinal}"
@@ -36,9 +40,34 @@ def namespace(names: SandboxNames) -> JSONDict:
     return {"metadata": {"name": names.namespace}, "status": {"phase": "Active"}}
 
 
+def redis_configmap(names: SandboxNames, memory_limit: str = "32Mi") -> JSONDict:
+    """The redis.conf the Redis pod starts from: maxmemory at 3/4 of the memory limit, no
+    eviction, AOF persistence (DBSIZE survives a restart), 64 clients."""
+    maxmemory = quantity_bytes(memory_limit) * 3 // 4
+    size = f"{maxmemory // 2**20}mb" if maxmemory % 2**20 == 0 else str(maxmemory)
+    conf = "\n".join([
+        "# redis.conf for the cache in front of the treebeard database",
+        f"maxmemory {size}",
+        "maxmemory-policy noeviction",
+        "appendonly yes",
+        "maxclients 64",
+        "",
+    ])  # fmt: skip
+    return {
+        "metadata": {
+            "name": names.config_map,
+            "namespace": names.namespace,
+            "labels": {"app": names.statefulset},
+        },
+        "data": {"redis.conf": conf},
+    }
+
+
 def redis_statefulset(names: SandboxNames, memory_limit: str = "32Mi") -> JSONDict:
-    """Redis with AOF persistence (DBSIZE survives a restart) and maxmemory derived from the
-    container's memory limit by the controller (3/4 of it), plus an exporter sidecar."""
+    """Redis started from the `redis-config` ConfigMap's redis.conf (mounted, as the runbook's
+    `kubectl get configmap redis-config` expects), plus an exporter sidecar. Args override the
+    file, as redis-server applies them: the runbook's steps that must survive a restart put
+    their settings there."""
     labels = {"app": names.statefulset, "app.kubernetes.io/component": "cache"}
     return {
         "metadata": {"name": names.statefulset, "namespace": names.namespace, "labels": labels},
@@ -56,19 +85,18 @@ def redis_statefulset(names: SandboxNames, memory_limit: str = "32Mi") -> JSONDi
                         {
                             "name": names.redis_container,
                             "image": "redis:7.0",
-                            "args": [
-                                "--appendonly", "yes",
-                                "--maxmemory-policy", "noeviction",
-                                "--maxclients", "64",
-                                "--enable-debug-command", "yes",
-                            ],
+                            "command": ["redis-server", f"{CONFIG_DIR}/redis.conf"],
+                            "args": ["--enable-debug-command", "yes"],
                             "env": [{"name": "REDIS_LOGLEVEL", "value": "notice"}],
                             "ports": [{"name": "redis", "containerPort": 6379}],
                             "resources": {
                                 "requests": {"cpu": "100m", "memory": memory_limit},
                                 "limits": {"cpu": "500m", "memory": memory_limit},
                             },
-                            "volumeMounts": [{"name": names.volume_claim, "mountPath": "/data"}],
+                            "volumeMounts": [
+                                {"name": names.volume_claim, "mountPath": "/data"},
+                                {"name": "config", "mountPath": CONFIG_DIR},
+                            ],
                         },
                         {
                             "name": "exporter",
@@ -78,6 +106,7 @@ def redis_statefulset(names: SandboxNames, memory_limit: str = "32Mi") -> JSONDi
                             "resources": {"limits": {"cpu": "100m", "memory": "32Mi"}},
                         },
                     ],
+                    "volumes": [{"name": "config", "configMap": {"name": names.config_map}}],
                 },
             },
             "volumeClaimTemplates": [
@@ -145,6 +174,7 @@ def api_deployment(names: SandboxNames, replicas: int = 3) -> JSONDict:
                                 {"name": "DATABASE_URL", "value": "postgres://db:5432/treebeard"},
                                 {"name": "CACHE_ENABLED", "value": "true"},
                                 {"name": "REDIS_URL", "value": "redis://redis:6379/0"},
+                                {"name": "REDIS_HOST", "value": names.service},
                             ],
                             "resources": {
                                 "requests": {"cpu": "250m", "memory": "256Mi"},
@@ -189,6 +219,7 @@ def default_objects(names: SandboxNames) -> list[tuple[str, JSONDict]]:
         ("namespaces", namespace(names)),
         ("persistentvolumeclaims", redis_pvc(names)),
         ("services", redis_service(names)),
+        ("configmaps", redis_configmap(names)),
         ("statefulsets", redis_statefulset(names)),
         ("deployments", api_deployment(names)),
         ("networkpolicies", redis_network_policy(names)),

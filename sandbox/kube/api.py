@@ -26,7 +26,7 @@ import copy
 import re
 import secrets
 import uuid
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
@@ -36,7 +36,9 @@ import kmock
 from kmock._internal import apps, rendering
 from pydantic import BaseModel
 
-from sandbox.kube import discovery, protobuf
+from sandbox.kube import discovery, protobuf, tables
+from sandbox.kube.exec import ExecRequest, Started
+from sandbox.kube.exec import serve as serve_exec
 from sandbox.kube.failures import ApiFailure, FailurePlan, RequestFacts
 from sandbox.kube.logs import LogFiles, LogRefused, container_of, read_log
 from sandbox.kube.patch import PatchError, apply_patch
@@ -54,7 +56,8 @@ DNS1123 = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$"
 BUILTIN_TYPES: tuple[ResourceType, ...] = (
     ResourceType(group="", version="v1", plural="namespaces", kind="Namespace", namespaced=False),
     ResourceType(
-        group="", version="v1", plural="pods", kind="Pod", subresources=("status", "log")
+        group="", version="v1", plural="pods", kind="Pod",
+        subresources=("status", "log", "exec"),
     ),
     ResourceType(
         group="", version="v1", plural="services", kind="Service", subresources=("status",)
@@ -137,6 +140,8 @@ def bearer_token(headers: Mapping[str, str]) -> str | None:
 
 
 NAMESPACE_PATH = re.compile(r"^/api/v1/namespaces(?:/([^/]+))?/?$")
+EXEC_PATH = re.compile(r"^/api/v1/namespaces/([^/]+)/pods/([^/]+)/exec$")
+ExecStart = Callable[[JSONDict, ExecRequest], Awaitable[Started]]
 
 
 def _status_response(code: int, reason: str, message: str) -> aiohttp.web.Response:
@@ -222,6 +227,7 @@ class KubeAPI(kmock.KubernetesEmulator):
     types: dict[str, ResourceType] = attrs.field(factory=dict, init=False)
     _revision: int = attrs.field(default=0, init=False)
     log_files: LogFiles | None = attrs.field(default=None, init=False)  # set by the kubelet side
+    exec_start: ExecStart | None = attrs.field(default=None, init=False)  # and this too
 
     def __attrs_post_init__(self) -> None:
         super().__attrs_post_init__()
@@ -245,19 +251,74 @@ class KubeAPI(kmock.KubernetesEmulator):
     async def __call__(self, raw_request: aiohttp.web.BaseRequest) -> aiohttp.web.StreamResponse:
         """kmock cannot parse `/api/v1/namespaces[/{name}]` (it reads `namespaces` as a scope),
         so reading namespaces is served here: kubectl lists them, and reads one after a
-        NotFound to tell which of the two was missing."""
+        NotFound to tell which of the two was missing. A websocket exec is served here too:
+        kmock's request handling would read it as a plain GET."""
+        execs = EXEC_PATH.match(raw_request.path)
+        if execs is not None:
+            return await self._exec(raw_request, execs.group(1), execs.group(2))
         found = NAMESPACE_PATH.match(raw_request.path)
         if found is None or raw_request.method != "GET":
             return await super().__call__(raw_request)
         return await self._namespaces(raw_request, found.group(1))
 
+    def _raw_identity(self, raw_request: aiohttp.web.BaseRequest) -> Identity | None:
+        """The caller of a request served outside kmock; None for an unknown token."""
+        token = bearer_token(raw_request.headers)
+        if self.identities and token not in self.identities:
+            return None
+        return self.identities[token or ""] if self.identities else Identity(user="admin")
+
+    async def _exec(
+        self, raw_request: aiohttp.web.BaseRequest, namespace: str, name: str
+    ) -> aiohttp.web.StreamResponse:
+        """`kubectl exec`: RBAC `create` on pods/exec, a running pod, then the protocol."""
+        identity = self._raw_identity(raw_request)
+        record = AuditRecord(verb="create", api_group="", resource="pods/exec",
+                             namespace=namespace, name=name,
+                             user=identity.user if identity else "anonymous", code=0,
+                             request_object=dict(raw_request.query))  # fmt: skip
+        self.audit.append(record)
+        response = await self._exec_checked(raw_request, identity, namespace, name)
+        record.code = response.status
+        return response
+
+    async def _exec_checked(
+        self, raw: aiohttp.web.BaseRequest, identity: Identity | None, namespace: str, name: str
+    ) -> aiohttp.web.StreamResponse:
+        if identity is None:
+            return _status_response(401, "Unauthorized", "Unauthorized")
+        if not identity.allows("create", "", "pods/exec", namespace, name):
+            return _status_response(403, "Forbidden", f'pods "{name}" is forbidden: User '
+                                    f'"{identity.user}" cannot create resource "pods/exec" in '
+                                    f'API group "" in the namespace "{namespace}"')  # fmt: skip
+        pod = self._read(self.types["pods"], namespace, name)
+        if pod is None:
+            return _status_response(404, "NotFound", f'pods "{name}" not found')
+        try:
+            asked = ExecRequest.parse(raw.query, raw.query.getall("command", []))
+            if asked.container is not None:
+                container_of(pod, {"container": asked.container})
+        except ValueError as err:
+            return _status_response(400, "BadRequest", str(err))
+        if (pod.get("status") or {}).get("phase") != "Running" or self.exec_start is None:
+            return _status_response(400, "BadRequest", f"pod {name} is not running: cannot exec")
+        start = self.exec_start
+
+        async def run(request: ExecRequest) -> Started:
+            return await start(pod, request)
+
+        served = await serve_exec(raw, asked, run)
+        if served is None:
+            return _status_response(400, "BadRequest", "exec is served over websocket only "
+                                    "(kubectl 1.30 or newer)")  # fmt: skip
+        return served
+
     async def _namespaces(
         self, raw_request: aiohttp.web.BaseRequest, name: str | None
     ) -> aiohttp.web.StreamResponse:
-        token = bearer_token(raw_request.headers)
-        if self.identities and token not in self.identities:
+        identity = self._raw_identity(raw_request)
+        if identity is None:
             return _status_response(401, "Unauthorized", "Unauthorized")
-        identity = self.identities[token or ""] if self.identities else Identity(user="admin")
         verb = "get" if name else "list"
         if not identity.allows(verb, "", "namespaces", None, name):
             what = f'namespaces "{name}" is' if name else "namespaces is"
@@ -265,13 +326,18 @@ class KubeAPI(kmock.KubernetesEmulator):
                                     f'"{identity.user}" cannot {verb} resource "namespaces" in '
                                     'API group "" at the cluster scope')  # fmt: skip
         items = await self.list_objects("namespaces")
-        if name is None:
+        match = next((n for n in items if n["metadata"]["name"] == name), None)
+        if name is not None and match is None:
+            return _status_response(404, "NotFound", f'namespaces "{name}" not found')
+        if tables.wanted(_header(raw_request.headers, "accept")):
+            shown = items if match is None else [match]
+            return aiohttp.web.json_response(tables.table(
+                self.types["namespaces"], shown, raw_request.query,
+                resource_version=str(self._revision), now=datetime.now(UTC)))  # fmt: skip
+        if match is None:
             listing = {"kind": "NamespaceList", "apiVersion": "v1", "items": items,
                        "metadata": {"resourceVersion": str(self._revision)}}  # fmt: skip
             return aiohttp.web.json_response(listing)
-        match = next((n for n in items if n["metadata"]["name"] == name), None)
-        if match is None:
-            return _status_response(404, "NotFound", f'namespaces "{name}" not found')
         return aiohttp.web.json_response(match)
 
     # ---------------------------------------------------------------- discovery
@@ -398,12 +464,20 @@ class KubeAPI(kmock.KubernetesEmulator):
         resource = request.resource.plural or ""
         if request.subresource:
             resource += f"/{request.subresource}"
+        name = request.name
+        if name is None and verb in ("list", "watch"):
+            # kube-apiserver authorizes a list or watch of one name (fieldSelector
+            # metadata.name=X) as a request for X: a Role's resourceNames can allow it.
+            found = re.fullmatch(
+                r"metadata\.name==?([^,=]+)", request.params.get("fieldSelector") or ""
+            )
+            name = found.group(1) if found else None
         return AuditRecord(
             verb=verb,
             api_group=request.resource.group or "",
             resource=resource,
             namespace=request.namespace,
-            name=request.name,
+            name=name,
             user=self._identity(request).user if self._known_token(request) else "anonymous",
             code=0,
             request_object=copy.deepcopy(request.data) if verb in WRITES else None,
@@ -580,8 +654,11 @@ class KubeAPI(kmock.KubernetesEmulator):
     async def _serve_list(self, request: rendering.Request) -> rendering.Payload:
         rt = self._type_for(request)
         predicate = self._predicate(request, rt)
+        as_table = self._wants_table(request)
         async with self._lock:
             items = [obj for obj in self._all(rt) if predicate(obj)]
+        if as_table:
+            return self._table(request, rt, items, str(self._revision))
         return {
             "kind": f"{rt.kind}List",
             "apiVersion": rt.api_version,
@@ -601,6 +678,7 @@ class KubeAPI(kmock.KubernetesEmulator):
     async def _watch_events(self, request: rendering.Request) -> AsyncIterator[rendering.Payload]:
         rt = self._type_for(request)
         predicate = self._predicate(request, rt)
+        as_table = self._wants_table(request)
         timeout = float(request.params.get("timeoutSeconds") or DEFAULT_WATCH_TIMEOUT)
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
@@ -608,32 +686,78 @@ class KubeAPI(kmock.KubernetesEmulator):
         bus = self._buses[rt.ref]
         mark = await bus.mark()
         stream = bus.stream(since=mark)
+        sent = 0
         try:
             if request.params.get("resourceVersion") in (None, "", "0"):
                 async with self._lock:
                     initial = [obj for obj in self._all(rt) if predicate(obj)]
                 for obj in initial:
-                    yield {"type": "ADDED", "object": obj}
+                    yield self._watch_event(request, rt, {"type": "ADDED", "object": obj},
+                                            as_table, first=sent == 0)  # fmt: skip
+                    sent += 1
             while (remaining := deadline - loop.time()) > 0:
                 try:
                     event = await asyncio.wait_for(anext(stream), remaining)
                 except TimeoutError:
                     break
                 if predicate(event.get("object") or {}):
-                    yield event
+                    yield self._watch_event(request, rt, event, as_table, first=sent == 0)
+                    sent += 1
         finally:
             with contextlib.suppress(Exception):
                 await stream.aclose()  # type: ignore[attr-defined]
             with contextlib.suppress(ValueError):
                 await bus.unmark(mark)
 
+    def _watch_event(
+        self,
+        request: rendering.Request,
+        rt: ResourceType,
+        event: JSONDict,
+        as_table: bool,
+        first: bool,
+    ) -> JSONDict:
+        """A watch event, its object made a one-row Table when kubectl asked for Tables: with
+        the column definitions on the first event only, as kube-apiserver sends them."""
+        if not as_table:
+            return event
+        obj = event.get("object") or {}
+        version = str((obj.get("metadata") or {}).get("resourceVersion") or "")
+        return {**event, "object": self._table(request, rt, [obj], version, headers=first)}
+
+    def _wants_table(self, request: rendering.Request) -> bool:
+        """Whether to answer with a Table (kubectl's human-readable get), refusing a bad
+        includeObject with 400 first, as kube-apiserver does."""
+        if not tables.wanted(_header(request.headers, "accept")):
+            return False
+        try:
+            tables.include_object(request.params)
+        except tables.TableError as err:
+            raise status_error(400, "BadRequest", str(err)) from None
+        return True
+
+    def _table(
+        self,
+        request: rendering.Request,
+        rt: ResourceType,
+        objects: list[JSONDict],
+        resource_version: str,
+        headers: bool = True,
+    ) -> JSONDict:
+        """kube-apiserver's server-side printing of these objects."""
+        return tables.table(rt, objects, request.params, resource_version=resource_version,
+                            now=datetime.now(UTC), headers=headers)  # fmt: skip
+
     async def _serve_fetch(self, request: rendering.Request) -> rendering.Payload:
         rt = self._type_for(request)
         assert request.name is not None
+        as_table = request.subresource is None and self._wants_table(request)
         async with self._lock:
             obj = self._read(rt, request.namespace, request.name)
         if obj is None:
             raise _not_found(rt, request.name)
+        if as_table:
+            return self._table(request, rt, [obj], obj["metadata"].get("resourceVersion", ""))
         if request.subresource == "log":
             return self._log(obj, request.params)
         return scale_of(obj) if request.subresource == "scale" else obj

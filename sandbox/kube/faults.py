@@ -12,6 +12,9 @@ CLI, the tests and the demo share one mechanism and the controller sees it like 
 - `connections`: the controller holds all client slots but two (too many connections).
 - `slow`: commands that block the server (DEBUG SLEEP) land in SLOWLOG.
 - `pvc-unbound`: the pod's PVC goes Pending and the pod cannot be scheduled.
+- `cut-off`: a NetworkPolicy `redis-lockdown` isolates the Redis pods and admits nothing, in
+  place of the policies that admitted the API, so the API's pods cannot reach a Redis that is
+  itself healthy (the runbook, outside the pod network, still can). `clear` puts them back.
 - `clear`: the annotation is removed and the controller undoes what it can.
 """
 
@@ -31,6 +34,7 @@ class Fault(StrEnum):
     CONNECTIONS = "connections"
     SLOW = "slow"
     PVC_UNBOUND = "pvc-unbound"
+    CUT_OFF = "cut-off"
     CLEAR = "clear"
 
 

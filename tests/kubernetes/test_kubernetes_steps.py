@@ -319,9 +319,10 @@ def test_raise_memory_limit_changes_only_that_limit(
     expected = [dict(c) for c in before]
     expected[0]["resources"] = {**before[0]["resources"]}
     expected[0]["resources"]["limits"] = {**before[0]["resources"]["limits"], "memory": "64Mi"}
-    # maxmemory doubles with the limit, written into the args so the restart keeps it (with
-    # the live maxmemory-policy and maxclients, unchanged here)
-    expected[0]["args"] = [*before[0]["args"], "--maxmemory", str(48 * 2**20)]
+    # maxmemory doubles with the limit, written into the args so the restart keeps it, with
+    # the live maxmemory-policy and maxclients (from the config file here: args win over it)
+    live = ["--maxmemory-policy", "noeviction", "--maxclients", "64"]
+    expected[0]["args"] = [*before[0]["args"], *live, "--maxmemory", str(48 * 2**20)]
     assert after == expected  # requests, cpu limit, env, other args, mounts, the sidecar: intact
     assert steps.wait_ready(target, soon(), poll_seconds=0.1).ready
     with redis.Redis.from_url(target.redis_url) as conn:

@@ -136,9 +136,11 @@ def test_rollout_restart_recreates_the_pod_once_and_keeps_the_data(
     assert "SuccessfulCreate" in event_reasons(core, "redis")
 
 
-def test_memory_limit_change_restarts_with_the_new_maxmemory(
+def test_memory_limit_change_restarts_redis_on_its_config_file(
     cluster: SandboxCluster, apps: Any
 ) -> None:
+    """The pod rolls, and Redis comes back with the ConfigMap's maxmemory: a bigger limit
+    alone raises nothing, which is why the runbook's step carries maxmemory in the args."""
     apps.patch_namespaced_stateful_set(
         "redis",
         NS,
@@ -157,7 +159,31 @@ def test_memory_limit_change_restarts_with_the_new_maxmemory(
     cluster.wait_ready()
     assert cluster.restarts() == 1
     with cluster.redis() as conn:
-        assert conn.config_get("maxmemory")["maxmemory"] == str(48 * 2**20)
+        assert conn.config_get("maxmemory")["maxmemory"] == str(24 * 2**20)
+
+
+def test_redis_reads_the_configmap_when_it_starts_and_args_win(
+    cluster: SandboxCluster, apps: Any, core: Any
+) -> None:
+    conf = core.read_namespaced_config_map("redis-config", NS).data["redis.conf"]
+    assert "maxmemory-policy noeviction" in conf and "appendonly yes" in conf
+    with cluster.redis() as conn:
+        assert conn.config_get("maxclients")["maxclients"] == "64"
+        assert conn.config_get("maxmemory-policy")["maxmemory-policy"] == "noeviction"
+    edited = conf.replace("maxmemory-policy noeviction", "maxmemory-policy allkeys-lru")
+    core.patch_namespaced_config_map("redis-config", NS, {"data": {"redis.conf": edited}})
+    with cluster.redis() as conn:  # read at start only, as redis-server does
+        assert conn.config_get("maxmemory-policy")["maxmemory-policy"] == "noeviction"
+    sts = apps.read_namespaced_stateful_set("redis", NS).to_dict()
+    args = [*sts["spec"]["template"]["spec"]["containers"][0]["args"], "--maxclients", "80"]
+    apps.patch_namespaced_stateful_set(
+        "redis", NS, {"spec": {"template": {"spec": {"containers": [
+            {"name": "redis", "args": args}]}}}},
+    )  # fmt: skip
+    cluster.wait_ready()
+    with cluster.redis() as conn:
+        assert conn.config_get("maxmemory-policy")["maxmemory-policy"] == "allkeys-lru"
+        assert conn.config_get("maxclients")["maxclients"] == "80"
 
 
 def test_deleted_pods_come_back(cluster: SandboxCluster, core: Any) -> None:
