@@ -165,6 +165,11 @@ class EscalationLevel(Section):
     after: Duration
     notify: list[str] = Field(min_length=1, description="who is paged, named in the message")
     message: str
+    page: list[str] = Field(
+        default_factory=list,
+        description="pagerduty channels this level triggers (each its own routing key, so "
+        "level 2 can page a second team); resolved when the incident ends well",
+    )
 
 
 def _default_levels() -> list[EscalationLevel]:
@@ -212,6 +217,9 @@ class RunbookConfig(BaseModel):
     policy: Policy = Field(default_factory=Policy)
     available_steps: list[StepName] = Field(default_factory=list)
     channels: list[str] = Field(default_factory=list, description="notification channel names")
+    paging: list[str] = Field(
+        default_factory=list, description="channels that page (only escalations name them)"
+    )
     target: RedisTarget | None = Field(
         default=None,
         description="the configured target the incident is about, as the worker knows it "

@@ -42,7 +42,8 @@ def activities_for(settings: Settings, targets: TargetBook) -> Sequence[Any]:
     config = RunbookConfig(
         policy=settings.policy,
         available_steps=sorted(available),
-        channels=[c.name for c in channels],
+        channels=[c.name for c in channels if not c.pages],
+        paging=[c.name for c in channels if c.pages],
     )
     return [
         diagnosis.diagnose_redis,

@@ -11,6 +11,7 @@ import httpx
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
+from activities.notifications import pagerduty
 from activities.notifications.models import (
     MAX_WORKFLOW_ID,
     ButtonValue,
@@ -125,6 +126,30 @@ def slack_message(n: Notification) -> dict[str, object]:
     return {"text": clip(n.as_text(), MAX_FALLBACK_TEXT), "blocks": blocks}
 
 
+async def page(config: Channel, notification: Notification) -> str:
+    """One Events API v2 event. PagerDuty answers 202; a 400 is an event it will never take
+    (a bad routing key or field), so it fails at once; 429 and 5xx are retried."""
+    key = os.environ.get(config.routing_key_env or "", "")
+    if not key:
+        raise ApplicationError(
+            f"channel {config.name!r} has no routing key: set {config.routing_key_env}",
+            type="ChannelMisconfigured",
+            non_retryable=True,
+        )
+    body = pagerduty.event(notification, key)
+    async with httpx.AsyncClient(timeout=config.timeout_s) as client:
+        response = await client.post(config.events_url, json=body)
+    if response.status_code == 400:
+        raise ApplicationError(
+            f"{config.name}: PagerDuty refused the event: {response.text[:300]}",
+            type="PageRefused",
+            non_retryable=True,
+        )
+    if response.status_code >= 300:
+        raise RuntimeError(f"{config.name}: HTTP {response.status_code} {response.text[:200]}")
+    return f"{body['event_action']} {body['dedup_key']} ({response.status_code})"
+
+
 class NotificationActivities:
     def __init__(self, channels: list[Channel]) -> None:
         self._channels = {c.name: c for c in channels}
@@ -139,6 +164,8 @@ class NotificationActivities:
         if config.kind == "log":
             log.info("%s\n%s", notification.kind, notification.as_text())
             return "logged"
+        if config.pages:
+            return await page(config, notification)
         url = config.url or os.environ.get(config.url_env or "", "")
         if not url:
             raise ApplicationError(

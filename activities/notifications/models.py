@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from contracts.steps import StepName
 
@@ -70,12 +70,37 @@ class ButtonValue(BaseModel):
 
 
 class Channel(BaseModel):
-    """A place notifications go. A Slack webhook URL is a secret: give it by `url_env`."""
+    """A place notifications go. A Slack webhook URL and a PagerDuty routing key are secrets:
+    give them by `url_env` and `routing_key_env`. A `pagerduty` channel pages: it gets only
+    the escalations whose level names it (`page:`) and the incident's end, never the
+    routine status updates."""
 
     model_config = ConfigDict(extra="forbid")
 
     name: str = Field(min_length=1)
-    kind: Literal["slack", "webhook", "log"]
+    kind: Literal["slack", "webhook", "log", "pagerduty"]
     url: str | None = None
     url_env: str | None = Field(default=None, description="environment variable with the URL")
+    routing_key_env: str | None = Field(
+        default=None,
+        pattern=r"^[A-Za-z_][A-Za-z0-9_]*$",
+        description="pagerduty: environment variable with the integration's routing key",
+    )
+    events_url: str = Field(
+        default="https://events.pagerduty.com/v2/enqueue",
+        description="pagerduty: where events go (PagerDuty's Events API v2 by default)",
+    )
     timeout_s: float = Field(default=5.0, gt=0, le=60)
+
+    @model_validator(mode="after")
+    def _check_kind(self) -> Channel:
+        if self.kind == "pagerduty" and not self.routing_key_env:
+            raise ValueError(
+                f"channel {self.name!r}: a pagerduty channel needs routing_key_env, the "
+                "environment variable holding the integration's routing key"
+            )
+        return self
+
+    @property
+    def pages(self) -> bool:
+        return self.kind == "pagerduty"

@@ -282,6 +282,24 @@ class Settings(BaseSettings, Policy):
         return self
 
     @model_validator(mode="after")
+    def _check_paging(self) -> Settings:
+        """An escalation level pages channels that exist and page; a paging channel that no
+        level names would never be used."""
+        paging = {c.name for c in self.notifications.channels if c.pages}
+        named = {name for level in self.communication.escalation for name in level.page}
+        if unknown := sorted(named - paging):
+            raise ValueError(
+                f"communication.escalation pages {unknown[0]!r}, which is not a pagerduty "
+                "channel under notifications.channels"
+            )
+        if unused := sorted(paging - named):
+            raise ValueError(
+                f"notifications: the pagerduty channel {unused[0]!r} is paged by no "
+                "escalation level: add it to a level's `page:`"
+            )
+        return self
+
+    @model_validator(mode="after")
     def _check_targets(self) -> Settings:
         """Names and workflow ids are unique; a shared password never serves two hosts."""
         keys = {

@@ -43,9 +43,14 @@ class Communication:
             self._escalate(level)
 
     def _escalate(self, level: EscalationLevel) -> None:
+        m = self._memory
         who = ", ".join(level.notify)
-        self._memory.note("escalation", f"{level.message} -> {who}")
+        m.note("escalation", f"{level.message} -> {who}")
         self.notify("escalation", level.message, recipients=level.notify)
+        pages = [name for name in level.page if name in m.config.paging]
+        if pages:
+            m.paged += [name for name in pages if name not in m.paged]
+            self.notify("escalation", level.message, recipients=level.notify, channels=pages)
 
     async def _status_updates(self) -> None:
         every = self._memory.config.policy.communication.status_every
@@ -54,9 +59,14 @@ class Communication:
             self.notify("status_update", f"Redis cache incident: {self._memory.scenario_name()}")
 
     def notify(
-        self, kind: NotificationKind, title: str, recipients: list[str] | None = None
+        self,
+        kind: NotificationKind,
+        title: str,
+        recipients: list[str] | None = None,
+        channels: list[str] | None = None,
     ) -> None:
-        """Fire and forget, per channel: a channel that is down never holds up a step."""
+        """Fire and forget, per channel: a channel that is down never holds up a step.
+        `channels`: these (the paging ones) instead of the broadcast channels."""
         m = self._memory
         policy = m.config.policy
         message = notification(
@@ -76,7 +86,7 @@ class Communication:
             recipients=recipients,
             incident_run=workflow.info().first_execution_run_id,
         )
-        for channel in m.config.channels:
+        for channel in m.config.channels if channels is None else channels:
             self._deliveries.append(asyncio.create_task(self._deliver(channel, message)))
 
     async def _deliver(self, channel: str, message: Notification) -> None:
@@ -104,7 +114,9 @@ class Communication:
         """The end of the incident: the final message (auto mode), then stop."""
         for timer in self._timers:
             timer.cancel()
+        title = f"Redis cache incident {self._memory.outcome}: {self._memory.scenario_name()}"
         if self._memory.input.mode is Mode.AUTO:
-            title = f"Redis cache incident {self._memory.outcome}: {self._memory.scenario_name()}"
             self.notify("final", title)
+        if self._memory.paged:  # resolved, or left open with the final word
+            self.notify("final", title, channels=list(self._memory.paged))
         await self.stop()

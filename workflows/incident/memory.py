@@ -68,6 +68,7 @@ class IncidentMemory(BaseModel):
     stand_down: bool = False
     abort: Abort | None = None
     escalations_sent: int = 0
+    paged: list[str] = Field(default_factory=list, description="paging channels triggered")
     flaps: int = 0
     # ---- this run only ------------------------------------------------------------------
     config: RunbookConfig = _run_only(
