@@ -48,6 +48,18 @@ class Workload(BaseModel):
         pattern=r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$",
         description="the API's HorizontalPodAutoscaler: fallback raises its minReplicas",
     )
+    config_map: str | None = Field(
+        default=None,
+        pattern=r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$",
+        description="the ConfigMap Redis' config file comes from: triage compares it (with "
+        "the container's args over it) with the live CONFIG",
+    )
+    config_key: str = Field(default="redis.conf", min_length=1, description="its file's key")
+    read_api_logs: bool = Field(
+        default=True,
+        description="triage quotes the Redis lines of the API pods' log; their names are "
+        "generated, so the Role's pods/log rule cannot name them: false keeps it to Redis' pods",
+    )
 
 
 class ConfiguredTarget(BaseModel):

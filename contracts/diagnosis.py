@@ -13,6 +13,7 @@ from contracts.kubernetes import KubernetesFacts
 
 class Scenario(StrEnum):
     REDIS_DOWN = "redis_down"
+    APPLICATION_CUT_OFF = "application_cut_off"  # Redis is fine; a NetworkPolicy shuts the API out
     UNREACHABLE_FROM_RUNBOOK = "unreachable_from_runbook"  # only the worker cannot reach it
     OUT_OF_MEMORY = "out_of_memory"
     TOO_MANY_CONNECTIONS = "too_many_connections"

@@ -105,6 +105,15 @@ class EventFacts(BaseModel):
     last_seen: datetime | None = None
 
 
+class LogLine(BaseModel):
+    """A line of a container's log worth a person's eyes, quoted as written."""
+
+    source: str = Field(description="pod/container")
+    kind: str = Field(description="oom, persistence, refused, timeout, readonly, ...")
+    line: str
+    count: int = Field(1, description="how many such lines the tail held; this is the latest")
+
+
 class PvcFacts(BaseModel):
     name: str
     phase: str | None
@@ -117,6 +126,9 @@ class DeploymentFacts(BaseModel):
     ready_replicas: int = 0
     cache_enabled: bool | None = Field(None, description=f"{CACHE_ENV} of the API container")
     original_replicas: int | None = Field(None, description="set while the fallback is on")
+    pod_labels: dict[str, str] = Field(
+        default_factory=dict, description="its pod template's labels (NetworkPolicy peers)"
+    )
 
 
 class KubernetesFacts(BaseModel):
@@ -141,6 +153,19 @@ class KubernetesFacts(BaseModel):
     pvc_unbound: bool = False
     pod_pending: bool = False
     pod_terminating: bool = False
+    configured: dict[str, str] | None = Field(
+        None,
+        description="maxmemory (bytes), policy, maxclients, appendonly, save as the ConfigMap "
+        "and the container's args set them; None: no ConfigMap named or readable",
+    )
+    config_source: str | None = Field(None, description="which ConfigMap and key")
+    log_lines: list[LogLine] = Field(
+        default_factory=list, description="from the Redis pods' log and the API's (Redis lines)"
+    )
+    network_blocked_by: list[str] = Field(
+        default_factory=list,
+        description="NetworkPolicies that shut the API's pods out of Redis (certainly, not maybe)",
+    )
 
     def has(self, code: str) -> bool:
         return any(f.code == code for f in self.findings)

@@ -98,11 +98,13 @@ class ApiTraffic:
                     return f"INFO {path} {self.since(began)}ms cache=hit"
                 await conn.set(key(item), f"item {item} from the database", ex=TTL_S)
                 return f"INFO {path} {self.since(began) + self.db_ms()}ms cache=miss"
-        except Unreachable as err:
-            return f"ERROR redis: {err} Served GET /items/{item} from the database"
+        except Unreachable as err:  # what redis-py raises for it
+            kind = "TimeoutError" if err.errno == 110 else "ConnectionError"
+            return f"ERROR redis: {kind}: {err} Served GET /items/{item} from the database"
         except (RedisError, OSError) as err:
             said = str(err).replace(f"{host}:{port}", url.netloc.rsplit("@", 1)[-1])
-            return f"ERROR redis: {said} Served GET /items/{item} from the database"
+            return (f"ERROR redis: {type(err).__name__}: {said} Served GET /items/{item} "
+                    "from the database")  # fmt: skip
 
     def since(self, began: float) -> int:
         return round((time.monotonic() - began) * 1000)

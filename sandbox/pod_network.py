@@ -37,8 +37,11 @@ class Unreachable(OSError):
     (redis-cli prints them), str() is what redis-py says."""
 
     def __init__(self, host: str, port: int, errno: int, reason: str) -> None:
-        super().__init__(f"Error {errno} connecting to {host}:{port}. {reason}.")
+        super().__init__(errno, f"Error {errno} connecting to {host}:{port}. {reason}.")
         self.reason = reason
+
+    def __str__(self) -> str:
+        return str(self.strerror)
 
 
 def _match(selector: Mapping[str, Any] | None, labels: Mapping[str, str]) -> bool:

@@ -27,13 +27,17 @@ def quantity_bytes(value: str) -> int:
 
 
 def parse_conf(text: str) -> dict[str, str]:
-    """redis.conf directives: one per line, `#` comments, the last of a repeated one wins."""
+    """redis.conf directives: one per line, `#` comments, the last of a repeated one wins
+    (but `save` lines add up, as redis-server reads them)."""
     config: dict[str, str] = {}
     for line in text.splitlines():
         if not line.strip() or line.lstrip().startswith("#"):
             continue
         words = shlex.split(line)
-        config[words[0].lower()] = " ".join(words[1:])
+        key, value = words[0].lower(), " ".join(words[1:])
+        if key == "save" and config.get("save") and value:  # save lines add up
+            value = f"{config['save']} {value}"
+        config[key] = value
     return config
 
 

@@ -1,9 +1,12 @@
 """The worker's Kubernetes Role, made from the targets it is configured for.
 
-The Role names its objects: each target's StatefulSet, that StatefulSet's pods and the API
-Deployment. What a name cannot restrict (listing pods by label, listing events, reading the
-PVCs and endpoints a pod points at) is read-only. `runbook rbac` prints it for your
-runbook.yaml; deploy/k8s/rbac/role.yaml is this for the shipped one, kept equal by a test.
+The Role names its objects: each target's StatefulSet (watched by name, as kube-apiserver
+authorizes a `metadata.name` watch), that StatefulSet's pods and their logs, the API
+Deployment, the Redis ConfigMap. What a name cannot restrict is read-only: listing and
+watching pods by label, listing events and NetworkPolicies, reading the PVCs and endpoints a
+pod points at, and the logs of the API's pods, whose names are generated (leave them out with
+`workload.read_api_logs: false`). `runbook rbac` prints it for your runbook.yaml;
+deploy/k8s/rbac/role.yaml is this for the shipped one, kept equal by a test.
 """
 
 from __future__ import annotations
@@ -29,17 +32,25 @@ def rules_for(routes: list[TargetRoute]) -> list[dict[str, Any]]:
     pods = [f"{r.statefulset}-{i}" for r in routes for i in range(r.pods)]
     apis = [r.api_deployment for r in routes if r.api_deployment]
     hpas = [r.workload.api_hpa for r in routes if r.workload.api_hpa]
-    rules = [_rule("apps", "statefulsets", ["get", "patch"], statefulsets)]
+    configmaps = [r.workload.config_map for r in routes if r.workload.config_map]
+    api_logs = any(r.api_deployment and r.workload.read_api_logs for r in routes)
+    rules = [_rule("apps", "statefulsets", ["get", "patch", "watch"], statefulsets)]
     if apis:
         rules.append(_rule("apps", "deployments", ["get", "patch"], apis))
     if hpas:  # enable_fallback raises its minimum, scale restores it
         rules.append(_rule("autoscaling", "horizontalpodautoscalers", ["get", "patch"], hpas))
     rules += [
         _rule("", "pods", ["get", "delete"], pods),
-        _rule("", "pods", ["list"]),
+        _rule("", "pods", ["list", "watch"]),
+        # triage reads the Redis containers' log; the API's pods have generated names
+        _rule("", "pods/log", ["get"], None if api_logs else pods),
         _rule("", "events", ["list"]),
         {"apiGroups": [""], "resources": ["persistentvolumeclaims", "endpoints"], "verbs": ["get"]},
     ]
+    if configmaps:  # compared with the live CONFIG
+        rules.append(_rule("", "configmaps", ["get"], configmaps))
+    if apis:  # does a NetworkPolicy shut the API out of Redis?
+        rules.append(_rule("networking.k8s.io", "networkpolicies", ["list"]))
     return rules
 
 

@@ -20,6 +20,14 @@ from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
 from activities.kubernetes.client import RETRYABLE_TRANSPORT, JSONDict, read_json, status_message
+from activities.kubernetes.log_evidence import (
+    LIMIT_BYTES,
+    TAIL_LINES,
+    api_log_lines,
+    redis_log_lines,
+)
+from activities.kubernetes.network import Side, blocking
+from activities.kubernetes.redis_config import configured
 from activities.targets import Workload
 from contracts.finding import Finding
 from contracts.kubernetes import (
@@ -30,6 +38,7 @@ from contracts.kubernetes import (
     EventFacts,
     KubeProblem,
     KubernetesFacts,
+    LogLine,
     PodFacts,
     PvcFacts,
     StatefulSetFacts,
@@ -45,6 +54,9 @@ _UNITS |= {"Ki": 2**10, "Mi": 2**20, "Gi": 2**30, "Ti": 2**40}
 POD_FIELDS = ("pods", "oom_killed", "crash_looping", "pod_pending", "pod_terminating")
 ENDPOINT_FIELDS = ("ready_endpoints", "not_ready_endpoints")
 OOM_WINDOW = timedelta(hours=1)  # the default of thresholds.oom_window
+REDIS_PORT = 6379  # when the Redis container names no port
+CONFIG_FIELDS = ("configured", "config_source")
+API_PODS_READ = 2  # the API's pods say the same about Redis; two are enough to quote
 
 
 def _read_in_parallel(
@@ -234,6 +246,7 @@ def deployment_facts(deploy: Mapping[str, Any], workload: Workload) -> Deploymen
         ready_replicas=int((deploy.get("status") or {}).get("readyReplicas") or 0),
         cache_enabled=None if cache is None else str(cache) != workload.cache_off,
         original_replicas=int(original) if original and original.isdigit() else None,
+        pod_labels=dict(((spec.get("template") or {}).get("metadata") or {}).get("labels") or {}),
     )
 
 
@@ -267,6 +280,7 @@ class Inspector:
     ) -> None:
         self.core = client.CoreV1Api(api)
         self.apps = client.AppsV1Api(api)
+        self.networking = client.NetworkingV1Api(api)
         self.timeouts = timeouts
         self.workload = workload or Workload()
         self.container = self.workload.redis_container
@@ -315,11 +329,20 @@ class Inspector:
             (lambda f: self._pvcs(f, sts, ns), ("pvcs", "pvc_unbound")),
             (lambda f: self._endpoints(f, ns, service), ENDPOINT_FIELDS),
         ]
+        if self.workload.config_map:
+            args = [str(a) for a in (found[1].get("args") or [])] if found else []
+            readers.append((lambda f: self._config_map(f, ns, args), CONFIG_FIELDS))
+        policies: list[JSONDict] = []
         if target.api_deployment:
             api = target.api_deployment
             readers.append((lambda f: self._deployment(f, ns, api), ("api_deployment",)))
+            readers.append((lambda f: self._network_policies(f, ns, policies), ()))
         _read_in_parallel(facts, readers)
-        self._events(facts, ns)  # of the StatefulSet and of the pods just listed
+        _read_in_parallel(facts, [  # of the StatefulSet, the pods and the API just read
+            (lambda f: self._events(f, ns), ("events",)),
+            (lambda f: self._logs(f, ns), ("log_lines",)),
+        ])  # fmt: skip
+        self._cut_off(facts, ns, template, found, policies)
         facts.problem = problem_of(facts)
         return facts
 
@@ -427,6 +450,99 @@ class Inspector:
             facts.findings.append(
                 Finding(code="no_ready_endpoints", message=f"service {service} has none ready")
             )
+
+    def _logs(self, facts: KubernetesFacts, ns: str) -> None:
+        """The Redis pods' recent log, and the Redis lines of up to API_PODS_READ API pods."""
+        lines: list[LogLine] = []
+        for pod in facts.pods:
+            text = self._log_text(facts, ns, pod.name, self.container)
+            lines += redis_log_lines(text, pod.name, self.container) if text else []
+        api = facts.api_deployment
+        if api is not None and api.pod_labels and self.workload.read_api_logs:
+            try:
+                selector = label_selector({"matchLabels": api.pod_labels})
+                found = self._json("the API's pods", self.core.list_namespaced_pod, ns,
+                                   label_selector=selector)  # fmt: skip
+            except ReadFailed as failed:
+                facts.findings.append(
+                    Finding(code="logs_unavailable", message=failed.finding.message)
+                )
+                found = {}
+            container = self.workload.api_container
+            for pod in (found.get("items") or [])[:API_PODS_READ]:
+                name = pod["metadata"]["name"]
+                text = self._log_text(facts, ns, name, container)
+                lines += api_log_lines(text, name, container) if text else []
+        facts.log_lines = lines
+
+    def _log_text(self, facts: KubernetesFacts, ns: str, pod: str, container: str) -> str:
+        """A container's tail; a log that cannot be read is a finding, never a failure."""
+        try:
+            return _read(f"log of {pod}/{container}", lambda: str(self.core.read_namespaced_pod_log(
+                pod, ns, container=container, tail_lines=TAIL_LINES, limit_bytes=LIMIT_BYTES,
+                _request_timeout=self.timeouts)))  # fmt: skip
+        except ReadFailed as failed:
+            facts.findings.append(Finding(code="logs_unavailable", message=failed.finding.message))
+            return ""
+
+    def _config_map(self, facts: KubernetesFacts, ns: str, args: list[str]) -> None:
+        name, key = self.workload.config_map or "", self.workload.config_key
+        try:
+            found = self._json(f"configmap {name}", self.core.read_namespaced_config_map, name, ns)
+        except ReadFailed as failed:
+            facts.findings.append(
+                Finding(code="config_map_unavailable", message=failed.finding.message)
+            )
+            return
+        text = (found.get("data") or {}).get(key)
+        if text is None:
+            missing = f"configmap {name} has no key {key!r}"
+            facts.findings.append(Finding(code="config_map_unavailable", message=missing))
+            return
+        facts.configured = configured(str(text), args)
+        facts.config_source = f"configmap {name} ({key}) and the container's args"
+
+    def _network_policies(self, facts: KubernetesFacts, ns: str, into: list[JSONDict]) -> None:
+        try:
+            found = self._json(
+                "networkpolicies", self.networking.list_namespaced_network_policy, ns
+            )
+        except ReadFailed as failed:
+            facts.findings.append(
+                Finding(code="network_policies_unavailable", message=failed.finding.message)
+            )
+            return
+        into.extend(found.get("items") or [])
+
+    def _cut_off(
+        self,
+        facts: KubernetesFacts,
+        ns: str,
+        template: Mapping[str, Any],
+        container: tuple[int, JSONDict] | None,
+        policies: list[JSONDict],
+    ) -> None:
+        """Name the policies that shut the API's pods out of Redis (sandbox and real
+        clusters alike: the Redis pod's container port, the two pod templates' labels)."""
+        api = facts.api_deployment
+        if api is None or not policies:
+            return
+        declared = (container[1].get("ports") or []) if container else []
+        ports = {str(p["name"]): int(p["containerPort"]) for p in declared if p.get("name")}
+        port = int(declared[0]["containerPort"]) if declared else REDIS_PORT
+        labels = dict((template.get("metadata") or {}).get("labels") or {})
+        blocked = blocking(
+            policies,
+            api=Side(namespace=ns, labels=api.pod_labels),
+            redis=Side(namespace=ns, labels=labels, ports=ports),
+            port=port,
+        )
+        if blocked:
+            facts.network_blocked_by = blocked
+            names = ", ".join(f'"{name}"' for name in blocked)
+            facts.findings.append(Finding(code="api_cut_off", message=(
+                f"NetworkPolicy {names} shuts the API's pods ({api.name}) out of Redis on "
+                f"{port}/TCP")))  # fmt: skip
 
     def _deployment(self, facts: KubernetesFacts, ns: str, name: str) -> None:
         try:

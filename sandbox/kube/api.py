@@ -141,6 +141,7 @@ def bearer_token(headers: Mapping[str, str]) -> str | None:
 
 NAMESPACE_PATH = re.compile(r"^/api/v1/namespaces(?:/([^/]+))?/?$")
 EXEC_PATH = re.compile(r"^/api/v1/namespaces/([^/]+)/pods/([^/]+)/exec$")
+LOG_PATH = re.compile(r"^/api/v1/namespaces/([^/]+)/pods/([^/]+)/log$")
 ExecStart = Callable[[JSONDict, ExecRequest], Awaitable[Started]]
 
 
@@ -252,10 +253,14 @@ class KubeAPI(kmock.KubernetesEmulator):
         """kmock cannot parse `/api/v1/namespaces[/{name}]` (it reads `namespaces` as a scope),
         so reading namespaces is served here: kubectl lists them, and reads one after a
         NotFound to tell which of the two was missing. A websocket exec is served here too:
-        kmock's request handling would read it as a plain GET."""
+        kmock's request handling would read it as a plain GET; and a pod's log, which goes
+        out as text/plain (the official client refuses any other type for it)."""
         execs = EXEC_PATH.match(raw_request.path)
         if execs is not None:
             return await self._exec(raw_request, execs.group(1), execs.group(2))
+        logs = LOG_PATH.match(raw_request.path)
+        if logs is not None and raw_request.method == "GET":
+            return await self._pod_log(raw_request, logs.group(1), logs.group(2))
         found = NAMESPACE_PATH.match(raw_request.path)
         if found is None or raw_request.method != "GET":
             return await super().__call__(raw_request)
@@ -267,6 +272,36 @@ class KubeAPI(kmock.KubernetesEmulator):
         if self.identities and token not in self.identities:
             return None
         return self.identities[token or ""] if self.identities else Identity(user="admin")
+
+    async def _pod_log(
+        self, raw_request: aiohttp.web.BaseRequest, namespace: str, name: str
+    ) -> aiohttp.web.StreamResponse:
+        identity = self._raw_identity(raw_request)
+        record = AuditRecord(verb="get", api_group="", resource="pods/log", namespace=namespace,
+                             name=name, user=identity.user if identity else "anonymous",
+                             code=0)  # fmt: skip
+        self.audit.append(record)
+        response = await self._pod_log_checked(raw_request, identity, namespace, name)
+        record.code = response.status
+        return response
+
+    async def _pod_log_checked(
+        self, raw: aiohttp.web.BaseRequest, identity: Identity | None, namespace: str, name: str
+    ) -> aiohttp.web.StreamResponse:
+        if identity is None:
+            return _status_response(401, "Unauthorized", "Unauthorized")
+        if not identity.allows("get", "", "pods/log", namespace, name):
+            return _status_response(403, "Forbidden", f'pods "{name}" is forbidden: User '
+                                    f'"{identity.user}" cannot get resource "pods/log" in '
+                                    f'API group "" in the namespace "{namespace}"')  # fmt: skip
+        pod = self._read(self.types["pods"], namespace, name)
+        if pod is None:
+            return _status_response(404, "NotFound", f'pods "{name}" not found')
+        try:
+            body = self._log(pod, raw.query)
+        except kmock.KubernetesError as err:
+            return _status_response(err.status, "BadRequest", str(err.message))
+        return aiohttp.web.Response(body=body, content_type="text/plain", charset="utf-8")
 
     async def _exec(
         self, raw_request: aiohttp.web.BaseRequest, namespace: str, name: str
@@ -758,11 +793,9 @@ class KubeAPI(kmock.KubernetesEmulator):
             raise _not_found(rt, request.name)
         if as_table:
             return self._table(request, rt, [obj], obj["metadata"].get("resourceVersion", ""))
-        if request.subresource == "log":
-            return self._log(obj, request.params)
         return scale_of(obj) if request.subresource == "scale" else obj
 
-    def _log(self, pod: JSONDict, params: Mapping[str, str]) -> rendering.Payload:
+    def _log(self, pod: JSONDict, params: Mapping[str, str]) -> bytes:
         try:
             container = container_of(pod, params)
             meta = pod["metadata"]
@@ -771,8 +804,6 @@ class KubeAPI(kmock.KubernetesEmulator):
             text = read_log(path, params)
         except (LogRefused, ValueError) as err:
             raise status_error(400, "BadRequest", str(err)) from None
-        # Bytes go out as they are; kmock's Response with a content type would set it on the
-        # shared reaction, and every later read of an object would come back as text.
         return text.encode()
 
     async def _create(self, rt: ResourceType, obj: JSONDict, keep_status: bool) -> JSONDict:

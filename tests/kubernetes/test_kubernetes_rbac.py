@@ -18,13 +18,14 @@ from temporalio.exceptions import ApplicationError
 
 from activities.kubernetes.client import K8S_FORBIDDEN, KubernetesAccess
 from activities.kubernetes.steps import KubernetesActivities
-from activities.targets import ConfiguredTarget, TargetBook
+from activities.targets import ConfiguredTarget, TargetBook, Workload
 from contracts.target import RedisTarget
 from sandbox.cluster import RUNBOOK_USER, SandboxCluster
 from sandbox.kube.rbac import granted_pairs, load_role_rules
 from tests.sandbox_checks import ROLE
 
 NS = "treebeard-production"
+SHIPPED = Workload(config_map="redis-config")  # the shipped target's (deploy/runbook.yaml)
 
 
 def target(cluster: SandboxCluster) -> RedisTarget:
@@ -57,7 +58,7 @@ def test_role_grants_exactly_what_the_activities_use(tmp_path: Path) -> None:
         tgt = target(cluster)
         steps = KubernetesActivities.from_access(
             KubernetesAccess(kubeconfig=cluster.runbook_kubeconfig),
-            TargetBook([ConfiguredTarget(name="sandbox", target=tgt)]),
+            TargetBook([ConfiguredTarget(name="sandbox", target=tgt, workload=SHIPPED)]),
         )
         exercise_every_activity(steps, tgt)
         user = RUNBOOK_USER.format(namespace=NS)

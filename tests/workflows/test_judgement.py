@@ -64,6 +64,31 @@ async def test_only_the_runbook_cut_off_restarts_nothing(
     assert any(e.kind == "vantage" for e in report.timeline)  # it looked twice
 
 
+async def test_a_network_policy_that_shuts_the_api_out_restarts_nothing(
+    temporal_env: WorkflowEnvironment, cluster: SandboxCluster
+) -> None:
+    """Redis is healthy and the runbook reaches it; a lockdown policy keeps the API's pods
+    out. The incident names the policy, restarts and flushes nothing, and escalates."""
+    await asyncio.to_thread(cluster.fault, "cut-off")
+    settings = settings_for(
+        targets=[target_route(cluster.redis_url)],
+        kubernetes={"kubeconfig": str(cluster.runbook_kubeconfig)},
+        approvals={"timeout": "1s"},
+    )
+    before = statefulset(cluster)
+    async with running_worker(temporal_env.client, settings):
+        handle = await start(temporal_env.client, settings, incident(cluster))
+        report = await handle.result()
+
+    assert report.scenario is Scenario.APPLICATION_CUT_OFF, report.reasons
+    assert 'NetworkPolicy "redis-lockdown"' in report.reasons[0]
+    assert "restarting it would change nothing" in report.reasons[0]
+    assert [s.name.value for s in report.steps] == ["diagnose", "diagnose"]
+    assert statefulset(cluster) == before and cluster.restarts() == 0
+    assert report.outcome == "escalated"
+    assert "redis-lockdown" in report.review
+
+
 class Writer:
     """Write traffic on a thread for as long as the block runs: keys of 1 KiB, never read."""
 

@@ -5,6 +5,7 @@ the same alert (dedup_key: the workflow id), and the incident's good end resolve
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import pytest
 from pydantic import ValidationError
@@ -28,7 +29,7 @@ from workflows.runbook.messages import notification
 KEY = "R0UT1NGKEYR0UT1NGKEYR0UT1NGKEY12"  # 32 characters, like an integration key
 
 
-def paging_settings(url: str, events_url: str) -> dict[str, object]:
+def paging_settings(url: str, events_url: str) -> dict[str, Any]:
     levels = [
         {"after": "5m", "notify": ["on-call"], "message": "unresolved after 5 minutes",
          "page": ["pd-oncall"]},

@@ -4,6 +4,7 @@ stand-down, persistence paused by the plan), so nothing is left degraded unsaid.
 
 from __future__ import annotations
 
+import asyncio
 from datetime import timedelta
 
 from temporalio import workflow
@@ -193,7 +194,12 @@ class Execution:
         )
 
     async def _verify(self) -> StepResult:
-        diagnosis = await self._probes.diagnose()
+        if self._m.scenario is Scenario.APPLICATION_CUT_OFF:
+            # Only Kubernetes can say whether the API is still shut out.
+            found, kube = await asyncio.gather(self._probes.diagnose(), self._probes.inspect())
+            self._m.latest = diagnosis = found.model_copy(update={"kubernetes": kube})
+        else:
+            diagnosis = await self._probes.diagnose()
         fired = self._m.explain(diagnosis, since=self._m.previous)
         if not fired:
             return StepResult(changed=False, summary="healthy: no threshold crossed")

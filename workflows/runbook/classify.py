@@ -155,6 +155,18 @@ def _down(c: Context) -> str | None:
     return reason
 
 
+def _application_cut_off(c: Context) -> str | None:
+    """Redis answers, and Kubernetes' own policy keeps the API from it: a restart would cure
+    nothing, so this outranks every Redis symptom and leaves the fix to a person."""
+    kube = c.d.kubernetes
+    if c.legacy or not c.d.reachable or kube is None or not kube.network_blocked_by:
+        return None
+    cut = next((f.message for f in kube.findings if f.code == "api_cut_off"), None)
+    return (cut or f"NetworkPolicy {', '.join(kube.network_blocked_by)} shuts the API out") + (
+        "; Redis itself answers the runbook: restarting it would change nothing"
+    )
+
+
 def can_evict(info: RedisInfo) -> bool:
     """Whether the policy has anything to evict when Redis is full."""
     policy = info.maxmemory_policy
@@ -273,6 +285,7 @@ def _high_latency(c: Context) -> str | None:
 RULES: list[tuple[Scenario, Rule]] = [
     (Scenario.UNREACHABLE_FROM_RUNBOOK, _unreachable_from_runbook),
     (Scenario.REDIS_DOWN, _down),
+    (Scenario.APPLICATION_CUT_OFF, _application_cut_off),
     (Scenario.OUT_OF_MEMORY, _out_of_memory),
     (Scenario.TOO_MANY_CONNECTIONS, _too_many_connections),
     (Scenario.SLOW_COMMANDS, _slow_commands),

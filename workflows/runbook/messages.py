@@ -14,6 +14,7 @@ from workflows.runbook.approvals import plan_digest
 
 IMPACT = {
     Scenario.REDIS_DOWN: "Cache unavailable: requests go to the database; higher latency and load",
+    Scenario.APPLICATION_CUT_OFF: "The API cannot reach the cache: requests go to the database",
     Scenario.OUT_OF_MEMORY: "Cache refusing writes or evicting: lower hit rate, more database load",
     Scenario.TOO_MANY_CONNECTIONS: "New cache connections refused: some requests hit the database",
     Scenario.SLOW_COMMANDS: "Slow cache commands: higher API latency",

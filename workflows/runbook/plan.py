@@ -150,6 +150,11 @@ def _unreachable_from_runbook(p: _Planner, d: Diagnosis) -> None:
     p.add(StepName.WAIT_READY, "Wait for the StatefulSet to be ready", when=Condition.RESTARTED)
 
 
+def _application_cut_off(p: _Planner, d: Diagnosis) -> None:
+    """Nothing to do to Redis: the verification finds the API still cut off, and the incident
+    escalates with the policy named, for a person to fix the policy."""
+
+
 def _fallback(p: _Planner) -> None:
     _enter_fallback(p)
     p.recovery(after=Condition.FALLBACK_ENTERED, restore_api=True)
@@ -301,6 +306,7 @@ def _high_latency(p: _Planner, d: Diagnosis) -> None:
 PATHS = {
     Scenario.UNREACHABLE_FROM_RUNBOOK: _unreachable_from_runbook,
     Scenario.REDIS_DOWN: _redis_down,
+    Scenario.APPLICATION_CUT_OFF: _application_cut_off,
     Scenario.OUT_OF_MEMORY: _out_of_memory,
     Scenario.TOO_MANY_CONNECTIONS: _too_many_connections,
     Scenario.SLOW_COMMANDS: _slow_commands,

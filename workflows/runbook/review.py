@@ -7,6 +7,7 @@ from datetime import datetime
 
 from contracts.incident import Figures, IncidentReport
 from contracts.steps import Step, StepName
+from workflows.runbook.drift import config_drift, data_after_restart
 from workflows.runbook.plan import DESTRUCTIVE
 
 MITIGATING = DESTRUCTIVE | {StepName.MEMORY_PURGE, StepName.RAISE_MAXCLIENTS}
@@ -101,6 +102,34 @@ def _cell(text: str | None) -> str:
     return (text or "").replace("|", "\\|").replace("\n", " ")
 
 
+def _logs(report: IncidentReport) -> list[str]:
+    """The runbook's first step of a review: what the Redis and API logs said, quoted."""
+    kube = report.diagnosis.kubernetes
+    if kube is None or not kube.log_lines:
+        return []
+    quoted = [
+        f"- `{entry.source}` ({entry.kind}" + (f", {entry.count} such lines" if entry.count > 1
+        else "") + f"): `{entry.line.replace('`', chr(39))}`"
+        for entry in kube.log_lines
+    ]  # fmt: skip
+    return ["", "## Logs at triage", *quoted]
+
+
+def _configuration(report: IncidentReport) -> list[str]:
+    """The ConfigMap against the live CONFIG, and whether a restart kept the data."""
+    kube = report.diagnosis.kubernetes
+    drift = config_drift(report.diagnosis)
+    lines: list[str] = []
+    if drift:
+        lines += ["", "## Configuration drift", *[f"- {d}" for d in drift]]
+    elif kube is not None and kube.configured is not None:
+        lines += ["", "## Configuration", f"- the live settings match {kube.config_source}"]
+    data = data_after_restart(report.diagnosis, report.verification, report.steps)
+    if data:
+        lines += ["", "## Data", f"- {data}"]
+    return lines
+
+
 def render_review(report: IncidentReport, final: bool = True) -> str:
     """`final` False renders a draft of a running incident: no outcome yet."""
     f = report.figures
@@ -147,5 +176,6 @@ def render_review(report: IncidentReport, final: bool = True) -> str:
         lines += ["", "## Needs a person", *[f"- {e}" for e in report.escalations]]
     if report.temporary:
         lines += ["", "## Changes in memory only", *[f"- {t}" for t in report.temporary]]
+    lines += _logs(report) + _configuration(report)
     lines += ["", "## Follow-up checklist", *[f"- [ ] {item}" for item in CHECKLIST]]
     return "\n".join(lines) + "\n"
