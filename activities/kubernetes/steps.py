@@ -10,9 +10,11 @@ configured, inspect_kubernetes says so in its facts and the steps fail non-retry
 
 from __future__ import annotations
 
+import math
 import re
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -39,8 +41,6 @@ from activities.kubernetes.client import (
 from activities.kubernetes.inspect import (
     OOM_WINDOW,
     Inspector,
-    label_selector,
-    pod_facts,
     quantity_bytes,
     statefulset_facts,
 )
@@ -61,6 +61,7 @@ from activities.kubernetes.plans import (
     replicas_of,
     restart_stamp,
 )
+from activities.kubernetes.rollout import WATCH_SECONDS, Rollout, RolloutWatcher
 from activities.redis.access import open_sync_client
 from activities.targets import RedisAccess, TargetBook
 from contracts.finding import Finding
@@ -74,10 +75,18 @@ from contracts.kubernetes import (
     ReEnableResult,
     RestartResult,
     ScaleResult,
+    StatefulSetFacts,
 )
 from contracts.target import RedisTarget
 
 QUANTITY = r"^\d+(\.\d+)?(Ki|Mi|Gi|Ti|k|M|G|T)?$"
+# After the rollout is done: PING this often, for up to this long, before looking again.
+PING_RETRY_SECONDS = 0.025
+PING_WINDOW_SECONDS = 2.0
+# A watch the server ends sooner than this is a server closing early, not an idle rollout:
+# the next look waits as after an API error, so a misbehaving server is not read in a loop.
+MIN_WATCH_SECONDS = 0.5
+GONE_PAUSE_SECONDS = 0.05  # after 410 Gone: the fresh read is the remedy, not a wait
 
 
 def _restart_and_record(sts: JSONDict, stamp: str) -> list[JSONDict]:
@@ -150,6 +159,37 @@ def ping_redis(target: RedisTarget, access: RedisAccess) -> bool:
         return False
     finally:
         conn.close()
+
+
+def ping_until(target: RedisTarget, access: RedisAccess, seconds: float) -> bool:
+    """PING every few tens of milliseconds for up to `seconds` (once at least): a pod marked
+    ready and its endpoint answering can be a moment apart."""
+    end = time.monotonic() + seconds
+    while not ping_redis(target, access):
+        if time.monotonic() >= end:
+            return False
+        time.sleep(PING_RETRY_SECONDS)
+    return True
+
+
+@dataclass(frozen=True)
+class Look:
+    """One look of wait_ready: why it is not ready (or "ready"), the StatefulSet as last
+    seen, whether Redis answered PING (None: not tried) and how long to pause before the next
+    look (after an API error; a look that watched has waited already)."""
+
+    reason: str
+    facts: StatefulSetFacts | None
+    pause: float = 0.0
+    ping_ok: bool | None = None
+
+
+def _facts(rollout: Rollout | None) -> StatefulSetFacts | None:
+    return statefulset_facts(rollout.sts) if rollout is not None else None
+
+
+def _seconds_left(deadline: datetime) -> float:
+    return (deadline - datetime.now(UTC)).total_seconds()
 
 
 class KubernetesActivities:
@@ -330,72 +370,59 @@ class KubernetesActivities:
     def wait_ready(
         self, target: RedisTarget, deadline: datetime, poll_seconds: float = 1.0
     ) -> ReadinessResult:
-        """Poll until the rollout is complete (observedGeneration, ready and updated replicas,
-        currentRevision == updateRevision) and Redis answers PING, heartbeating each poll.
-        Past the deadline it returns ready=False: waiting longer is the workflow's call."""
+        """Watch until the rollout is complete (observedGeneration, ready and updated replicas,
+        currentRevision == updateRevision, the pods agreeing) and Redis answers PING,
+        heartbeating throughout. `poll_seconds` is the pause after an API error. Past the
+        deadline it returns ready=False: waiting longer is the workflow's call."""
         began = time.monotonic()
-        poll = min(max(poll_seconds, 0.05), 30.0)
+        pause = min(max(poll_seconds, 0.05), 30.0)
         if deadline.tzinfo is None:
             deadline = deadline.replace(tzinfo=UTC)
         while True:
-            facts = None
-            ping_ok: bool | None = None
-            try:
-                _beat("reading the StatefulSet")  # each call may take its full timeout
-                sts = self._read_sts(target)
-                facts = statefulset_facts(sts)
-                pods_reason = (
-                    None if not facts.rollout_complete else self._pods_not_ready(target, sts)
-                )
-            except ApiException as err:
-                if err.status in (400, 401, 403, 404):
-                    raise as_application_error(err, "wait_ready") from err
-                reason = f"Kubernetes API error {err.status}"
-            except RETRYABLE_TRANSPORT as err:
-                reason = f"Kubernetes API unreachable: {err}"
-            else:
-                if not facts.rollout_complete:
-                    reason = (
-                        f"rollout: {facts.ready_replicas}/{facts.replicas} ready, "
-                        f"{facts.updated_replicas} updated, observed generation "
-                        f"{facts.observed_generation}/{facts.generation}"
-                    )
-                elif pods_reason:
-                    reason = pods_reason
-                else:
-                    _beat("rollout complete: PING")
-                    ping_ok = ping_redis(target, self._targets.access(target))
-                    reason = "ready" if ping_ok else "rollout complete, Redis does not answer PING"
+            look = self._look(target, deadline, pause)
             waited = round(time.monotonic() - began, 3)
-            if ping_ok:
-                return _readiness(True, reason, waited, ping_ok, facts)
-            _beat(reason)
-            remaining = (deadline - datetime.now(UTC)).total_seconds()
+            if look.ping_ok:
+                return _readiness(True, look.reason, waited, look.ping_ok, look.facts)
+            _beat(look.reason)
+            remaining = _seconds_left(deadline)
             if remaining <= 0:
-                return _readiness(False, reason, waited, ping_ok, facts)
-            time.sleep(min(poll, remaining))
+                return _readiness(False, look.reason, waited, look.ping_ok, look.facts)
+            time.sleep(min(look.pause, remaining))
 
-    def _pods_not_ready(self, target: RedisTarget, sts: JSONDict) -> str | None:
-        """What keeps the pods from being done, even when the StatefulSet's status (which
-        the controller updates a moment later) already says so: a pod missing, terminating,
-        not ready, or of an older revision."""
-        selector = label_selector((sts.get("spec") or {}).get("selector") or {})
-        found = read_json(
-            self._core.list_namespaced_pod,
-            sts["metadata"]["namespace"],
-            label_selector=selector,
-            timeout=self._access.timeouts,
-        )
+    def _look(self, target: RedisTarget, deadline: datetime, pause: float) -> Look:
+        """One read of the StatefulSet and its pods, watched until done or for one watch's
+        timeout (none once the deadline is gone), then PING if done. 400, 401, 403 and 404
+        fail non-retryably; other API errors and an unreachable API are "not ready yet", and
+        the next look comes `pause` later, as it does after a watch the server ended early."""
+        watcher = RolloutWatcher(self._api, self._access.timeouts)
         container = self._targets.workload(target).redis_container
-        pods = [pod_facts(p, container) for p in found.get("items") or []]
-        revision = (sts.get("status") or {}).get("updateRevision")
-        wanted = int((sts.get("spec") or {}).get("replicas", 1))
-        if len(pods) != wanted:
-            return f"{len(pods)}/{wanted} pods exist"
-        for pod in pods:
-            if pod.terminating or not pod.ready or (revision and pod.revision != revision):
-                return f"pod {pod.name} is not ready yet"
-        return None
+        rollout: Rollout | None = None
+        try:
+            _beat("reading the StatefulSet")  # each call may take its full timeout
+            rollout = watcher.read(target.namespace, target.statefulset, container)
+            reason = rollout.reason()
+            if reason is not None and (left := _seconds_left(deadline)) > 0:
+                _beat(f"watching: {reason}")
+                watched = time.monotonic()
+                reason = watcher.follow(rollout, min(WATCH_SECONDS, math.ceil(left)), _beat)
+                early = time.monotonic() - watched < MIN_WATCH_SECONDS
+                if reason is not None:
+                    return Look(reason, _facts(rollout), pause=pause if early else 0.0)
+        except ApiException as err:
+            if err.status in (400, 401, 403, 404):
+                raise as_application_error(err, "wait_ready") from err
+            # 410 Gone: the watch expired; the next look reads afresh, all but at once
+            wait = GONE_PAUSE_SECONDS if err.status == 410 else pause
+            return Look(f"Kubernetes API error {err.status}", _facts(rollout), pause=wait)
+        except RETRYABLE_TRANSPORT as err:
+            return Look(f"Kubernetes API unreachable: {err}", _facts(rollout), pause=pause)
+        if reason is not None:  # the deadline is gone: no watch
+            return Look(reason, _facts(rollout))
+        _beat("rollout complete: PING")
+        window = min(PING_WINDOW_SECONDS, _seconds_left(deadline))
+        ok = ping_until(target, self._targets.access(target), window)
+        reason = "ready" if ok else "rollout complete, Redis does not answer PING"
+        return Look(reason, _facts(rollout), ping_ok=ok)
 
     @activity.defn(name="force_delete_pod")
     def force_delete_pod(

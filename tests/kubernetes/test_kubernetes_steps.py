@@ -5,7 +5,11 @@ call here is made with the token bound to deploy/k8s/rbac/role.yaml)."""
 from __future__ import annotations
 
 import socket
+import threading
 import time
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -34,6 +38,7 @@ from activities.targets import ConfiguredTarget, TargetBook, Workload
 from contracts.kubernetes import CACHE_ENV, ORIGINAL_REPLICAS, RESTARTED_AT, KubeProblem
 from contracts.target import RedisTarget
 from sandbox.cluster import SandboxCluster, write_kubeconfig
+from sandbox.controller import pod_ready
 from sandbox.kube.tls import make_certs
 from worker.rbac import roles_for
 from worker.settings.runbook import Settings
@@ -280,6 +285,103 @@ def test_wait_ready_heartbeats_and_returns_not_ready_at_the_deadline(
     assert len(beats) >= 3 and "ready" in str(beats[-1])
     past = steps.wait_ready(target, datetime.now(UTC) - timedelta(seconds=5))
     assert not past.ready  # a deadline already gone: one look, no error
+
+
+@contextmanager
+def new_pod_ready_at(cluster: SandboxCluster, within: float = 20.0) -> Iterator[list[float]]:
+    """The monotonic time the sandbox first marks a new incarnation of redis-0 Ready, read
+    from the API server's own store every 10 ms (no HTTP in between), known when the block
+    ends. Seen at most a look later than it happened, never earlier."""
+
+    def pods() -> list[dict[str, Any]]:
+        return cluster.server.call(cluster.api.list_objects("pods", NS, {"app": "redis"}))
+
+    (before,) = [p["metadata"]["uid"] for p in pods()]
+    seen: list[float] = []
+    until = time.monotonic() + within
+
+    def look() -> None:
+        while not seen and time.monotonic() < until:
+            if any(p["metadata"]["uid"] != before and pod_ready(p) for p in pods()):
+                seen.append(time.monotonic())
+            time.sleep(0.01)
+
+    thread = threading.Thread(target=look, daemon=True)
+    thread.start()
+    try:
+        yield seen
+    finally:
+        thread.join()
+
+
+def test_wait_ready_sees_redis_back_at_once_not_at_its_next_poll(
+    cluster: SandboxCluster, steps: KubernetesActivities, target: RedisTarget
+) -> None:
+    """Polling every 5 s would answer up to 5 s after the new pod came back; the watches see
+    it as it happens. The bound is generous: the shared machine sets it, not the design."""
+    cluster.fault("down")
+    with new_pod_ready_at(cluster) as ready_at:
+        steps.restart(target, "incident-fast")
+        result = steps.wait_ready(target, soon(), poll_seconds=5)
+        returned = time.monotonic()
+    assert result.ready and result.ping_ok, result.reason
+    assert ready_at, "the sandbox never marked the new pod Ready"
+    assert returned - ready_at[0] < 1.0
+    assert answers(target.redis_url)
+
+
+def runbook_records(cluster: SandboxCluster, verb: str, resource: str) -> int:
+    return sum(
+        1
+        for r in list(cluster.api.audit)
+        if (r.user, r.verb, r.resource) == (cluster.runbook_user, verb, resource)
+    )
+
+
+def eventually(check: Callable[[], bool], within: float = 20.0) -> float:
+    """Poll until `check` holds; when it first did (monotonic)."""
+    until = time.monotonic() + within
+    while not check():
+        assert time.monotonic() < until, "never happened"
+        time.sleep(0.01)
+    return time.monotonic()
+
+
+def test_wait_ready_reads_again_at_once_when_its_watch_expired(
+    cluster: SandboxCluster, steps: KubernetesActivities, target: RedisTarget
+) -> None:
+    """410 Gone on the StatefulSet's watch: a fresh read and new watches at once, not after
+    the pause an API error gets (5 s here). Redis is down until the restart, so the first
+    look has to watch."""
+    cluster.fault("down")
+    gone = cluster.api.failures.add(
+        verb="watch", resource="statefulsets", user=cluster.runbook_user, status=410
+    )
+    with ThreadPoolExecutor(1) as pool:
+        waiting = pool.submit(steps.wait_ready, target, soon(), 5)
+        spent = eventually(lambda: gone.spent)
+        again = eventually(lambda: runbook_records(cluster, "watch", "statefulsets") >= 2)
+        steps.restart(target, "incident-gone")
+        result = waiting.result(timeout=30)
+    assert result.ready, result.reason
+    assert again - spent < 2  # the look after the 410 read and watched again, unpaused
+    assert runbook_records(cluster, "get", "statefulsets") >= 2  # read afresh
+
+
+def test_wait_ready_waits_out_503s_on_its_watches(
+    cluster: SandboxCluster, steps: KubernetesActivities, target: RedisTarget
+) -> None:
+    """A 503 on a watch is "not ready yet, look again" after the pause, as on a read."""
+    cluster.fault("down")
+    refused = cluster.api.failures.add(
+        verb="watch", resource="pods", user=cluster.runbook_user, status=503, times=2
+    )
+    with ThreadPoolExecutor(1) as pool:
+        waiting = pool.submit(steps.wait_ready, target, soon(), 0.1)
+        eventually(lambda: refused.spent)
+        steps.restart(target, "incident-503")
+        result = waiting.result(timeout=30)
+    assert result.ready, result.reason
 
 
 def test_force_delete_only_deletes_the_statefulsets_pods(
