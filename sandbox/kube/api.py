@@ -21,6 +21,7 @@ matching requests fail the way a loaded kube-apiserver does: 503, 409, slow, rep
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import copy
 import re
@@ -50,6 +51,8 @@ from sandbox.kube.types import ResourceType
 JSONDict = dict[str, Any]
 
 DEFAULT_WATCH_TIMEOUT = 1800.0
+SERVED_KEPT = 16  # requests kmock remembers (see KubeAPI._forget_served)
+WATCH_HISTORY = 1000  # changes kept per type for watches that start from a resourceVersion
 DNS1123 = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$"
 
 
@@ -99,6 +102,29 @@ INITIAL_STATUS: dict[str, JSONDict] = {
     "horizontalpodautoscalers": {"currentReplicas": 0, "desiredReplicas": 0},
 }
 VERBS = ("get", "list", "watch", "create", "update", "patch", "delete", "deletecollection")
+
+
+@attrs.define
+class WatchHistory:
+    """The latest changes of one type, as kube-apiserver's watch cache keeps them: a watch
+    from a resourceVersion gets the changes after it, or 410 once they are forgotten."""
+
+    size: int = WATCH_HISTORY
+    events: collections.deque[tuple[int, JSONDict]] = attrs.field(init=False)
+    forgotten: int = 0  # the revision of the latest change no longer kept
+
+    def __attrs_post_init__(self) -> None:
+        self.events = collections.deque(maxlen=self.size)
+
+    def add(self, revision: int, change: JSONDict) -> None:
+        if len(self.events) == self.events.maxlen:
+            self.forgotten = self.events[0][0]
+        self.events.append((revision, change))
+
+
+def _revision_of(event: Mapping[str, Any]) -> int:
+    found = ((event.get("object") or {}).get("metadata") or {}).get("resourceVersion")
+    return int(str(found)) if str(found or "").isdigit() else 0
 
 
 class AuditRecord(BaseModel):
@@ -227,6 +253,8 @@ class KubeAPI(kmock.KubernetesEmulator):
     _held: set[asyncio.Future[Any]] = attrs.field(factory=set, init=False)
     types: dict[str, ResourceType] = attrs.field(factory=dict, init=False)
     _revision: int = attrs.field(default=0, init=False)
+    _history: dict[str, WatchHistory] = attrs.field(factory=dict, init=False)
+    watch_history: int = attrs.field(default=WATCH_HISTORY, init=False)  # changes kept per type
     log_files: LogFiles | None = attrs.field(default=None, init=False)  # set by the kubelet side
     exec_start: ExecStart | None = attrs.field(default=None, init=False)  # and this too
 
@@ -263,8 +291,20 @@ class KubeAPI(kmock.KubernetesEmulator):
             return await self._pod_log(raw_request, logs.group(1), logs.group(2))
         found = NAMESPACE_PATH.match(raw_request.path)
         if found is None or raw_request.method != "GET":
-            return await super().__call__(raw_request)
+            try:
+                return await super().__call__(raw_request)
+            finally:
+                self._forget_served()
         return await self._namespaces(raw_request, found.group(1))
+
+    def _forget_served(self) -> None:
+        """kmock keeps every request it served (in the server and in each reaction), and
+        matching a new one scans them: a long session would slow down request by request (a
+        GET of 6 ms took 16 ms after 1,200). Only the latest are kept; `audit` keeps what the
+        tests read."""
+        for served in (self._requests, *(getattr(p, "_requests", []) for p in self._payloads)):
+            if len(served) > 2 * SERVED_KEPT:
+                del served[:-SERVED_KEPT]
 
     def _raw_identity(self, raw_request: aiohttp.web.BaseRequest) -> Identity | None:
         """The caller of a request served outside kmock; None for an unknown token."""
@@ -603,11 +643,17 @@ class KubeAPI(kmock.KubernetesEmulator):
         found: JSONDict = copy.deepcopy(self._objects[key].raw)
         return found
 
-    def _all(self, rt: ResourceType) -> list[JSONDict]:
+    def _all(
+        self, rt: ResourceType, keep: Callable[[Mapping[str, Any]], bool] | None = None
+    ) -> list[JSONDict]:
+        """The live objects of a type (those `keep` says), as copies, in name order. Filtered
+        before copying: events pile up, and a list of one pod's must not copy them all."""
         found = []
         for (ref, _, _), obj in self._objects.items():
             if ref == rt.ref and not obj.deleted:
-                found.append(copy.deepcopy(obj.raw))
+                raw = obj.raw
+                if keep is None or keep(raw):
+                    found.append(copy.deepcopy(raw))
         meta = [(o["metadata"].get("namespace") or "", o["metadata"]["name"]) for o in found]
         return [obj for _, obj in sorted(zip(meta, found, strict=True), key=lambda p: p[0])]
 
@@ -623,7 +669,10 @@ class KubeAPI(kmock.KubernetesEmulator):
             self._objects[key] = copy.deepcopy(obj)
         if event == "DELETED":
             self._objects[key].delete()
-        await self._buses[rt.ref].put({"type": event, "object": copy.deepcopy(obj)})
+        change = {"type": event, "object": copy.deepcopy(obj)}
+        history = self._history.setdefault(rt.plural, WatchHistory(self.watch_history))
+        history.add(self._revision, change)
+        await self._buses[rt.ref].put(copy.deepcopy(change))
         return obj
 
     def _namespace_exists(self, namespace: str) -> bool:
@@ -637,15 +686,15 @@ class KubeAPI(kmock.KubernetesEmulator):
     async def list_objects(
         self, plural: str, namespace: str | None = None, labels: Mapping[str, str] | None = None
     ) -> list[JSONDict]:
-        found = []
-        for obj in self._all(self.types[plural]):
+
+        def keep(obj: Mapping[str, Any]) -> bool:
             meta = obj["metadata"]
             if namespace is not None and meta.get("namespace") != namespace:
-                continue
-            if labels and any((meta.get("labels") or {}).get(k) != v for k, v in labels.items()):
-                continue
-            found.append(obj)
-        return found
+                return False
+            wanted = (labels or {}).items()
+            return all((meta.get("labels") or {}).get(k) == v for k, v in wanted)
+
+        return self._all(self.types[plural], keep)
 
     async def create(self, plural: str, obj: Mapping[str, Any]) -> JSONDict:
         """Create as the control plane does (status kept, no admission)."""
@@ -691,7 +740,7 @@ class KubeAPI(kmock.KubernetesEmulator):
         predicate = self._predicate(request, rt)
         as_table = self._wants_table(request)
         async with self._lock:
-            items = [obj for obj in self._all(rt) if predicate(obj)]
+            items = self._all(rt, predicate)
         if as_table:
             return self._table(request, rt, items, str(self._revision))
         return {
@@ -723,18 +772,20 @@ class KubeAPI(kmock.KubernetesEmulator):
         stream = bus.stream(since=mark)
         sent = 0
         try:
-            if request.params.get("resourceVersion") in (None, "", "0"):
-                async with self._lock:
-                    initial = [obj for obj in self._all(rt) if predicate(obj)]
-                for obj in initial:
-                    yield self._watch_event(request, rt, {"type": "ADDED", "object": obj},
-                                            as_table, first=sent == 0)  # fmt: skip
+            initial, seen = await self._watch_start(rt, request.params.get("resourceVersion"))
+            for event in initial:
+                if event["type"] == "ERROR" or predicate(event.get("object") or {}):
+                    yield self._watch_event(request, rt, event, as_table, first=sent == 0)
                     sent += 1
+            if initial and initial[-1]["type"] == "ERROR":
+                return
             while (remaining := deadline - loop.time()) > 0:
                 try:
                     event = await asyncio.wait_for(anext(stream), remaining)
                 except TimeoutError:
                     break
+                if _revision_of(event) <= seen:
+                    continue  # already sent from the history
                 if predicate(event.get("object") or {}):
                     yield self._watch_event(request, rt, event, as_table, first=sent == 0)
                     sent += 1
@@ -743,6 +794,28 @@ class KubeAPI(kmock.KubernetesEmulator):
                 await stream.aclose()  # type: ignore[attr-defined]
             with contextlib.suppress(ValueError):
                 await bus.unmark(mark)
+
+    async def _watch_start(self, rt: ResourceType, since: str | None) -> tuple[list[JSONDict], int]:
+        """What a watch sends before the changes to come, and the revision it covers: every
+        object as ADDED (no resourceVersion, or "0"), or the changes after the one given, as
+        kube-apiserver replays them from its watch cache; 410 Expired when they are gone."""
+        async with self._lock:
+            if since in (None, "", "0"):
+                objects = self._all(rt)
+                return [{"type": "ADDED", "object": obj} for obj in objects], self._revision
+            if not str(since).isdigit():
+                raise status_error(400, "BadRequest", f"invalid resource version: {since!r}")
+            wanted = int(str(since))
+            history = self._history.get(rt.plural)
+            if history is not None and wanted < history.forgotten:
+                gone = {"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
+                        "message": f"too old resource version: {wanted} ({history.forgotten})",
+                        "reason": "Expired", "code": 410}  # fmt: skip
+                return [{"type": "ERROR", "object": gone}], self._revision
+            events = [
+                copy.deepcopy(e) for rv, e in (history.events if history else []) if rv > wanted
+            ]
+            return events, self._revision
 
     def _watch_event(
         self,
@@ -754,7 +827,7 @@ class KubeAPI(kmock.KubernetesEmulator):
     ) -> JSONDict:
         """A watch event, its object made a one-row Table when kubectl asked for Tables: with
         the column definitions on the first event only, as kube-apiserver sends them."""
-        if not as_table:
+        if not as_table or event.get("type") == "ERROR":
             return event
         obj = event.get("object") or {}
         version = str((obj.get("metadata") or {}).get("resourceVersion") or "")

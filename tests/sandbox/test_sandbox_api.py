@@ -334,6 +334,34 @@ def test_watch_honours_timeout_seconds_and_selectors(server: ApiServer, core: An
     assert 0.9 <= time.monotonic() - began < 5
 
 
+def test_a_watch_from_a_resource_version_gets_the_changes_after_it(
+    server: ApiServer, core: Any
+) -> None:
+    """What kubectl rollout status and the client's list-then-watch rely on: the changes
+    between the list and the watch are replayed, not lost; forgotten ones are 410 Gone."""
+    server.api.watch_history = 5  # kube-apiserver keeps more; the rule is the same
+    core.create_namespaced_pod(NS, pod_body("redis-0", {"app": "redis"}))
+    listed = core.list_namespaced_pod(NS).metadata.resource_version
+    core.patch_namespaced_pod("redis-0", NS, {"metadata": {"labels": {"seen": "after"}}})
+    core.create_namespaced_pod(NS, pod_body("redis-1", {"app": "redis"}))
+    events = [
+        (event["type"], event["object"].metadata.name)
+        for event in watch.Watch().stream(  # type: ignore[no-untyped-call]
+            core.list_namespaced_pod, NS, resource_version=listed, timeout_seconds=1,
+            _request_timeout=10,
+        )
+    ]  # fmt: skip
+    assert events == [("MODIFIED", "redis-0"), ("ADDED", "redis-1")]
+    for i in range(5):
+        core.patch_namespaced_pod("redis-0", NS, {"metadata": {"labels": {"n": str(i)}}})
+    with pytest.raises(ApiException) as err:
+        for _ in watch.Watch().stream(  # type: ignore[no-untyped-call]
+            core.list_namespaced_pod, NS, resource_version=listed, timeout_seconds=1
+        ):
+            pass
+    assert err.value.status == 410
+
+
 def test_pod_deletion_is_graceful_unless_grace_is_zero(core: Any) -> None:
     core.create_namespaced_pod(NS, pod_body("redis-0", {"app": "redis"}))
     core.delete_namespaced_pod("redis-0", NS)
