@@ -38,7 +38,6 @@ from contracts.kubernetes import (
     EventFacts,
     KubeProblem,
     KubernetesFacts,
-    LogLine,
     PodFacts,
     PvcFacts,
     StatefulSetFacts,
@@ -323,28 +322,45 @@ class Inspector:
             limits = (found[1].get("resources") or {}).get("limits") or {}
             facts.memory_limit = limits.get("memory")
             facts.memory_limit_bytes = quantity_bytes(facts.memory_limit)
+        policies: list[JSONDict] = []
+        _read_in_parallel(facts, self._readers(facts, target, sts, found, policies))
+        if target.api_deployment and self.workload.read_api_logs:  # needs the Deployment read
+            _read_in_parallel(facts, [(lambda f: self._api_logs(f, ns), ("log_lines",))])
+        self._cut_off(facts, ns, template, found, policies)
+        facts.problem = problem_of(facts)
+        return facts
+
+    def _readers(
+        self,
+        facts: KubernetesFacts,
+        target: RedisTarget,
+        sts: JSONDict,
+        container: tuple[int, JSONDict] | None,
+        policies: list[JSONDict],
+    ) -> list[tuple[Callable[[KubernetesFacts], None], tuple[str, ...]]]:
+        """Every read that needs only the StatefulSet, to run at once: triage is on the path
+        to mitigation. The pods' names are the StatefulSet's ordinals, so their events and
+        logs need not wait for the pod list."""
+        assert facts.statefulset is not None
+        ns = target.namespace
         service = facts.statefulset.service_name or target.statefulset
+        name = facts.statefulset.name
+        pods = [f"{name}-{i}" for i in range(facts.statefulset.replicas)]
         readers: list[tuple[Callable[[KubernetesFacts], None], tuple[str, ...]]] = [
             (lambda f: self._pods(f, sts, ns), POD_FIELDS),
             (lambda f: self._pvcs(f, sts, ns), ("pvcs", "pvc_unbound")),
             (lambda f: self._endpoints(f, ns, service), ENDPOINT_FIELDS),
+            (lambda f: self._events(f, ns, [name, *pods]), ("events",)),
+            (lambda f: self._redis_logs(f, ns, pods), ("log_lines",)),
         ]
         if self.workload.config_map:
-            args = [str(a) for a in (found[1].get("args") or [])] if found else []
+            args = [str(a) for a in (container[1].get("args") or [])] if container else []
             readers.append((lambda f: self._config_map(f, ns, args), CONFIG_FIELDS))
-        policies: list[JSONDict] = []
         if target.api_deployment:
             api = target.api_deployment
             readers.append((lambda f: self._deployment(f, ns, api), ("api_deployment",)))
             readers.append((lambda f: self._network_policies(f, ns, policies), ()))
-        _read_in_parallel(facts, readers)
-        _read_in_parallel(facts, [  # of the StatefulSet, the pods and the API just read
-            (lambda f: self._events(f, ns), ("events",)),
-            (lambda f: self._logs(f, ns), ("log_lines",)),
-        ])  # fmt: skip
-        self._cut_off(facts, ns, template, found, policies)
-        facts.problem = problem_of(facts)
-        return facts
+        return readers
 
     def _pods(self, facts: KubernetesFacts, sts: JSONDict, ns: str) -> None:
         selector = label_selector((sts.get("spec") or {}).get("selector") or {})
@@ -390,24 +406,24 @@ class Inspector:
                     Finding(code="pod_terminating", message=f"{pod.name} is being deleted")
                 )
 
-    def _events(self, facts: KubernetesFacts, ns: str) -> None:
-        assert facts.statefulset is not None
-        names = [facts.statefulset.name, *(pod.name for pod in facts.pods)]
+    def _events(self, facts: KubernetesFacts, ns: str, names: list[str]) -> None:
+        """The events of the StatefulSet and its pods, one read each, at once."""
+
+        def read(name: str) -> list[EventFacts]:
+            found = self._json(f"events of {name}", self.core.list_namespaced_event, ns,
+                               field_selector=f"involvedObject.name={name}")  # fmt: skip
+            return [event_facts(e) for e in found.get("items") or []]
+
         events: list[EventFacts] = []
-        for name in names:
-            try:
-                found = self._json(
-                    f"events of {name}",
-                    self.core.list_namespaced_event,
-                    ns,
-                    field_selector=f"involvedObject.name={name}",
-                )
-            except ReadFailed as failed:
-                facts.findings.append(
-                    Finding(code="events_unavailable", message=failed.finding.message)
-                )
-                return
-            events += [event_facts(e) for e in found.get("items") or []]
+        with ThreadPoolExecutor(max_workers=min(len(names), 4)) as pool:
+            for done in [pool.submit(read, name) for name in names]:
+                try:
+                    events += done.result()
+                except ReadFailed as failed:
+                    facts.findings.append(
+                        Finding(code="events_unavailable", message=failed.finding.message)
+                    )
+                    return
         oldest = datetime.min.replace(tzinfo=UTC)
         events.sort(key=lambda e: e.last_seen or oldest)
         facts.events = events[-EVENTS_KEPT:]
@@ -451,29 +467,30 @@ class Inspector:
                 Finding(code="no_ready_endpoints", message=f"service {service} has none ready")
             )
 
-    def _logs(self, facts: KubernetesFacts, ns: str) -> None:
-        """The Redis pods' recent log, and the Redis lines of up to API_PODS_READ API pods."""
-        lines: list[LogLine] = []
-        for pod in facts.pods:
-            text = self._log_text(facts, ns, pod.name, self.container)
-            lines += redis_log_lines(text, pod.name, self.container) if text else []
+    def _redis_logs(self, facts: KubernetesFacts, ns: str, pods: list[str]) -> None:
+        """The Redis pods' recent log (a pod not there yet has none: a finding, no more)."""
+        for pod in pods:
+            text = self._log_text(facts, ns, pod, self.container)
+            facts.log_lines += redis_log_lines(text, pod, self.container) if text else []
+
+    def _api_logs(self, facts: KubernetesFacts, ns: str) -> None:
+        """The Redis lines of up to API_PODS_READ of the API's pods, read at once."""
         api = facts.api_deployment
-        if api is not None and api.pod_labels and self.workload.read_api_logs:
-            try:
-                selector = label_selector({"matchLabels": api.pod_labels})
-                found = self._json("the API's pods", self.core.list_namespaced_pod, ns,
-                                   label_selector=selector)  # fmt: skip
-            except ReadFailed as failed:
-                facts.findings.append(
-                    Finding(code="logs_unavailable", message=failed.finding.message)
-                )
-                found = {}
-            container = self.workload.api_container
-            for pod in (found.get("items") or [])[:API_PODS_READ]:
-                name = pod["metadata"]["name"]
-                text = self._log_text(facts, ns, name, container)
-                lines += api_log_lines(text, name, container) if text else []
-        facts.log_lines = lines
+        if api is None or not api.pod_labels:
+            return
+        try:
+            selector = label_selector({"matchLabels": api.pod_labels})
+            found = self._json("the API's pods", self.core.list_namespaced_pod, ns,
+                               label_selector=selector)  # fmt: skip
+        except ReadFailed as failed:
+            facts.findings.append(Finding(code="logs_unavailable", message=failed.finding.message))
+            return
+        names = [p["metadata"]["name"] for p in (found.get("items") or [])[:API_PODS_READ]]
+        container = self.workload.api_container
+        with ThreadPoolExecutor(max_workers=max(len(names), 1)) as pool:
+            texts = list(pool.map(lambda name: self._log_text(facts, ns, name, container), names))
+        for name, text in zip(names, texts, strict=True):
+            facts.log_lines += api_log_lines(text, name, container) if text else []
 
     def _log_text(self, facts: KubernetesFacts, ns: str, pod: str, container: str) -> str:
         """A container's tail; a log that cannot be read is a finding, never a failure."""

@@ -78,6 +78,7 @@ class IncidentMemory(BaseModel):
     )
     incident: Incident | None = _run_only(None, description="this run's input")
     legacy_judgement: bool = _run_only(False)
+    local_reads: bool = _run_only(False, description="diagnose and inspect as local activities")
     phase: Phase = _run_only("triage")
     current: StepName | None = _run_only(None)
     pending: dict[StepName, PendingApproval] = _run_only(default_factory=dict)

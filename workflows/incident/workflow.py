@@ -31,7 +31,7 @@ with workflow.unsafe.imports_passed_through():
     from workflows.incident.execution import Execution
     from workflows.incident.gate import ApprovalGate
     from workflows.incident.payloads import Malformed, parse
-    from workflows.incident.probes import Probes
+    from workflows.incident.probes import PATCH_LOCAL_READS, Probes
     from workflows.incident.report import outcome_of, report_of, scenario_of
     from workflows.incident.triage import Triage
     from workflows.runbook.approvals import plan_digest
@@ -67,6 +67,7 @@ class RedisCacheFailure:
     @workflow.run
     async def run(self, incident: Incident) -> IncidentReport:
         self._m.legacy_judgement = not workflow.patched(PATCH_JUDGEMENT)
+        self._m.local_reads = workflow.patched(PATCH_LOCAL_READS)
         if incident.carried is None:
             self._m.note("started", f"{incident.mode.value} run for {incident.target.redis_url}",
                        actor=incident.requested_by)  # fmt: skip
