@@ -1,35 +1,55 @@
 """Time to mitigate a killed Redis on the sandbox cluster: from the Alertmanager delivery to
-the workflow's verified PING, against the same Kubernetes and Redis calls made by a plain
-script with no orchestration. Targets: ratio at most 1.3, median overhead at most 0.5 s.
-`python -m bench.mitigation [--runs N]`; prints the figures and rewrites its section of
-bench/RESULTS.md."""
+the workflow's verified PING, against two baselines with no orchestration, alternated with it
+every run:
+
+- literal kubectl: the runbook's shell commands as a person types them, with the real kubectl
+  (`rollout restart`, `rollout status`, `wait --for=condition=ready pod/redis-0`), then
+  `redis-cli ping` until PONG. One HOME for all runs, so kubectl's discovery cache is warm
+  after the first, as a person's would be. Target: workflow / literal at most 1.0.
+- plain calls: the workflow's own calls on that path (diagnose_redis and inspect_kubernetes at
+  once, restart, wait_ready) made directly by a script, no Temporal. What is left is the
+  orchestration. Target: workflow / plain at most 1.1.
+
+Everything runs with the worker's credentials (`runbook_kubeconfig`), held to the shipped Role
+plus `list statefulsets`, which `kubectl rollout status` needs (it lists before it watches)
+and the worker does not. The delivery goes over a connection already open, so the
+benchmark's own HTTP set-up is not charged to the workflow. `python -m bench.mitigation [--runs
+N]`; prints the figures and rewrites its section of bench/RESULTS.md."""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import statistics
+import subprocess
 import sys
 import tempfile
 import threading
 import time
+from collections.abc import Awaitable, Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import httpx
 import redis
 import uvicorn
+import yaml
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 
 from activities.kubernetes.client import KubernetesAccess
 from activities.kubernetes.steps import KubernetesActivities
+from activities.redis.diagnosis import RedisDiagnosisActivities
+from activities.targets import ConfiguredTarget, TargetBook
 from bench.results import machine, write_section
 from contracts.incident import IncidentReport
 from contracts.steps import StepName
 from contracts.target import RedisTarget
 from sandbox.cluster import SandboxCluster
-from sandbox.processes import binary, free_port, wait_for_port
+from sandbox.processes import binary, free_port, kubectl, wait_for_port
 from tests.harness import running_worker, settings_for
 from worker.settings.runbook import Settings
 from worker.webhook import create_app
@@ -37,6 +57,7 @@ from worker.webhook import create_app
 ROOT = Path(__file__).resolve().parent.parent
 ROLE = ROOT / "deploy" / "k8s" / "rbac" / "role.yaml"
 NS = "treebeard-production"
+PONG_WITHIN_S = 10.0  # the literal baseline's redis-cli loop gives up after this
 
 
 def alert_payload(run: int) -> dict[str, object]:
@@ -59,28 +80,65 @@ def serve(settings: Settings) -> tuple[uvicorn.Server, int]:
 
 
 def plain_script(cluster: SandboxCluster, target: RedisTarget, run: int) -> float:
-    """What a person's script would do: the same restart, wait and PING, nothing around it."""
+    """The workflow's own calls on the way to the verified PING, made by a script: the
+    judgement's two reads at once (diagnose_redis, inspect_kubernetes), the restart, wait_ready.
+    What is left between it and the workflow is the orchestration: the webhook, Temporal's
+    tasks and timers, the plan and the record."""
+    book = TargetBook([ConfiguredTarget(name="bench", target=target)])
     steps = KubernetesActivities.from_access(
-        KubernetesAccess(kubeconfig=cluster.runbook_kubeconfig)
+        KubernetesAccess(kubeconfig=cluster.runbook_kubeconfig), book
     )
+    diagnosis = RedisDiagnosisActivities(book)
     cluster.fault("down")
     began = time.perf_counter()
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        seen = pool.submit(asyncio.run, diagnosis.diagnose_redis(target))
+        facts = pool.submit(steps.inspect_kubernetes, target)
+        assert not seen.result().reachable and facts.result().reachable
     steps.restart(target, f"script-{run}-{time.time()}")
     ready = steps.wait_ready(target, datetime.now(UTC) + timedelta(seconds=60), 1.0)
     assert ready.ready and redis.Redis.from_url(target.redis_url).ping()
     return time.perf_counter() - began
 
 
-async def workflow_run(env: WorkflowEnvironment, cluster: SandboxCluster, port: int,
-                       workflow_id: str, run: int,
-                       phases: list[dict[str, float]]) -> float:  # fmt: skip
-    await asyncio.to_thread(cluster.fault, "down")
+def literal_kubectl(cluster: SandboxCluster, home: Path) -> float:
+    """The runbook's commands as typed in a shell, each a new kubectl process, then redis-cli
+    until PONG."""
+    env = {**os.environ, "KUBECONFIG": str(cluster.runbook_kubeconfig), "HOME": str(home)}
+    commands = [
+        ["rollout", "restart", "statefulset/redis", "-n", NS],
+        ["rollout", "status", "statefulset/redis", "-n", NS, "--timeout=60s"],
+        ["wait", "--for=condition=ready", "pod/redis-0", "-n", NS, "--timeout=60s"],
+    ]
+    ping = [binary("redis-cli"), "-p", str(cluster.redis_port), "ping"]
+    cluster.fault("down")
+    began = time.perf_counter()
+    for command in commands:
+        subprocess.run([kubectl(), *command], env=env, check=True, capture_output=True)
+    while subprocess.run(ping, capture_output=True, text=True).stdout.strip() != "PONG":
+        assert time.perf_counter() - began < PONG_WITHIN_S, "redis-cli never got PONG"
+        time.sleep(0.05)
+    return time.perf_counter() - began
+
+
+def kubectl_role(path: Path) -> Path:
+    """The shipped Role plus `list statefulsets`: kubectl rollout status lists the
+    StatefulSet (field selector metadata.name) before it watches it; the worker never lists."""
+    role = yaml.safe_load(ROLE.read_text())
+    role["rules"].append({"apiGroups": ["apps"], "resources": ["statefulsets"], "verbs": ["list"]})
+    path.write_text(yaml.safe_dump(role))
+    return path
+
+
+async def workflow_run(bench: Bench, run: int, phases: list[dict[str, float]]) -> float:
+    """From the delivery (on a connection already open, as Alertmanager keeps them) to the
+    workflow's verified PING."""
+    await asyncio.to_thread(bench.cluster.fault, "down")
     began = datetime.now(UTC)
-    async with httpx.AsyncClient() as http:
-        answer = await http.post(f"http://127.0.0.1:{port}/alerts/alertmanager",
-                                 json=alert_payload(run))  # fmt: skip
+    answer = await bench.http.post("/alerts/alertmanager", json=alert_payload(run))
     answer.raise_for_status()
-    handle = env.client.get_workflow_handle(workflow_id, result_type=IncidentReport)
+    handle = bench.env.client.get_workflow_handle(bench.target.workflow_id,
+                                                  result_type=IncidentReport)  # fmt: skip
     report = await asyncio.wait_for(handle.result(), timeout=120)
     assert report.outcome == "resolved", report.escalations
     phases.append(phases_of(report, began))
@@ -96,7 +154,7 @@ def phases_of(report: IncidentReport, began: datetime) -> dict[str, float]:
         ("delivery -> incident started", began, report.started_at),
         ("triage: config, Redis and Kubernetes, plan", report.started_at, triaged),
         ("ping (from triage) and restart", triaged, restarted),
-        ("wait_ready: rollout and PING, 1 s polls", restarted, verified_at(report)),
+        ("wait_ready: watching the rollout, then PING", restarted, verified_at(report)),
     ]
     return {name: (end - start).total_seconds() for name, start, end in marks}
 
@@ -122,57 +180,94 @@ def bench_settings(cluster: SandboxCluster, address: str) -> Settings:
     return settings
 
 
+@dataclass(frozen=True)
+class Bench:
+    """What every measurement uses: Temporal, the sandbox, the webhook's client, the target,
+    and the HOME kubectl keeps its discovery cache in."""
+
+    env: WorkflowEnvironment
+    cluster: SandboxCluster
+    http: httpx.AsyncClient
+    target: RedisTarget
+    home: Path
+
+
+async def one_run(bench: Bench, run: int, times: dict[str, list[float]],
+                  phases: list[dict[str, float]]) -> None:  # fmt: skip
+    """The workflow and both baselines, one after the other, each from a killed Redis."""
+    measures: dict[str, Callable[[], Awaitable[float]]] = {
+        "workflow": lambda: workflow_run(bench, run, phases),
+        "plain": lambda: asyncio.to_thread(plain_script, bench.cluster, bench.target, run),
+        "kubectl": lambda: asyncio.to_thread(literal_kubectl, bench.cluster, bench.home),
+    }
+    for name, measure in measures.items():
+        times[name].append(await measure())
+        await asyncio.to_thread(bench.cluster.fault, "clear")  # so the next "down" applies
+    print(f"run {run}: " + ", ".join(f"{k} {v[-1]:.2f}s" for k, v in times.items()))
+
+
 async def main(runs: int) -> int:
     env = await WorkflowEnvironment.start_local(
         dev_server_existing_path=binary("temporal", [Path(sys.executable).parent]),
         data_converter=pydantic_data_converter,
     )
-    flows: list[float] = []
-    scripts: list[float] = []
+    times: dict[str, list[float]] = {"workflow": [], "plain": [], "kubectl": []}
     phases: list[dict[str, float]] = []
-    with (
-        tempfile.TemporaryDirectory() as tmp,
-        SandboxCluster(Path(tmp) / "sandbox", role_file=ROLE) as cluster,
-    ):
-        target = RedisTarget(redis_url=cluster.redis_url, namespace=NS, statefulset="redis",
-                             api_deployment="treebeard-api")  # fmt: skip
-        settings = bench_settings(cluster, env.client.service_client.config.target_host)
-        server, port = serve(settings)
-        async with env, running_worker(env.client, settings):
-            for run in range(runs):
-                flows.append(
-                    await workflow_run(env, cluster, port, target.workflow_id, run, phases)
-                )
-                await asyncio.to_thread(cluster.fault, "clear")  # so the next "down" applies
-                scripts.append(await asyncio.to_thread(plain_script, cluster, target, run))
-                await asyncio.to_thread(cluster.fault, "clear")
-                print(f"run {run}: workflow {flows[-1]:.2f}s, script {scripts[-1]:.2f}s")
-        server.should_exit = True
-    return report(flows, scripts, phases)
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = Path(tmp)
+        (folder / "home").mkdir()
+        role = kubectl_role(folder / "role.yaml")
+        with SandboxCluster(folder / "sandbox", role_file=role) as cluster:
+            target = RedisTarget(redis_url=cluster.redis_url, namespace=NS, statefulset="redis",
+                                 api_deployment="treebeard-api")  # fmt: skip
+            settings = bench_settings(cluster, env.client.service_client.config.target_host)
+            server, port = serve(settings)
+            async with (
+                env,
+                running_worker(env.client, settings),
+                httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}") as http,
+            ):
+                bench = Bench(env, cluster, http, target, folder / "home")
+                for run in range(runs):
+                    await one_run(bench, run, times, phases)
+            server.should_exit = True
+    return report(times, phases)
 
 
-def report(flows: list[float], scripts: list[float], phases: list[dict[str, float]]) -> int:
-    def p95(values: list[float]) -> float:
-        return sorted(values)[max(0, int(0.95 * len(values)) - 1)]
+def p95(values: list[float]) -> float:
+    return sorted(values)[max(0, int(0.95 * len(values)) - 1)]
 
-    flow, script = statistics.median(flows), statistics.median(scripts)
-    ratio, overhead = flow / script, flow - script
-    ok = ratio <= 1.3 and overhead <= 0.5
+
+def report(times: dict[str, list[float]], phases: list[dict[str, float]]) -> int:
+    flow, plain, literal = (statistics.median(times[k]) for k in ("workflow", "plain", "kubectl"))
+    vs_literal, vs_plain = flow / literal, flow / plain
+    ok = vs_literal <= 1.0 and vs_plain <= 1.1
     text = "\n".join([
         "### Time to mitigate a killed Redis: `python -m bench.mitigation`",
         "",
         f"Measured {datetime.now(UTC):%Y-%m-%d %H:%M} UTC on {machine()}: sandbox cluster "
-        f"(real redis-server pod), Temporal dev server, one worker, the webhook; {len(flows)} runs "
-        "each, alternating. Workflow: Alertmanager delivery -> incident -> triage (Redis and "
-        "Kubernetes) -> restart -> wait_ready, whose end is the verified PING (its step's "
-        "finish time in the report; the report and notifications follow). Script: the same "
-        "restart, wait_ready (1 s polls) and PING calls, nothing else.",
+        f"(real redis-server pod), Temporal dev server, one worker, the webhook; "
+        f"{len(times['workflow'])} runs of each, alternating. Workflow: Alertmanager delivery "
+        "-> incident -> triage (Redis and Kubernetes) -> restart -> wait_ready, whose end is the "
+        "verified PING (its step's finish time in the report; the report and notifications "
+        "follow). Literal kubectl: the runbook's commands in a shell with the real kubectl "
+        "(`rollout restart`, `rollout status`, `wait --for=condition=ready pod/redis-0`, then "
+        "`redis-cli ping` until PONG; discovery cache warm after the first run). Plain calls: "
+        "the workflow's own calls on that path from a script (diagnose_redis and "
+        "inspect_kubernetes at once, restart, wait_ready): what is left is the orchestration. "
+        "All with the worker's credentials (the shipped Role plus `list statefulsets` for "
+        "kubectl); the delivery goes over an open connection.",
         "",
         "| | median | p95 |",
         "|---|---|---|",
-        f"| workflow, from the delivery | {flow:.2f} s | {p95(flows):.2f} s |",
-        f"| plain script | {script:.2f} s | {p95(scripts):.2f} s |",
-        f"| ratio / median overhead | {ratio:.2f} / {overhead:.2f} s | <= 1.3 / <= 0.5 s |",
+        f"| workflow, from the delivery | {flow:.2f} s | {p95(times['workflow']):.2f} s |",
+        f"| literal kubectl | {literal:.2f} s | {p95(times['kubectl']):.2f} s |",
+        f"| plain calls | {plain:.2f} s | {p95(times['plain']):.2f} s |",
+        "",
+        "| ratio of medians | measured | target |",
+        "|---|---|---|",
+        f"| workflow / literal kubectl | {vs_literal:.2f} | <= 1.0 |",
+        f"| workflow / plain calls | {vs_plain:.2f} | <= 1.1 |",
         "",
         "Where the workflow's time goes (medians):",
         "",
