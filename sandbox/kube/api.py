@@ -316,59 +316,62 @@ class KubeAPI(kmock.KubernetesEmulator):
     async def _pod_log(
         self, raw_request: aiohttp.web.BaseRequest, namespace: str, name: str
     ) -> aiohttp.web.StreamResponse:
-        identity = self._raw_identity(raw_request)
-        record = AuditRecord(verb="get", api_group="", resource="pods/log", namespace=namespace,
-                             name=name, user=identity.user if identity else "anonymous",
-                             code=0)  # fmt: skip
-        self.audit.append(record)
-        response = await self._pod_log_checked(raw_request, identity, namespace, name)
-        record.code = response.status
-        return response
+        async def serve(pod: JSONDict) -> aiohttp.web.StreamResponse:
+            try:
+                body = self._log(pod, raw_request.query)
+            except kmock.KubernetesError as err:
+                return _status_response(err.status, "BadRequest", str(err.message))
+            return aiohttp.web.Response(body=body, content_type="text/plain", charset="utf-8")
 
-    async def _pod_log_checked(
-        self, raw: aiohttp.web.BaseRequest, identity: Identity | None, namespace: str, name: str
-    ) -> aiohttp.web.StreamResponse:
-        if identity is None:
-            return _status_response(401, "Unauthorized", "Unauthorized")
-        if not identity.allows("get", "", "pods/log", namespace, name):
-            return _status_response(403, "Forbidden", f'pods "{name}" is forbidden: User '
-                                    f'"{identity.user}" cannot get resource "pods/log" in '
-                                    f'API group "" in the namespace "{namespace}"')  # fmt: skip
-        pod = self._read(self.types["pods"], namespace, name)
-        if pod is None:
-            return _status_response(404, "NotFound", f'pods "{name}" not found')
-        try:
-            body = self._log(pod, raw.query)
-        except kmock.KubernetesError as err:
-            return _status_response(err.status, "BadRequest", str(err.message))
-        return aiohttp.web.Response(body=body, content_type="text/plain", charset="utf-8")
+        return await self._pod_subresource(raw_request, "get", "log", namespace, name, serve)
 
     async def _exec(
         self, raw_request: aiohttp.web.BaseRequest, namespace: str, name: str
     ) -> aiohttp.web.StreamResponse:
         """`kubectl exec`: RBAC `create` on pods/exec, a running pod, then the protocol."""
-        identity = self._raw_identity(raw_request)
-        record = AuditRecord(verb="create", api_group="", resource="pods/exec",
+
+        async def serve(pod: JSONDict) -> aiohttp.web.StreamResponse:
+            return await self._exec_pod(raw_request, pod)
+
+        return await self._pod_subresource(raw_request, "create", "exec", namespace, name, serve)
+
+    async def _pod_subresource(
+        self,
+        raw: aiohttp.web.BaseRequest,
+        verb: str,
+        subresource: str,
+        namespace: str,
+        name: str,
+        serve: Callable[[JSONDict], Awaitable[aiohttp.web.StreamResponse]],
+    ) -> aiohttp.web.StreamResponse:
+        """A pod subresource served outside kmock (log, exec): audited, held to RBAC as
+        kube-apiserver holds it, for a pod that exists."""
+        identity = self._raw_identity(raw)
+        record = AuditRecord(verb=verb, api_group="", resource=f"pods/{subresource}",
                              namespace=namespace, name=name,
                              user=identity.user if identity else "anonymous", code=0,
-                             request_object=dict(raw_request.query))  # fmt: skip
+                             request_object=dict(raw.query) if verb in WRITES else None,
+                             )  # fmt: skip
         self.audit.append(record)
-        response = await self._exec_checked(raw_request, identity, namespace, name)
+        response: aiohttp.web.StreamResponse
+        if identity is None:
+            response = _status_response(401, "Unauthorized", "Unauthorized")
+        elif not identity.allows(verb, "", record.resource, namespace, name):
+            response = _status_response(403, "Forbidden", f'pods "{name}" is forbidden: User '
+                                        f'"{identity.user}" cannot {verb} resource '
+                                        f'"{record.resource}" in API group "" in the namespace '
+                                        f'"{namespace}"')  # fmt: skip
+        elif (pod := self._read(self.types["pods"], namespace, name)) is None:
+            response = _status_response(404, "NotFound", f'pods "{name}" not found')
+        else:
+            response = await serve(pod)
         record.code = response.status
         return response
 
-    async def _exec_checked(
-        self, raw: aiohttp.web.BaseRequest, identity: Identity | None, namespace: str, name: str
+    async def _exec_pod(
+        self, raw: aiohttp.web.BaseRequest, pod: JSONDict
     ) -> aiohttp.web.StreamResponse:
-        if identity is None:
-            return _status_response(401, "Unauthorized", "Unauthorized")
-        if not identity.allows("create", "", "pods/exec", namespace, name):
-            return _status_response(403, "Forbidden", f'pods "{name}" is forbidden: User '
-                                    f'"{identity.user}" cannot create resource "pods/exec" in '
-                                    f'API group "" in the namespace "{namespace}"')  # fmt: skip
-        pod = self._read(self.types["pods"], namespace, name)
-        if pod is None:
-            return _status_response(404, "NotFound", f'pods "{name}" not found')
+        name = pod["metadata"]["name"]
         try:
             asked = ExecRequest.parse(raw.query, raw.query.getall("command", []))
             if asked.container is not None:
