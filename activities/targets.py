@@ -8,11 +8,12 @@ API call. One target's secret is never handed out for another.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from datetime import timedelta
 from pathlib import Path
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
 from temporalio.exceptions import ApplicationError
 
 from contracts.target import RedisTarget
@@ -32,6 +33,9 @@ class RedisAccess(BaseModel):
     command_timeout: timedelta = timedelta(seconds=5)
 
 
+ENV_VAR = r"^[A-Za-z_][A-Za-z0-9_]*$"
+
+
 class Workload(BaseModel):
     """How a target's Kubernetes objects are laid out: which container is Redis, which is the
     API, and the switch that turns the API's cache off and on again."""
@@ -48,6 +52,20 @@ class Workload(BaseModel):
         pattern=r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$",
         description="the API's HorizontalPodAutoscaler: fallback raises its minReplicas",
     )
+    fallback_env: dict[str, str] = Field(
+        default_factory=dict,
+        description="env vars set on the API container with the cache switch while it serves "
+        "from the database (e.g. DB_READ_REPLICAS: 'true'), put back as they were after",
+    )
+
+    @field_validator("fallback_env")
+    @classmethod
+    def _env_names(cls, value: dict[str, str]) -> dict[str, str]:
+        bad = [name for name in value if not re.fullmatch(ENV_VAR, name)]
+        if bad:
+            raise ValueError(f"fallback_env: {bad[0]!r} is not an environment variable name")
+        return value
+
     config_map: str | None = Field(
         default=None,
         pattern=r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$",

@@ -17,6 +17,7 @@ from contracts.steps import StepResult
 
 RESTARTED_AT = "kubectl.kubernetes.io/restartedAt"
 ORIGINAL_REPLICAS = "redis-runbook.io/original-replicas"
+ORIGINAL_ENV = "redis-runbook.io/original-env"  # the fallback's env vars before it (JSON)
 # When the runbook restarted this StatefulSet (a JSON list of times, newest last): the
 # per-target restart budget, kept on the object itself so it outlives any worker or incident.
 RESTART_HISTORY = "redis-runbook.io/restarts"

@@ -18,6 +18,7 @@ from temporalio.exceptions import ApplicationError
 from activities.kubernetes.client import K8S_INVALID, K8S_NOT_FOUND, JSONDict, JSONPatch, pointer
 from activities.kubernetes.inspect import find_container, quantity_bytes, recorded_restarts
 from contracts.kubernetes import (
+    ORIGINAL_ENV,
     ORIGINAL_REPLICAS,
     RESTART_HISTORY,
     RESTART_HISTORY_KEPT,
@@ -156,29 +157,38 @@ def env_value(obj: Mapping[str, Any], container: str, name: str) -> str | None:
     return None
 
 
-def plan_env(obj: Mapping[str, Any], container: str, name: str, value: str) -> JSONPatch:
-    """Set one env var of one container; its other env vars stay as they are."""
+def plan_env_vars(
+    obj: Mapping[str, Any], container: str, wanted: Mapping[str, str | None]
+) -> JSONPatch:
+    """Set (or, for None, remove) several env vars of one container in one guarded replace of
+    its env list; every other env var stays as it is, in its place."""
     index, found = _container(obj, container)
     base = pointer(*TEMPLATE, "spec", "containers", index)
-    env = found.get("env")
-    if env is None:
-        return [
-            {"op": "test", "path": f"{base}/name", "value": container},
-            {"op": "add", "path": f"{base}/env", "value": [{"name": name, "value": value}]},
-        ]
-    for position, item in enumerate(env):
-        if item.get("name") == name:
-            if item == {"name": name, "value": value}:
-                return []
-            path = f"{base}/env/{position}"
-            return [
-                {"op": "test", "path": path, "value": item},
-                {"op": "replace", "path": path, "value": {"name": name, "value": value}},
-            ]
-    return [
-        {"op": "test", "path": f"{base}/env", "value": env},
-        {"op": "add", "path": f"{base}/env/-", "value": {"name": name, "value": value}},
+    env = list(found.get("env") or [])
+    new = [e for e in env if e.get("name") not in wanted or wanted[e["name"]] is not None]
+    new = [{"name": e["name"], "value": wanted[e["name"]]} if e.get("name") in wanted else e
+           for e in new]  # fmt: skip
+    present = {e.get("name") for e in new}
+    new += [
+        {"name": k, "value": v} for k, v in wanted.items() if v is not None and k not in present
     ]
+    if new == env:
+        return []
+    if found.get("env") is None:
+        return [{"op": "test", "path": f"{base}/name", "value": container},
+                {"op": "add", "path": f"{base}/env", "value": new}]  # fmt: skip
+    return [{"op": "test", "path": f"{base}/env", "value": env},
+            {"op": "replace", "path": f"{base}/env", "value": new}]  # fmt: skip
+
+
+def remembered_env(deploy: Mapping[str, Any]) -> dict[str, str | None] | None:
+    """The fallback's env vars as they were before it (None: not there), if remembered."""
+    raw = ((deploy.get("metadata") or {}).get("annotations") or {}).get(ORIGINAL_ENV)
+    try:
+        found = json.loads(raw) if raw else None
+    except ValueError:
+        return None
+    return found if isinstance(found, dict) else None
 
 
 def plan_replicas(obj: Mapping[str, Any], replicas: int) -> JSONPatch:
@@ -196,34 +206,42 @@ def remembered_replicas(deploy: Mapping[str, Any]) -> int | None:
     return int(value) if value is not None and str(value).isdigit() else None
 
 
-def plan_remember_replicas(deploy: Mapping[str, Any]) -> JSONPatch:
-    """Write the replicas before the fallback into an annotation, once: a retried
-    enable_fallback then still knows the original count after it scaled."""
-    if remembered_replicas(deploy) is not None:
-        return []
+def plan_remember_replicas(
+    deploy: Mapping[str, Any], env: Mapping[str, str | None] | None = None
+) -> JSONPatch:
+    """Write the replicas before the fallback (and the env vars it changes) into
+    annotations, once: a retried enable_fallback then still knows the originals after it
+    scaled and switched."""
     meta = deploy["metadata"]
     current = replicas_of(deploy)
+    keep: dict[str, str] = {}
+    if remembered_replicas(deploy) is None:
+        keep[ORIGINAL_REPLICAS] = str(current)
+    if env and remembered_env(deploy) is None:
+        keep[ORIGINAL_ENV] = json.dumps(dict(env), sort_keys=True)
+    if not keep:
+        return []
     guard = {"op": "test", "path": "/spec/replicas", "value": current}
     if meta.get("annotations") is None:
         return [
             guard,
             {"op": "test", "path": "/metadata/resourceVersion", "value": meta["resourceVersion"]},
-            {
-                "op": "add",
-                "path": "/metadata/annotations",
-                "value": {ORIGINAL_REPLICAS: str(current)},
-            },
+            {"op": "add", "path": "/metadata/annotations", "value": keep},
         ]
-    path = pointer("metadata", "annotations", ORIGINAL_REPLICAS)
-    return [guard, {"op": "add", "path": path, "value": str(current)}]
+    return [guard, *({"op": "add", "path": pointer("metadata", "annotations", k), "value": v}
+                     for k, v in keep.items())]  # fmt: skip
 
 
 def plan_forget_replicas(deploy: Mapping[str, Any]) -> JSONPatch:
-    remembered = remembered_replicas(deploy)
-    if remembered is None:
-        return []
-    path = pointer("metadata", "annotations", ORIGINAL_REPLICAS)
-    return [{"op": "test", "path": path, "value": str(remembered)}, {"op": "remove", "path": path}]
+    """Drop what plan_remember_replicas wrote: the fallback is over."""
+    annotations = (deploy.get("metadata") or {}).get("annotations") or {}
+    ops: JSONPatch = []
+    for key in (ORIGINAL_REPLICAS, ORIGINAL_ENV):
+        if key in annotations:
+            path = pointer("metadata", "annotations", key)
+            ops += [{"op": "test", "path": path, "value": annotations[key]},
+                    {"op": "remove", "path": path}]  # fmt: skip
+    return ops
 
 
 def container_args(sts: Mapping[str, Any], container: str) -> list[str]:

@@ -46,9 +46,10 @@ from activities.kubernetes.inspect import (
 )
 from activities.kubernetes.plans import (
     container_args,
+    env_value,
     memory_limit_of,
     plan_args,
-    plan_env,
+    plan_env_vars,
     plan_forget_replicas,
     plan_hpa_at_least,
     plan_hpa_restore,
@@ -57,6 +58,7 @@ from activities.kubernetes.plans import (
     plan_remember_replicas,
     plan_replicas,
     plan_restart,
+    remembered_env,
     remembered_replicas,
     replicas_of,
     restart_stamp,
@@ -554,8 +556,10 @@ class KubernetesActivities:
         what = f"enable fallback on deployment {target.namespace}/{name}"
 
         def plan(deploy: JSONDict) -> list[JSONDict]:
-            ops = plan_remember_replicas(deploy)
-            ops += plan_env(deploy, switch.api_container, switch.cache_env, switch.cache_off)
+            extra = {k: env_value(deploy, switch.api_container, k) for k in switch.fallback_env}
+            ops = plan_remember_replicas(deploy, extra)
+            wanted = {**switch.fallback_env, switch.cache_env: switch.cache_off}
+            ops += plan_env_vars(deploy, switch.api_container, wanted)
             scale = plan_replicas(deploy, max(replicas_of(deploy), replicas))
             return ops + [op for op in scale if op not in ops]
 
@@ -572,7 +576,7 @@ class KubernetesActivities:
             summary=f"{switch.cache_env}={switch.cache_off}, replicas {replicas_of(before)} -> "
             f"{now} (original {original}){held}",
             before={"replicas": replicas_of(before), "original_replicas": original},
-            after={"replicas": now, switch.cache_env: switch.cache_off},
+            after={"replicas": now, switch.cache_env: switch.cache_off, **switch.fallback_env},
             deployment=name,
             original_replicas=original,
             replicas=now,
@@ -587,8 +591,10 @@ class KubernetesActivities:
         what = f"re-enable cache on deployment {target.namespace}/{name}"
 
         def plan(deploy: JSONDict) -> list[JSONDict]:
-            on = plan_env(deploy, switch.api_container, switch.cache_env, switch.cache_on)
-            return on + plan_forget_replicas(deploy)
+            wanted = {**(remembered_env(deploy) or {}), switch.cache_env: switch.cache_on}
+            return plan_env_vars(deploy, switch.api_container, wanted) + plan_forget_replicas(
+                deploy
+            )
 
         before, changed = guarded_patch(
             what, lambda: self._read_deploy(target, name), plan, self._patch_deploy(target, name)

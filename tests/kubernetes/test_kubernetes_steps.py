@@ -620,3 +620,34 @@ def test_an_autoscaler_on_the_api_is_raised_for_the_fallback_and_restored(
     assert (after.spec.min_replicas, after.spec.max_replicas) == (2, 6)
     assert after.metadata is not None
     assert "redis-runbook.io/original-min-replicas" not in (after.metadata.annotations or {})
+
+
+def test_the_fallback_sets_the_targets_extra_env_and_re_enable_puts_it_back(
+    cluster: SandboxCluster, target: RedisTarget, admin: Any
+) -> None:
+    """The runbook's fallback step 3, database read replicas: DB_READ_REPLICAS=true with the
+    cache switch, and afterwards as it was (absent here; a value it had comes back too)."""
+    extra = {"DB_READ_REPLICAS": "true", "DATABASE_URL": "postgres://replica:5432/treebeard"}
+    switch = Workload(fallback_env=extra)
+    book = TargetBook([ConfiguredTarget(name="sandbox", target=target, workload=switch)])
+    steps = KubernetesActivities.from_access(
+        KubernetesAccess(kubeconfig=cluster.runbook_kubeconfig), book
+    )
+
+    def env() -> list[tuple[str, str]]:
+        containers = deploy_json(admin)["spec"]["template"]["spec"]["containers"]
+        return [(e["name"], e.get("value")) for e in containers[0]["env"]]
+
+    before = env()
+    fallback = steps.enable_fallback(target, 6)
+    assert not steps.enable_fallback(target, 6).changed  # a retry
+    during = dict(env())
+    assert during["DB_READ_REPLICAS"] == "true" and during[CACHE_ENV] == "false"
+    assert during["DATABASE_URL"] == "postgres://replica:5432/treebeard"
+    assert fallback.after["DB_READ_REPLICAS"] == "true"
+    steps.re_enable(target)
+    assert env() == before  # the replica URL back, DB_READ_REPLICAS gone, the order kept
+    annotations = deploy_json(admin)["metadata"].get("annotations") or {}
+    assert not any(k.startswith("redis-runbook.io/original") for k in annotations)
+    with pytest.raises(ValueError, match="not an environment variable name"):
+        Workload(fallback_env={"DB READ": "x"})
