@@ -600,11 +600,15 @@ class KubernetesActivities:
             what, lambda: self._read_deploy(target, name), plan, self._patch_deploy(target, name)
         )
         original = remembered_replicas(before)
+        summary = (f"{switch.cache_env}={switch.cache_on}" if changed
+                   else f"{switch.cache_env} already {switch.cache_on}")  # fmt: skip
+        if switch.fallback_env and remembered_env(before) is None:
+            names = ", ".join(sorted(switch.fallback_env))
+            summary += (f"; {names} left as the fallback set them: their values before it were "
+                        "not recorded (set them by hand)")  # fmt: skip
         return ReEnableResult(
             changed=changed,
-            summary=f"{switch.cache_env}={switch.cache_on}"
-            if changed
-            else f"{switch.cache_env} already {switch.cache_on}",
+            summary=summary,
             before={"original_replicas": original},
             after={switch.cache_env: switch.cache_on},
             deployment=name,

@@ -104,6 +104,7 @@ def slack_message(n: Notification) -> dict[str, object]:
         ("Severity", n.severity),
         ("Started", f"{n.started:%Y-%m-%d %H:%M} UTC"),
         ("Estimated resolution", n.estimated_resolution),
+        *([("Next update", n.next_update)] if n.next_update else []),
     ]
     blocks: list[dict[str, object]] = [
         {"type": "header", "text": _plain(n.title, MAX_HEADER)},

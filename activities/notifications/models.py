@@ -26,6 +26,7 @@ class Notification(BaseModel):
     impact: str
     current_actions: str
     estimated_resolution: str
+    next_update: str = Field(default="", description="the update cadence, and when the next is due")
     recipients: list[str] = Field(default_factory=list)
     link: str | None = None
     sent_at: datetime | None = Field(default=None, description="workflow time it was sent")
@@ -47,6 +48,8 @@ class Notification(BaseModel):
             f"Current actions: {self.current_actions}",
             f"Estimated resolution: {self.estimated_resolution}",
         ]
+        if self.next_update:
+            lines.append(f"Next update: {self.next_update}")
         if self.recipients:
             lines.insert(1, "To: " + ", ".join(self.recipients))
         return "\n".join(lines)

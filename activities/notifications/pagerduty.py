@@ -55,6 +55,7 @@ def event(n: Notification, routing_key: str) -> dict[str, Any]:
             "impact": n.impact,
             "current_actions": n.current_actions,
             "estimated_resolution": n.estimated_resolution,
+            "next_update": n.next_update,
             "paged": n.recipients,
         },
     }

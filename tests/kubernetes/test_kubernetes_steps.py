@@ -649,5 +649,11 @@ def test_the_fallback_sets_the_targets_extra_env_and_re_enable_puts_it_back(
     assert env() == before  # the replica URL back, DB_READ_REPLICAS gone, the order kept
     annotations = deploy_json(admin)["metadata"].get("annotations") or {}
     assert not any(k.startswith("redis-runbook.io/original") for k in annotations)
+    steps.enable_fallback(target, 6)
+    deploy = client.AppsV1Api(admin)  # someone dropped the annotation by hand
+    deploy.patch_namespaced_deployment(
+        "treebeard-api", NS, {"metadata": {"annotations": {"redis-runbook.io/original-env": None}}}
+    )
+    assert "left as the fallback set them" in steps.re_enable(target).summary
     with pytest.raises(ValueError, match="not an environment variable name"):
         Workload(fallback_env={"DB READ": "x"})

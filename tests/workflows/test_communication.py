@@ -54,8 +54,11 @@ async def test_escalations_and_status_updates_on_the_runbook_cadence(
     assert "Cache refusing writes" in update["impact"]
     assert update["current_actions"].startswith("waiting for approval of flush")
     assert update["estimated_resolution"].startswith("after approval")
+    due = report.started_at + timedelta(minutes=20)  # the first update went out at 10
+    assert update["next_update"] == f"every 10 minutes; the next by {due:%H:%M} UTC"
     final = next(b for b in hook.bodies if b["kind"] == "final")
     assert final["status"] == "Escalated"
+    assert final["next_update"] == "none: this is the last update"
     assert report.outcome == "escalated"
     kinds = [e.kind for e in report.timeline]
     assert kinds.count("escalation") == 3
@@ -110,3 +113,4 @@ def test_template_fields_are_filled_before_any_scenario() -> None:
     assert n.impact == "Under investigation"
     assert n.estimated_resolution == "now"
     assert "Status: Investigating" in n.as_text()
+    assert n.next_update == "when something changes"  # no cadence given

@@ -85,6 +85,7 @@ class Communication:
             approval_timeout=policy.approvals.timeout,
             recipients=recipients,
             incident_run=workflow.info().first_execution_run_id,
+            status_every=policy.communication.status_every,
         )
         for channel in m.config.channels if channels is None else channels:
             self._deliveries.append(asyncio.create_task(self._deliver(channel, message)))

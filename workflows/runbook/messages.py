@@ -60,6 +60,17 @@ def estimate(plan: list[Step], pending: list[PendingApproval], timeout: timedelt
     return f"about {left * MINUTES_PER_STEP} minutes ({left} steps left)"
 
 
+def cadence(started: datetime, now: datetime, every: timedelta | None, final: bool) -> str:
+    """The runbook's "next update" line: updates come every `every` from the start."""
+    if final:
+        return "none: this is the last update"
+    if every is None or every <= timedelta(0):
+        return "when something changes"
+    due = started + every * (int((now - started) / every) + 1)
+    minutes = every.total_seconds() / 60
+    return f"every {minutes:g} minutes; the next by {due:%H:%M} UTC"
+
+
 def notification(
     *,
     workflow_id: str,
@@ -77,6 +88,7 @@ def notification(
     approval_timeout: timedelta,
     recipients: list[str] | None = None,
     incident_run: str = "",
+    status_every: timedelta | None = None,
 ) -> Notification:
     current = next((s for s in plan if s.status in ("running", "pending_approval")), None)
     return Notification(
@@ -89,6 +101,7 @@ def notification(
         impact=IMPACT.get(scenario, "Under investigation") if scenario else "Under investigation",
         current_actions=current_actions(current, pending),
         estimated_resolution="resolved" if outcome else estimate(plan, pending, approval_timeout),
+        next_update=cadence(started, now, status_every, final=kind == "final"),
         recipients=recipients or [],
         sent_at=now,
         pending_steps=[p.step for p in pending] if outcome is None else [],
