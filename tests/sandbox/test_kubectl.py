@@ -3,7 +3,7 @@ virtualenv by scripts/ensure-kubectl.py): kubectl is strict about discovery, TLS
 tokens, watches, strategic-merge patches, subresources and status codes, so it is the check,
 independent of this project, that the emulator answers as a Kubernetes API server does.
 
-`kubectl get` prints what the server's Table says (sandbox/kube/tables.py): the tests below
+`kubectl get` prints what the server's Table says (sandbox/kube/tables/): the tests below
 read kubectl's own output (READY, STATUS, RESTARTS, -o wide, -w, --show-labels) against the
 objects' JSON, and check that -o name/json/yaml and the official client still get the plain
 objects. The commands that are not served yet (exec, the API pods' logs) are the open part of

@@ -1,4 +1,4 @@
-"""The Tables kube-apiserver prints for kubectl (sandbox/kube/tables.py), from objects as the
+"""The Tables kube-apiserver prints for kubectl (sandbox/kube/tables/), from objects as the
 sandbox makes them: the manifests, and pods whose status is the controller's own pod_status
 for a real redis-server (running), a stopped one, a crash loop or an unbound volume.
 
