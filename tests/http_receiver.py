@@ -34,12 +34,19 @@ def http_receiver() -> Iterator[Receiver]:
         def log_message(self, *args: object) -> None:
             return
 
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    receiver = Receiver(server)
+    with loopback_server(Handler) as server:
+        receiver = Receiver(server)
+        yield receiver
+
+
+@contextmanager
+def loopback_server(handler: type[BaseHTTPRequestHandler]) -> Iterator[ThreadingHTTPServer]:
+    """A threaded HTTP server on a free loopback port, serving until the block ends."""
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     try:
-        yield receiver
+        yield server
     finally:
         server.shutdown()
         server.server_close()

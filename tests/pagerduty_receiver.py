@@ -5,12 +5,13 @@ the way PagerDuty documents it and answers as PagerDuty does: 202 with the dedup
 from __future__ import annotations
 
 import json
-import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
+
+from tests.http_receiver import loopback_server
 
 TOP_LEVEL = {"routing_key", "event_action", "dedup_key", "payload", "images", "links",
              "client", "client_url"}  # fmt: skip
@@ -97,12 +98,6 @@ def pagerduty_events_api() -> Iterator[EventsApi]:
         def log_message(self, *args: object) -> None:
             return
 
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    api = EventsApi(server)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
+    with loopback_server(Handler) as server:
+        api = EventsApi(server)
         yield api
-    finally:
-        server.shutdown()
-        server.server_close()

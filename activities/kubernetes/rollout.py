@@ -10,9 +10,8 @@ is written a moment after the pods change (and a force-deleted pod leaves it say
 
 The watches ask for no resourceVersion: the server sends the objects as they are when the
 watch starts (ADDED), then every change, so nothing between the read and the watch can be
-missed. Watching from the resourceVersion read closes that gap only where the server replays
-the changes since it; the sandbox's API server streams from the moment a watch connects, so
-a rollout that finished in between was seen only when the watch timed out.
+missed, and no "too old resource version" can end a look early on a server with a short
+watch cache.
 
 Each watch is bounded by `timeoutSeconds`, so the caller heartbeats and checks its deadline
 between looks. The next look starts from a fresh read rather than resuming the watch: a

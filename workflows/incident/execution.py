@@ -4,7 +4,6 @@ stand-down, persistence paused by the plan), so nothing is left degraded unsaid.
 
 from __future__ import annotations
 
-import asyncio
 from datetime import timedelta
 
 from temporalio import workflow
@@ -195,9 +194,7 @@ class Execution:
 
     async def _verify(self) -> StepResult:
         if self._m.scenario is Scenario.APPLICATION_CUT_OFF:
-            # Only Kubernetes can say whether the API is still shut out.
-            found, kube = await asyncio.gather(self._probes.diagnose(), self._probes.inspect())
-            self._m.latest = diagnosis = found.model_copy(update={"kubernetes": kube})
+            diagnosis = await self._probes.look()  # only Kubernetes says if it still is
         else:
             diagnosis = await self._probes.diagnose()
         fired = self._m.explain(diagnosis, since=self._m.previous)

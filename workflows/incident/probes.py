@@ -6,6 +6,7 @@ flushed?); some need a fresh look at Redis; the outage ones wait for Redis on du
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 from collections.abc import Callable
 from datetime import timedelta
@@ -73,6 +74,15 @@ class Probes:
         state = "reachable" if diagnosis.reachable else "unreachable"
         m.note("diagnosed", f"Redis {state}, {len(diagnosis.findings)} findings")
         return diagnosis
+
+    async def look(self) -> Diagnosis:
+        """Redis and, where this worker has it, Kubernetes, in parallel: one diagnosis."""
+        m = self._memory
+        if StepName.RESTART not in m.config.available_steps:
+            return await self.diagnose()
+        found, kube = await asyncio.gather(self.diagnose(), self.inspect())
+        m.latest = found.model_copy(update={"kubernetes": kube})
+        return m.latest
 
     async def inspect(self) -> KubernetesFacts:
         m = self._memory

@@ -4,7 +4,6 @@ to judge the fix."""
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Awaitable, Callable
 
 from temporalio import workflow
@@ -72,13 +71,13 @@ class Triage:
 
     async def triage_and_plan(self) -> Diagnosis:
         began = workflow.now()
-        diagnosis = await self._look()
+        diagnosis = await self._probes.look()
         fired = self._m.explain(diagnosis)
         if self._worth_a_second_look(diagnosis, fired):
             wait = self._m.config.policy.thresholds.vantage_recheck
             self._m.note("vantage", f"{fired[0][1]}; looking again in {wait}")
             await workflow.sleep(wait)
-            diagnosis = await self._look()
+            diagnosis = await self._probes.look()
             fired = self._m.explain(diagnosis)
         self._m.triage = diagnosis
         self._m.phase = "planning"
@@ -116,15 +115,6 @@ class Triage:
             and StepName.RESTART in self._m.config.available_steps
             and not down_corroborated(self._m.judged(diagnosis))
         )
-
-    async def _look(self) -> Diagnosis:
-        """Redis and, where this worker has it, Kubernetes, in parallel."""
-        if StepName.RESTART not in self._m.config.available_steps:
-            return await self._probes.diagnose()
-        diagnosis, kube = await asyncio.gather(self._probes.diagnose(), self._probes.inspect())
-        diagnosis = diagnosis.model_copy(update={"kubernetes": kube})
-        self._m.latest = diagnosis
-        return diagnosis
 
     async def _gather_evidence(self) -> None:
         report = EVIDENCE.get(self._m.scenario or Scenario.HEALTHY)
