@@ -591,7 +591,11 @@ class KubernetesActivities:
         what = f"re-enable cache on deployment {target.namespace}/{name}"
 
         def plan(deploy: JSONDict) -> list[JSONDict]:
-            wanted = {**(remembered_env(deploy) or {}), switch.cache_env: switch.cache_on}
+            # Only the vars this target's fallback sets: the annotation is the Deployment's, and
+            # whoever may edit it must not steer re_enable to other env vars.
+            before = remembered_env(deploy) or {}
+            back = {k: v for k, v in before.items() if k in switch.fallback_env}
+            wanted = {**back, switch.cache_env: switch.cache_on}
             return plan_env_vars(deploy, switch.api_container, wanted) + plan_forget_replicas(
                 deploy
             )

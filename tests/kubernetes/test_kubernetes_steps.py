@@ -4,6 +4,7 @@ call here is made with the token bound to deploy/k8s/rbac/role.yaml)."""
 
 from __future__ import annotations
 
+import json
 import socket
 import threading
 import time
@@ -650,7 +651,13 @@ def test_the_fallback_sets_the_targets_extra_env_and_re_enable_puts_it_back(
     annotations = deploy_json(admin)["metadata"].get("annotations") or {}
     assert not any(k.startswith("redis-runbook.io/original") for k in annotations)
     steps.enable_fallback(target, 6)
-    deploy = client.AppsV1Api(admin)  # someone dropped the annotation by hand
+    deploy = client.AppsV1Api(admin)  # a hand-written record naming a var the target does not
+    forged = {"DB_READ_REPLICAS": None, "DATABASE_URL": None, "REDIS_URL": None}
+    deploy.patch_namespaced_deployment("treebeard-api", NS, {"metadata": {"annotations": {
+        "redis-runbook.io/original-env": json.dumps(forged)}}})  # fmt: skip
+    steps.re_enable(target)
+    assert dict(env())["REDIS_URL"] == dict(before)["REDIS_URL"]  # not steered to other vars
+    steps.enable_fallback(target, 6)  # someone dropped the annotation by hand
     deploy.patch_namespaced_deployment(
         "treebeard-api", NS, {"metadata": {"annotations": {"redis-runbook.io/original-env": None}}}
     )
