@@ -5,7 +5,8 @@ authorizes a `metadata.name` watch), that StatefulSet's pods and their logs, the
 Deployment, the Redis ConfigMap. What a name cannot restrict is read-only: listing and
 watching pods by label, listing events and NetworkPolicies, reading the PVCs and endpoints a
 pod points at, and the logs of the API's pods, whose names are generated (leave them out with
-`workload.read_api_logs: false`). `runbook rbac` prints it for your runbook.yaml;
+`workload.read_api_logs: false`), and the Jobs of a Job warmer (created with a name made
+per warm step, then read). `runbook rbac` prints it for your runbook.yaml;
 deploy/k8s/rbac/role.yaml is this for the shipped one, kept equal by a test.
 """
 
@@ -26,8 +27,9 @@ def _rule(group: str, resource: str, verbs: list[str], names: list[str] | None =
     return rule
 
 
-def rules_for(routes: list[TargetRoute]) -> list[dict[str, Any]]:
-    """The rules one namespace's targets need, in a stable order."""
+def rules_for(routes: list[TargetRoute], job_warmers: bool = False) -> list[dict[str, Any]]:
+    """The rules one namespace's targets need, in a stable order; `job_warmers`: one of them
+    warms its cache with a Job."""
     statefulsets = [r.statefulset for r in routes]
     pods = [f"{r.statefulset}-{i}" for r in routes for i in range(r.pods)]
     apis = [r.api_deployment for r in routes if r.api_deployment]
@@ -51,6 +53,8 @@ def rules_for(routes: list[TargetRoute]) -> list[dict[str, Any]]:
         rules.append(_rule("", "configmaps", ["get"], configmaps))
     if apis:  # does a NetworkPolicy shut the API out of Redis?
         rules.append(_rule("networking.k8s.io", "networkpolicies", ["list"]))
+    if job_warmers:  # the warm step's Job: its name is made per step, so none can be named
+        rules.append(_rule("batch", "jobs", ["create", "get"]))
     return rules
 
 
@@ -68,7 +72,9 @@ def roles_for(settings: Settings) -> list[dict[str, Any]]:
                 "namespace": namespace,
                 "labels": {"app.kubernetes.io/name": ROLE_NAME},
             },
-            "rules": rules_for(routes),
+            "rules": rules_for(
+                routes, any(w.kind == "job" for r in routes for w in settings.warmers_of(r))
+            ),
         }
         for namespace, routes in sorted(by_namespace.items())
     ]

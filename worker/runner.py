@@ -22,7 +22,8 @@ from activities.redis.diagnosis import RedisDiagnosisActivities
 from activities.redis.hit_rate import HitRateActivities
 from activities.redis.remediation import RedisRemediationActivities
 from activities.targets import TargetBook
-from activities.warming import WarmingActivities
+from activities.warming.activity import WarmingActivities
+from activities.warming.job import JobWarmer
 from worker.settings.runbook import Settings
 from worker.target_guard import TargetGuard
 from workflows.incident.steps import KUBERNETES_STEPS, REDIS_STEPS
@@ -59,10 +60,15 @@ def activities_for(settings: Settings, targets: TargetBook) -> Sequence[Any]:
         PolicyActivities(config, targets).runbook_config,
         AttestationActivities(settings.approval_signing_key).verify_decision,
         NotificationActivities(channels).notify,
-        WarmingActivities(targets, settings.warmers).warm,
+        WarmingActivities(targets, settings.armed_warmers(), job_warmer(settings, kube)).warm,
         HitRateActivities(targets).watch_hit_rate,
         *(kube.all() if kube else []),
     ]
+
+
+def job_warmer(settings: Settings, kube: KubernetesActivities | None) -> JobWarmer:
+    """Job warmers use the worker's own Kubernetes client (none: they fail, saying so)."""
+    return JobWarmer(kube.api_client if kube else None, kubernetes_access(settings).timeouts)
 
 
 def kubernetes_access(settings: Settings) -> KubernetesAccess:

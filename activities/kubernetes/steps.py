@@ -229,6 +229,11 @@ class KubernetesActivities:
         return cls(api, access=access, targets=targets, unavailable=reason, oom_window=oom_window)
 
     @property
+    def api_client(self) -> client.ApiClient | None:
+        """The client other activities share (the Job warmer), None when not configured."""
+        return self._client
+
+    @property
     def configured(self) -> bool:
         """Whether this worker can act on Kubernetes at all (its steps are then offered)."""
         return self._client is not None

@@ -30,7 +30,7 @@ from activities.policy import (
     Thresholds,
 )
 from activities.targets import ConfiguredTarget, RedisAccess, TargetBook, Workload, identity
-from activities.warming import Warmer
+from activities.warming.models import ArmedWarmer, Warmer
 from contracts.base import K8sName
 from contracts.target import RedisTarget
 from worker.settings.webhook import WebhookSettings
@@ -96,6 +96,12 @@ class NotificationSettings(Section):
 ENV_NAME = r"^[A-Za-z_][A-Za-z0-9_]*$"
 
 
+def unique_warmers(warmers: list[Warmer], where: str) -> None:
+    names = [w.name for w in warmers]
+    if twice := sorted({n for n in names if names.count(n) > 1}):
+        raise ValueError(f"{where}: two warmers are named {twice[0]!r}")
+
+
 class TargetRoute(Section):
     """A Redis this worker may act on, and the alert labels that name it (every matcher a
     fully anchored regex). The worker acts on nothing else: an incident for any other target
@@ -120,6 +126,11 @@ class TargetRoute(Section):
         default_factory=Workload,
         description="container names and the API's cache switch (env var, on and off values)",
     )
+    warmers: list[Warmer] | None = Field(
+        default=None,
+        description="what warms this target's cache after a flush or an outage; unset, the "
+        "top-level warmers (an empty list: none)",
+    )
 
     @field_validator("match")
     @classmethod
@@ -134,6 +145,11 @@ class TargetRoute(Section):
     @model_validator(mode="after")
     def _check_target(self) -> TargetRoute:
         self.to_target()
+        return self
+
+    @model_validator(mode="after")
+    def _warmer_names(self) -> TargetRoute:
+        unique_warmers(self.warmers or [], f"target {self.name}: warmers")
         return self
 
     @model_validator(mode="after")
@@ -219,7 +235,9 @@ class Settings(BaseSettings, Policy):
     temporal: TemporalSettings = Field(default_factory=TemporalSettings)
     redis: RedisSettings = Field(default_factory=RedisSettings)
     kubernetes: KubernetesSettings = Field(default_factory=KubernetesSettings)
-    warmers: list[Warmer] = Field(default_factory=list)
+    warmers: list[Warmer] = Field(
+        default_factory=list, description="the warmers of every target that names none itself"
+    )
     notifications: NotificationSettings = Field(default_factory=NotificationSettings)
     targets: list[TargetRoute] = Field(default_factory=list)
     webhook: WebhookSettings = Field(default_factory=WebhookSettings)
@@ -302,6 +320,7 @@ class Settings(BaseSettings, Policy):
     @model_validator(mode="after")
     def _check_targets(self) -> Settings:
         """Names and workflow ids are unique; a shared password never serves two hosts."""
+        unique_warmers(self.warmers, "warmers")
         keys = {
             "name": [r.name for r in self.targets],
             "namespace/statefulset": [r.to_target().workflow_id for r in self.targets],
@@ -318,6 +337,16 @@ class Settings(BaseSettings, Policy):
                 f"{', '.join(shared)})"
             )
         return self
+
+    def warmers_of(self, route: TargetRoute) -> list[Warmer]:
+        return self.warmers if route.warmers is None else route.warmers
+
+    def armed_warmers(self) -> dict[str, list[ArmedWarmer]]:
+        """Each target's warmers with their secrets, read now (at start, like passwords)."""
+        try:
+            return {r.name: [w.armed() for w in self.warmers_of(r)] for r in self.targets}
+        except ValueError as err:
+            raise ConfigError(str(err)) from None
 
     def target_book(self) -> TargetBook:
         """Every configured target with its own credentials, read now: the worker calls this

@@ -21,7 +21,7 @@ with workflow.unsafe.imports_passed_through():
     from activities.kubernetes.steps import KubernetesActivities as Kube
     from activities.redis.hit_rate import HitRateActivities
     from activities.redis.remediation import RedisRemediationActivities as Fix
-    from activities.warming import WarmingActivities
+    from activities.warming.activity import WarmingActivities
     from contracts.steps import Step, StepName, StepResult
     from contracts.target import RedisTarget
     from workflows.incident.retries import kind_of
