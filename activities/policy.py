@@ -170,6 +170,11 @@ class EscalationLevel(Section):
         description="pagerduty channels this level triggers (each its own routing key, so "
         "level 2 can page a second team); resolved when the incident ends well",
     )
+    offer_maintenance: bool = Field(
+        default=False,
+        description="this level offers maintenance mode, behind approval, for a target with "
+        "workload.maintenance (the runbook's 30-minute step)",
+    )
 
 
 def _default_levels() -> list[EscalationLevel]:
@@ -188,6 +193,7 @@ def _default_levels() -> list[EscalationLevel]:
             after=timedelta(minutes=30),
             notify=["senior DevOps", "incident commander"],
             message="Unresolved after 30 minutes: consider maintenance mode",
+            offer_maintenance=True,
         ),
     ]
 
@@ -225,6 +231,9 @@ class RunbookConfig(BaseModel):
         description="the configured target the incident is about, as the worker knows it "
         "(absent only in histories recorded before targets were checked)",
     )
+    maintenance: str | None = Field(
+        default=None, description="how this target goes into maintenance mode, if it can"
+    )
 
 
 class PolicyActivities:
@@ -237,5 +246,8 @@ class PolicyActivities:
 
     @activity.defn(name="runbook_config")
     async def runbook_config(self, target: RedisTarget) -> RunbookConfig:
-        configured = self._targets.find(target).target
-        return self._config.model_copy(update={"target": configured})
+        found = self._targets.find(target)
+        mode = found.workload.maintenance
+        return self._config.model_copy(
+            update={"target": found.target, "maintenance": mode.describe() if mode else None}
+        )

@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from datetime import timedelta
 from pathlib import Path
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 from temporalio.exceptions import ApplicationError
 
 from contracts.target import RedisTarget
@@ -34,6 +34,49 @@ class RedisAccess(BaseModel):
 
 
 ENV_VAR = r"^[A-Za-z_][A-Za-z0-9_]*$"
+
+
+K8S_NAME = r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$"
+
+
+class MaintenanceMode(BaseModel):
+    """How the API goes into maintenance, the step the 30-minute escalation offers behind
+    approval: `env` set on the API container (e.g. MAINTENANCE_MODE: 'true'), or a
+    maintenance `deployment` scaled to `replicas` with the `service` the API's traffic comes
+    through pointed at its pods (`selector`). Either is put back as it was at recovery."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    env: dict[str, str] = Field(default_factory=dict)
+    deployment: str | None = Field(default=None, pattern=K8S_NAME)
+    replicas: int = Field(default=1, ge=1, le=100)
+    service: str | None = Field(default=None, pattern=K8S_NAME)
+    selector: dict[str, str] = Field(default_factory=dict)
+
+    @field_validator("env")
+    @classmethod
+    def _env_names(cls, value: dict[str, str]) -> dict[str, str]:
+        bad = [name for name in value if not re.fullmatch(ENV_VAR, name)]
+        if bad:
+            raise ValueError(f"maintenance.env: {bad[0]!r} is not an environment variable name")
+        return value
+
+    @model_validator(mode="after")
+    def _one_way(self) -> MaintenanceMode:
+        routed = self.deployment is not None or self.service is not None or bool(self.selector)
+        if bool(self.env) == routed:
+            raise ValueError(
+                "maintenance: give env (set on the API), or deployment, service and selector "
+                "(the maintenance pods the API's Service is pointed at), not both"
+            )
+        if routed and not (self.deployment and self.service and self.selector):
+            raise ValueError("maintenance: deployment, service and selector go together")
+        return self
+
+    def describe(self) -> str:
+        if self.env:
+            return ", ".join(f"{k}={v}" for k, v in sorted(self.env.items())) + " on the API"
+        return f"service {self.service} to deployment {self.deployment}"
 
 
 class Workload(BaseModel):
@@ -73,6 +116,25 @@ class Workload(BaseModel):
         "the container's args over it) with the live CONFIG",
     )
     config_key: str = Field(default="redis.conf", min_length=1, description="its file's key")
+    maintenance: MaintenanceMode | None = Field(
+        default=None,
+        description="how the API goes into maintenance mode (offered at 30 minutes); unset, "
+        "it is never offered",
+    )
+
+    @model_validator(mode="after")
+    def _maintenance_apart(self) -> Workload:
+        """Maintenance puts its env back as it found it: sharing a name with the cache switch
+        or the fallback would undo re_enable's work (the cache left off after recovery)."""
+        mode = self.maintenance
+        shared = sorted(set(mode.env) & {self.cache_env, *self.fallback_env}) if mode else []
+        if shared:
+            raise ValueError(
+                f"maintenance.env: {shared[0]} is also set by the fallback (cache_env or "
+                "fallback_env): give maintenance mode its own env var"
+            )
+        return self
+
     read_api_logs: bool = Field(
         default=True,
         description="triage quotes the Redis lines of the API pods' log; their names are "

@@ -18,6 +18,10 @@ from contracts.steps import StepResult
 RESTARTED_AT = "kubectl.kubernetes.io/restartedAt"
 ORIGINAL_REPLICAS = "redis-runbook.io/original-replicas"
 ORIGINAL_ENV = "redis-runbook.io/original-env"  # the fallback's env vars before it (JSON)
+# What maintenance mode changed, as it was before (JSON), so ending it puts exactly that back.
+MAINTENANCE_ENV = "redis-runbook.io/maintenance-original-env"
+MAINTENANCE_SELECTOR = "redis-runbook.io/maintenance-original-selector"
+MAINTENANCE_REPLICAS = "redis-runbook.io/maintenance-original-replicas"
 # When the runbook restarted this StatefulSet (a JSON list of times, newest last): the
 # per-target restart budget, kept on the object itself so it outlives any worker or incident.
 RESTART_HISTORY = "redis-runbook.io/restarts"

@@ -36,6 +36,8 @@ class StepName(StrEnum):
     RE_ENABLE = "re_enable"
     SCALE = "scale"
     WATCH_HIT_RATE = "watch_hit_rate"
+    MAINTENANCE_MODE = "maintenance_mode"
+    END_MAINTENANCE = "end_maintenance"
 
 
 StepStatus = Literal["planned", "pending_approval", "running", "succeeded", "failed", "skipped"]
@@ -70,6 +72,11 @@ class Step(BaseModel):
     params: dict[str, str | int | float] = Field(default_factory=dict)
     available: bool = True
     status: StepStatus = "planned"
+    offered: bool = Field(
+        default=False,
+        description="added during the incident (maintenance mode, offered by an escalation) "
+        "and run beside the plan's order, not in it",
+    )
     started_at: datetime | None = None
     finished_at: datetime | None = None
     detail: str | None = None

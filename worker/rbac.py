@@ -33,6 +33,9 @@ def rules_for(routes: list[TargetRoute], job_warmers: bool = False) -> list[dict
     statefulsets = [r.statefulset for r in routes]
     pods = [f"{r.statefulset}-{i}" for r in routes for i in range(r.pods)]
     apis = [r.api_deployment for r in routes if r.api_deployment]
+    modes = [r.workload.maintenance for r in routes if r.workload.maintenance]
+    apis += [m.deployment for m in modes if m.deployment]  # scaled up for maintenance mode
+    services = [m.service for m in modes if m.service]  # pointed at the maintenance pods
     hpas = [r.workload.api_hpa for r in routes if r.workload.api_hpa]
     configmaps = [r.workload.config_map for r in routes if r.workload.config_map]
     api_logs = any(r.api_deployment and r.workload.read_api_logs for r in routes)
@@ -49,6 +52,8 @@ def rules_for(routes: list[TargetRoute], job_warmers: bool = False) -> list[dict
         _rule("", "events", ["list"]),
         {"apiGroups": [""], "resources": ["persistentvolumeclaims", "endpoints"], "verbs": ["get"]},
     ]
+    if services:
+        rules.append(_rule("", "services", ["get", "patch"], services))
     if configmaps:  # compared with the live CONFIG
         rules.append(_rule("", "configmaps", ["get"], configmaps))
     if apis:  # does a NetworkPolicy shut the API out of Redis?

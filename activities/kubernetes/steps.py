@@ -10,6 +10,7 @@ configured, inspect_kubernetes says so in its facts and the steps fail non-retry
 
 from __future__ import annotations
 
+import json
 import math
 import re
 import time
@@ -44,6 +45,15 @@ from activities.kubernetes.inspect import (
     quantity_bytes,
     statefulset_facts,
 )
+from activities.kubernetes.maintenance import (
+    annotation,
+    plan_end_env,
+    plan_enter_env,
+    plan_point,
+    plan_point_back,
+    plan_scale_back,
+    plan_scale_up,
+)
 from activities.kubernetes.plans import (
     container_args,
     env_value,
@@ -65,9 +75,11 @@ from activities.kubernetes.plans import (
 )
 from activities.kubernetes.rollout import WATCH_SECONDS, Rollout, RolloutWatcher
 from activities.redis.access import open_sync_client
-from activities.targets import RedisAccess, TargetBook
+from activities.targets import MaintenanceMode, RedisAccess, TargetBook
 from contracts.finding import Finding
 from contracts.kubernetes import (
+    MAINTENANCE_ENV,
+    MAINTENANCE_SELECTOR,
     FallbackResult,
     ForceDeleteResult,
     KubeProblem,
@@ -79,6 +91,7 @@ from contracts.kubernetes import (
     ScaleResult,
     StatefulSetFacts,
 )
+from contracts.steps import StepResult
 from contracts.target import RedisTarget
 
 QUANTITY = r"^\d+(\.\d+)?(Ki|Mi|Gi|Ti|k|M|G|T)?$"
@@ -249,6 +262,8 @@ class KubernetesActivities:
             self.enable_fallback,
             self.re_enable,
             self.scale,
+            self.enter_maintenance,
+            self.end_maintenance,
         ]
 
     # ------------------------------------------------------------------ plumbing
@@ -655,4 +670,120 @@ class KubernetesActivities:
             deployment=name,
             previous=previous,
             replicas=wanted,
+        )
+
+    # ------------------------------------------------------------------ maintenance mode
+
+    def _maintenance(self, target: RedisTarget) -> MaintenanceMode:
+        mode = self._targets.workload(target).maintenance
+        if mode is None:
+            raise ApplicationError(
+                "this target has no workload.maintenance: maintenance mode is not configured",
+                type=K8S_BAD_REQUEST,
+                non_retryable=True,
+            )
+        return mode
+
+    def _read_service(self, target: RedisTarget, name: str) -> JSONDict:
+        return read_json(self._core.read_namespaced_service, name, target.namespace,
+                         timeout=self._access.timeouts)  # fmt: skip
+
+    def _patch_service(self, target: RedisTarget, name: str) -> Callable[[list[JSONDict]], Any]:
+        return lambda ops: self._core.patch_namespaced_service(
+            name, target.namespace, ops, _request_timeout=self._access.timeouts
+        )
+
+    @activity.defn(name="enter_maintenance")
+    def enter_maintenance(self, target: RedisTarget) -> StepResult:
+        """The API's users see maintenance, not errors: the env var set on the API, or the
+        maintenance pods scaled up first and then the Service pointed at them."""
+        mode = self._maintenance(target)
+        if mode.env:
+            name = self._deployment(target)
+            container = self._targets.workload(target).api_container
+            before, changed = guarded_patch(
+                f"maintenance mode on deployment {target.namespace}/{name}",
+                lambda: self._read_deploy(target, name),
+                lambda d: plan_enter_env(d, container, mode.env),
+                self._patch_deploy(target, name),
+            )
+            was = annotation(before, MAINTENANCE_ENV) or {k: env_value(before, container, k)
+                                                          for k in mode.env}  # fmt: skip
+            return StepResult(changed=changed, summary=f"maintenance mode: {mode.describe()}",
+                              before=was, after=dict(mode.env))  # fmt: skip
+        assert mode.deployment is not None and mode.service is not None
+        deployment, service = mode.deployment, mode.service
+        _, scaled = guarded_patch(
+            f"scale maintenance deployment {target.namespace}/{deployment}",
+            lambda: self._read_deploy(target, deployment),
+            lambda d: plan_scale_up(d, mode.replicas),
+            self._patch_deploy(target, deployment),
+        )
+        before, pointed = guarded_patch(
+            f"point service {target.namespace}/{service} at maintenance",
+            lambda: self._read_service(target, service),
+            lambda svc: plan_point(svc, mode.selector),
+            self._patch_service(target, service),
+        )
+        selector = annotation(before, MAINTENANCE_SELECTOR) or before["spec"].get("selector")
+        return StepResult(
+            changed=scaled or pointed,
+            summary=f"maintenance mode: {mode.describe()} ({mode.replicas} replicas)",
+            before={"selector": json.dumps(selector, sort_keys=True)},
+            after={
+                "selector": json.dumps(mode.selector, sort_keys=True),
+                "replicas": mode.replicas,
+            },
+        )
+
+    @activity.defn(name="end_maintenance")
+    def end_maintenance(self, target: RedisTarget) -> StepResult:
+        """Back as it was before maintenance mode, as recorded then; what was not recorded is
+        left for a person, and the summary says so."""
+        mode = self._maintenance(target)
+        if mode.env:
+            name = self._deployment(target)
+            container = self._targets.workload(target).api_container
+            before, changed = guarded_patch(
+                f"end maintenance mode on deployment {target.namespace}/{name}",
+                lambda: self._read_deploy(target, name),
+                lambda d: plan_end_env(d, container, mode.env),
+                self._patch_deploy(target, name),
+            )
+            was = annotation(before, MAINTENANCE_ENV)
+            if not isinstance(was, dict):
+                return self._unrecorded(mode, "the env vars' values before it")
+            return StepResult(changed=changed, summary="maintenance mode ended: env as before",
+                              before=dict(mode.env), after=was)  # fmt: skip
+        assert mode.deployment is not None and mode.service is not None
+        deployment, service = mode.deployment, mode.service
+        before, pointed = guarded_patch(
+            f"point service {target.namespace}/{service} back",
+            lambda: self._read_service(target, service),
+            plan_point_back,
+            self._patch_service(target, service),
+        )
+        if not isinstance(annotation(before, MAINTENANCE_SELECTOR), dict):
+            return self._unrecorded(mode, f"service {service}'s selector before it")
+        _, scaled = guarded_patch(
+            f"scale maintenance deployment {target.namespace}/{deployment} back",
+            lambda: self._read_deploy(target, deployment),
+            plan_scale_back,
+            self._patch_deploy(target, deployment),
+        )
+        selector = annotation(before, MAINTENANCE_SELECTOR)
+        return StepResult(
+            changed=pointed or scaled,
+            summary=f"maintenance mode ended: service {service} back on its pods, "
+            f"{deployment} scaled back",
+            before={"selector": json.dumps(mode.selector, sort_keys=True)},
+            after={"selector": json.dumps(selector, sort_keys=True)},
+        )
+
+    def _unrecorded(self, mode: MaintenanceMode, what: str) -> StepResult:
+        return StepResult(
+            changed=False,
+            summary=f"maintenance mode NOT ended: {what} were not recorded; end it by hand "
+            f"({mode.describe()})",
+            after={"ended": 0},
         )

@@ -19,7 +19,7 @@ from workflows.incident.payloads import Malformed, parse
 NOW = datetime(2026, 12, 1, 3, 0, tzinfo=UTC)
 RUN_ONLY = {
     "config", "incident", "legacy_judgement", "phase", "current", "pending", "inbox", "book",
-    "answered", "previous", "outcome", "local_reads",
+    "answered", "previous", "outcome", "local_reads", "offers_maintenance",
 }  # fmt: skip
 
 

@@ -84,7 +84,8 @@ async def test_each_target_is_warmed_by_its_own_warmer_told_the_target_with_its_
     assert warm.status == "succeeded", warm.detail
     assert shared.calls == []  # the other target's warmer never hears of this one
     assert [c["body"]["critical_only"] for c in own.calls] == [True, False]
-    assert [c["path"] for c in own.calls] == ["/warm?critical_only=true", "/warm?critical_only=false"]
+    paths = [c["path"] for c in own.calls]
+    assert paths == ["/warm?critical_only=true", "/warm?critical_only=false"]
     body = own.calls[0]["body"]
     assert body["target"] == f"tests/{server.url}" and body["redis_url"] == server.url
     assert (body["namespace"], body["statefulset"]) == ("treebeard-production", "redis")
@@ -112,7 +113,7 @@ async def test_warm_fails_when_every_warmer_failed_and_the_incident_goes_on(
     assert "down/critical" in warm.detail and "missing/all" in warm.detail
     assert "HTTP 503" in warm.detail
     assert len(refusing.calls) == 2  # each warmer had its go: the step is not retried
-    assert steps[StepName.WATCH_HIT_RATE].status != "pending"  # the incident went on
+    assert steps[StepName.WATCH_HIT_RATE].status != "planned"  # the incident went on
     assert "every warmer failed" in report.review
 
 

@@ -13,6 +13,7 @@ with workflow.unsafe.imports_passed_through():
     from activities.notifications.models import Notification, NotificationKind
     from activities.policy import EscalationLevel
     from contracts.incident import Mode
+    from contracts.steps import StepName
     from workflows.incident import retries
     from workflows.incident.errors import cause_of
     from workflows.incident.memory import IncidentMemory
@@ -45,12 +46,24 @@ class Communication:
     def _escalate(self, level: EscalationLevel) -> None:
         m = self._memory
         who = ", ".join(level.notify)
-        m.note("escalation", f"{level.message} -> {who}")
-        self.notify("escalation", level.message, recipients=level.notify)
+        message = level.message + self._offer(level)
+        m.note("escalation", f"{message} -> {who}")
+        self.notify("escalation", message, recipients=level.notify)
         pages = [name for name in level.page if name in m.config.paging]
         if pages:
             m.paged += [name for name in pages if name not in m.paged]
-            self.notify("escalation", level.message, recipients=level.notify, channels=pages)
+            self.notify("escalation", message, recipients=level.notify, channels=pages)
+
+    def _offer(self, level: EscalationLevel) -> str:
+        """Maintenance mode, offered once, where the level offers it and the target has it;
+        its own task (maintenance.py) asks for the approval and runs it."""
+        m = self._memory
+        if not (level.offer_maintenance and m.offers_maintenance and m.config.maintenance):
+            return ""
+        if m.maintenance != "none" or StepName.MAINTENANCE_MODE not in m.config.available_steps:
+            return ""
+        m.maintenance = "offered"
+        return f"; maintenance mode offered ({m.config.maintenance}): approve maintenance_mode"
 
     async def _status_updates(self) -> None:
         every = self._memory.config.policy.communication.status_every

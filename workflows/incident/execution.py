@@ -59,10 +59,10 @@ class Execution:
             and not await self._probes.holds(step.condition)
         ):
             return self._m.skip(step, f"no longer needed after approval: {step.when} no more")
-        await self._perform(step)
+        await self.perform(step)
         return None
 
-    async def _perform(self, step: Step) -> None:
+    async def perform(self, step: Step) -> None:
         began = workflow.now()
         step.status, step.started_at = "running", began
         self._m.note("step", f"{step.name.value}: started")
@@ -93,7 +93,7 @@ class Execution:
                 return
         self._m.mark(step, "succeeded", began, detail=result.summary)
         down = self._m.latest is not None and not self._m.latest.reachable
-        if step is self._m.plan[-1] and down and self._m.cache_given_back():
+        if step is self._m.last_planned() and down and self._m.cache_given_back():
             flapped(self._m)
 
     def _fresh_triage_answer(self, step: Step) -> StepResult | None:
@@ -124,7 +124,7 @@ class Execution:
         for step in self._m.plan:
             if step.name in (StepName.RE_ENABLE, StepName.SCALE) and step.status != "succeeded":
                 self._m.note(why, f"restoring the API ({why.replace('_', '-')}): {step.name.value}")
-                await self._perform(step)
+                await self.perform(step)
 
     async def restore_api_after_stand_down(self) -> None:
         """Every alert resolved mid-fallback: the API gets its cache and replicas back before
@@ -171,7 +171,7 @@ class Execution:
             params=before,
         )
         self._m.plan.append(restore)
-        await self._perform(restore)
+        await self.perform(restore)
 
     async def _context(self, step: Step) -> StepContext:
         """What only this incident knows; a force delete first looks at the pod again."""

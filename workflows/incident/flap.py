@@ -24,7 +24,8 @@ def flapped(m: IncidentMemory) -> bool:
     m.ready = m.answered = None  # those facts were about the previous outage
     again = fallback_again(m.config.policy, recover=recover)
     mark_unavailable(again, frozenset(m.config.available_steps))
-    m.plan[m.next_step + 1 :] = again
+    beside = [s for s in m.plan[m.next_step + 1 :] if s.offered]  # their own task runs them
+    m.plan[m.next_step + 1 :] = again + beside
     if recover:
         what = "serving from the database again, then recovering again"
         m.note("flap", f"Redis is down again after recovery (flap {m.flaps} of at most "

@@ -14,7 +14,7 @@ What is carried is trusted only when Temporal says the run continued from the ru
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, Field, model_validator
 from temporalio import workflow
@@ -31,6 +31,7 @@ from workflows.incident.alerts import AlertLedger
 from workflows.runbook.approvals import ApprovalBook, State
 from workflows.runbook.classify import Context, explain
 
+MaintenanceState = Literal["none", "offered", "on", "off", "declined", "stuck"]
 TIMELINE_HEAD = 50
 TIMELINE_TAIL = 250
 
@@ -70,6 +71,9 @@ class IncidentMemory(BaseModel):
     escalations_sent: int = 0
     paged: list[str] = Field(default_factory=list, description="paging channels triggered")
     flaps: int = 0
+    maintenance: MaintenanceState = Field(
+        default="none", description="maintenance mode: offered by an escalation, then on/off"
+    )
     # ---- this run only ------------------------------------------------------------------
     config: RunbookConfig = _run_only(
         default_factory=RunbookConfig,
@@ -79,6 +83,7 @@ class IncidentMemory(BaseModel):
     incident: Incident | None = _run_only(None, description="this run's input")
     legacy_judgement: bool = _run_only(False)
     local_reads: bool = _run_only(False, description="diagnose and inspect as local activities")
+    offers_maintenance: bool = _run_only(False, description="an escalation may offer it")
     phase: Phase = _run_only("triage")
     current: StepName | None = _run_only(None)
     pending: dict[StepName, PendingApproval] = _run_only(default_factory=dict)
@@ -150,6 +155,10 @@ class IncidentMemory(BaseModel):
         info = workflow.info()
         limit = self.config.policy.limits.history_events
         return info.is_continue_as_new_suggested() or info.get_current_history_length() >= limit
+
+    def last_planned(self) -> Step:
+        """The plan's own last step (the verification), past the steps added beside it."""
+        return next(s for s in reversed(self.plan) if not s.offered)
 
     def done_steps(self) -> set[StepName]:
         return {s.name for s in self.plan if s.status == "succeeded"}

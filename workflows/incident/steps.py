@@ -133,6 +133,8 @@ KUBERNETES_ACTIONS: dict[StepName, Perform] = {
     StepName.SCALE: lambda t, s, c: call(
         Kube.scale, args=[t, c.original_replicas, ""], **_options(s)
     ),
+    StepName.MAINTENANCE_MODE: lambda t, s, c: call(Kube.enter_maintenance, t, **_options(s)),
+    StepName.END_MAINTENANCE: lambda t, s, c: call(Kube.end_maintenance, t, **_options(s)),
 }
 READY_POLL_S = 1.0
 

@@ -7,6 +7,7 @@ gate, then verify with a fresh diagnosis and report.
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 from temporalio import workflow
@@ -25,11 +26,13 @@ with workflow.unsafe.imports_passed_through():
         IncidentStatus,
         Mode,
     )
+    from contracts.steps import StepName
     from workflows.incident.carry import Carry
     from workflows.incident.communication import Communication
     from workflows.incident.errors import ContinueAsNew
     from workflows.incident.execution import Execution
     from workflows.incident.gate import ApprovalGate
+    from workflows.incident.maintenance import PATCH_MAINTENANCE, Maintenance
     from workflows.incident.payloads import Malformed, parse
     from workflows.incident.probes import PATCH_LOCAL_READS, Probes
     from workflows.incident.report import outcome_of, report_of, scenario_of
@@ -63,11 +66,14 @@ class RedisCacheFailure:
         self._probes = Probes(self._m)
         self._triage = Triage(self._m, self._probes)
         self._execution = Execution(self._m, self._probes, self._gate)
+        self._maintenance = Maintenance(self._m, self._probes, self._gate, self._execution)
+        self._beside: asyncio.Task[None] | None = None  # maintenance mode's own task
 
     @workflow.run
     async def run(self, incident: Incident) -> IncidentReport:
         self._m.legacy_judgement = not workflow.patched(PATCH_JUDGEMENT)
         self._m.local_reads = workflow.patched(PATCH_LOCAL_READS)
+        self._m.offers_maintenance = workflow.patched(PATCH_MAINTENANCE)
         if incident.carried is None:
             self._m.note("started", f"{incident.mode.value} run for {incident.target.redis_url}",
                        actor=incident.requested_by)  # fmt: skip
@@ -84,6 +90,8 @@ class RedisCacheFailure:
                 "continued", f"run {self._m.runs} picks up at step {self._m.next_step + 1}"
             )
         self._communication.start_timers()
+        if self._m.offers_maintenance:
+            self._beside = asyncio.create_task(self._maintenance.run())
         self._m.phase = "executing"
         try:
             await self._run_plan()
@@ -98,6 +106,8 @@ class RedisCacheFailure:
             scenario_of(self._m, self._m.latest) if self._m.latest is not self._m.triage else None
         )
         await self._execution.restore_persistence(verified)
+        if self._m.offers_maintenance:
+            await self._maintenance.close(verified)
         return await self._finish(verified)
 
     async def _run_plan(self) -> None:
@@ -110,9 +120,13 @@ class RedisCacheFailure:
                 raise ContinueAsNew
             if m.abort is not None:
                 m.skip(step, f"aborted by {m.abort.by}: {m.abort.reason}")
-            elif m.stand_down and step is not m.plan[-1]:
+            elif step.offered:
+                self._maintenance.leave_to_its_task(step)
+            elif m.stand_down and step is not m.last_planned():
                 m.skip(step, "not needed: every alert resolved")
             else:
+                if step.name is StepName.WATCH_HIT_RATE and m.offers_maintenance:
+                    await self._maintenance.end_if_back()
                 await self._execution.execute(step)
             m.next_step += 1
 
