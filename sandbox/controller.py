@@ -16,6 +16,7 @@ Kubernetes does it:
 - readiness is a real PING; the Service's Endpoints list the ready pods with their port;
 - a Deployment's pods follow its spec (sandbox.deployments), with no process of their own;
   their log is the API's requests (sandbox.api_traffic);
+- a Job's pod runs its command as a local process until it exits (sandbox.jobs);
 - faults (see sandbox.kube.faults) are read from the StatefulSet's annotation.
 
 Each pod carries the annotation `sandbox.redis-runbook.io/restarts` (how many times its Redis
@@ -40,6 +41,7 @@ import redis
 from sandbox import faults
 from sandbox.api_traffic import API_CONTAINER, ApiTraffic
 from sandbox.deployments import DeploymentController
+from sandbox.jobs import JobController
 from sandbox.kube.api import KubeAPI, now_iso
 from sandbox.kube.faults import Fault
 from sandbox.manifests import FAULT_ANNOTATION, PORT_ANNOTATION, RESTARTS_ANNOTATION
@@ -86,7 +88,8 @@ class PodRuntime:
 
 
 class Controller:
-    """Reconciles every StatefulSet, Deployment and Service of the API server, every `tick`."""
+    """Reconciles every StatefulSet, Deployment, Job and Service of the API server, every
+    `tick`."""
 
     def __init__(
         self, api: KubeAPI, root: Path, tick: float = 0.05, api_traffic: float | None = None
@@ -97,6 +100,7 @@ class Controller:
         self.tick = tick
         self.traffic = ApiTraffic(api, root, api_traffic)
         self.deployments = DeploymentController(api, self.event, self.traffic.started)
+        self.jobs = JobController(api, root, self.event)
         self.runtimes: dict[tuple[str, str], PodRuntime] = {}
         self.applied_faults: dict[tuple[str, str], str] = {}
         self.faults_done: dict[tuple[str, str], str] = {}  # injected (read by other threads)
@@ -123,6 +127,10 @@ class Controller:
             traffic.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await traffic
+            try:
+                await self.jobs.shutdown()  # no Job's process outlives the controller
+            except Exception:
+                log.exception("sandbox controller could not stop the Jobs' processes")
             self._stopped.set()
 
     async def shutdown(self) -> None:
@@ -132,14 +140,18 @@ class Controller:
             await self._stopped.wait()
 
     def stop_all(self) -> None:
-        """Stop every redis-server this controller started, by PID."""
+        """Stop every redis-server and Job process this controller started, by PID."""
         for runtime in self.runtimes.values():
             runtime.release_connections()
             runtime.process.stop()
+        self.jobs.stop_all()
 
     def log_file(self, namespace: str, pod: str, container: str) -> Path | None:
-        """What `kubectl logs` reads: the redis-server's own log, the API pods' request log
-        (other containers write none)."""
+        """What `kubectl logs` reads: a Job process' output, the redis-server's own log, the
+        API pods' request log (other containers write none)."""
+        ran = self.jobs.log_file(namespace, pod, container)
+        if ran is not None:
+            return ran
         runtime = self.runtimes.get((namespace, pod))
         if runtime is not None and container == REDIS_CONTAINER:
             return runtime.process.data_dir / "redis.log"
@@ -157,6 +169,7 @@ class Controller:
             await self.reconcile_statefulset(sts)
         for deploy in await self.api.list_objects("deployments"):
             await self.deployments.reconcile(deploy)
+        await self.jobs.reconcile()
         for service in await self.api.list_objects("services"):
             await self.reconcile_endpoints(service)
 
@@ -582,7 +595,8 @@ def lockdown_policy(sts: Mapping[str, Any]) -> JSONDict:
 
 
 def is_api_pod(pod: Mapping[str, Any]) -> bool:
-    """A pod of a Deployment whose container is the application's (not a Redis pod)."""
+    """A pod of a Deployment whose container is the application's (not a Redis pod, nor a
+    Job's pod, even one in the application's image: it serves no requests)."""
     owners = pod["metadata"].get("ownerReferences") or []
     names = {c["name"] for c in pod["spec"]["containers"]}
     return API_CONTAINER in names and any(o.get("kind") == "ReplicaSet" for o in owners)

@@ -10,7 +10,8 @@ keeps kmock's server, request parsing, object store, watch buses and discovery, 
 the object handlers with ones that fail where kube-apiserver fails: 400 for a bad selector,
 409 for a stale resourceVersion or an existing name, 404 for a missing object or namespace,
 415 for an unknown patch type, 422 for a failed JSON-patch `test` or an invalid object, and
-401/403 for unknown tokens and verbs an RBAC Role does not grant.
+401/403 for unknown tokens and verbs an RBAC Role does not grant. A new Job gets the defaults
+and the generated selector kube-apiserver gives it (sandbox/kube/defaults.py).
 
 Every request is recorded as an AuditRecord (verb, group, resource, user, status code, and
 the body of a write), so a test can compare what the activities really did with what their
@@ -38,6 +39,7 @@ from kmock._internal import apps, rendering
 from pydantic import BaseModel
 
 from sandbox.kube import discovery, protobuf, tables
+from sandbox.kube.defaults import default_job, job_problems
 from sandbox.kube.exec import ExecRequest, Started
 from sandbox.kube.exec import serve as serve_exec
 from sandbox.kube.failures import ApiFailure, FailurePlan, RequestFacts
@@ -79,6 +81,9 @@ BUILTIN_TYPES: tuple[ResourceType, ...] = (
     ResourceType(
         group="apps", version="v1", plural="deployments", kind="Deployment",
         subresources=("status", "scale"),
+    ),
+    ResourceType(
+        group="batch", version="v1", plural="jobs", kind="Job", subresources=("status",)
     ),
     ResourceType(
         group="autoscaling", version="v2", plural="horizontalpodautoscalers",
@@ -211,15 +216,18 @@ def _validate(rt: ResourceType, obj: Mapping[str, Any]) -> list[str]:
     if not re.match(DNS1123, name) or len(name) > 253:
         problems.append(f"metadata.name: Invalid value: {name!r}: must be a DNS-1123 subdomain")
     spec = obj.get("spec") or {}
+    if rt.plural == "jobs":
+        problems += job_problems(dict(obj))
     if rt.plural in ("statefulsets", "deployments"):
         replicas = spec.get("replicas", 1)
         if not isinstance(replicas, int) or isinstance(replicas, bool) or replicas < 0:
             problems.append(f"spec.replicas: Invalid value: {replicas!r}: must be >= 0")
+    if rt.plural in ("statefulsets", "deployments", "jobs"):
         spec = (spec.get("template") or {}).get("spec") or {}
         prefix = "spec.template.spec"
     else:
         prefix = "spec"
-    if rt.plural in ("statefulsets", "deployments", "pods"):
+    if rt.plural in ("statefulsets", "deployments", "jobs", "pods"):
         containers = spec.get("containers") or []
         if not containers:
             problems.append(f"{prefix}.containers: Required value")
@@ -902,6 +910,8 @@ class KubeAPI(kmock.KubernetesEmulator):
             )
         obj["apiVersion"], obj["kind"] = rt.api_version, rt.kind
         meta.update(uid=str(uuid.uuid4()), creationTimestamp=now_iso(), generation=1)
+        if rt.plural == "jobs":
+            default_job(obj)
         if not rt.namespaced:
             meta.pop("namespace", None)
         if not keep_status and "status" in rt.subresources:

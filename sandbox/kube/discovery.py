@@ -25,7 +25,8 @@ SHORT_NAMES = {
     "networkpolicies": ["netpol"],
     "horizontalpodautoscalers": ["hpa"],
 }
-CATEGORIES = {"pods", "services", "statefulsets", "deployments", "horizontalpodautoscalers"}
+# kube-apiserver's `all` category (`kubectl get all`), of the types the sandbox serves.
+CATEGORIES = {"pods", "services", "statefulsets", "deployments", "horizontalpodautoscalers", "jobs"}
 VERBS = ["create", "delete", "deletecollection", "get", "list", "patch", "update", "watch"]
 SUBRESOURCE_VERBS = {"status": ["get", "patch", "update"], "scale": ["get", "patch", "update"]}
 SERVER_VERSION = {

@@ -34,6 +34,7 @@ FIELDS_BY_RESOURCE: dict[str, frozenset[str]] = {
         "type",
     },
     "persistentvolumeclaims": COMMON_FIELDS | {"status.phase"},
+    "jobs": COMMON_FIELDS | {"status.successful"},
     "namespaces": COMMON_FIELDS | {"status.phase"},
 }
 
@@ -126,6 +127,8 @@ def parse_field_selector(selector: str, resource: str) -> list[tuple[str, bool, 
 def _field_value(obj: Mapping[str, Any], path: str) -> str:
     if path == "source":  # events: source is matched on its component
         path = "source.component"
+    if path == "status.successful":  # jobs: the count of succeeded pods, 0 when none
+        return str(int((obj.get("status") or {}).get("succeeded") or 0))
     value: Any = obj
     for part in path.split("."):
         value = value.get(part) if isinstance(value, Mapping) else None

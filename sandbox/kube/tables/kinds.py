@@ -1,5 +1,5 @@
-"""The rows of every other kind the sandbox serves: workloads, autoscalers, claims, config
-maps, namespaces, endpoints, services, network policies and events."""
+"""The rows of every other kind the sandbox serves: workloads (Jobs too), autoscalers, claims,
+config maps, namespaces, endpoints, services, network policies and events."""
 
 from __future__ import annotations
 
@@ -29,6 +29,7 @@ from sandbox.kube.tables.format import (
     container_cells,
     format_labels,
     format_selector,
+    human_duration,
     parse_time,
     selector_string,
     since,
@@ -50,6 +51,55 @@ def deployment_cells(deploy: Obj, now: datetime) -> list[Any]:
         age(deploy, now), *container_cells(_template_spec(deploy)),
         "<invalid>" if selector is None else selector,
     ]  # fmt: skip
+
+
+def _job_condition(job: Obj, kind: str) -> bool:
+    """hasJobCondition: the first condition of that type decides."""
+    for condition in (job.get("status") or {}).get("conditions") or []:
+        if condition.get("type") == kind:
+            return bool(condition.get("status") == "True")
+    return False
+
+
+def job_status(job: Obj) -> str:
+    """printJob's Status (1.33): the first of these that holds, else Running."""
+    if _job_condition(job, "Complete"):
+        return "Complete"
+    if _job_condition(job, "Failed"):
+        return "Failed"
+    if _meta(job).get("deletionTimestamp"):
+        return "Terminating"
+    if _job_condition(job, "Suspended"):
+        return "Suspended"
+    if _job_condition(job, "FailureTarget"):
+        return "FailureTarget"
+    return "Running"
+
+
+def job_completions(job: Obj) -> str:
+    """`1/1`; with no completions set, `0/1`, or `0/1 of 3` for a parallel work queue."""
+    spec, status = job.get("spec") or {}, job.get("status") or {}
+    succeeded = int(status.get("succeeded") or 0)
+    if spec.get("completions") is not None:
+        return f"{succeeded}/{int(spec['completions'])}"
+    parallelism = int(spec.get("parallelism") or 0)
+    return f"{succeeded}/1 of {parallelism}" if parallelism > 1 else f"{succeeded}/1"
+
+
+def job_duration(job: Obj, now: datetime) -> str:
+    """From startTime to completionTime, or to now while it runs; empty before it starts."""
+    status = job.get("status") or {}
+    started = parse_time(status.get("startTime"))
+    if started is None:
+        return ""
+    ended = parse_time(status.get("completionTime")) or now
+    return human_duration((ended - started).total_seconds())
+
+
+def job_cells(job: Obj, now: datetime) -> list[Any]:
+    selector = format_selector((job.get("spec") or {}).get("selector"))
+    return [_name(job), job_status(job), job_completions(job), job_duration(job, now),
+            age(job, now), *container_cells(_template_spec(job)), selector]  # fmt: skip
 
 
 def hpa_cells(hpa: Obj, now: datetime) -> list[Any]:
@@ -261,6 +311,19 @@ DEPLOYMENT_COLUMNS = (
     AGE, CONTAINERS, IMAGES,
     Column("Selector", "Label selector for pods. Existing ReplicaSets whose pods are selected "
            "by this will be the ones affected by this deployment.", priority=1),
+)  # fmt: skip
+JOB_COLUMNS = (
+    NAME,
+    Column("Status", "Status of the job."),
+    Column("Completions", "The number of pods which reached phase Succeeded. The value "
+           "increases monotonically for a given spec. However, it may decrease in reaction to "
+           "scale down of elastic indexed jobs."),
+    Column("Duration", "Time required to complete the job."),
+    AGE, CONTAINERS, IMAGES,
+    Column("Selector", "A label query over pods that should match the pod count. Normally, the "
+           "system sets this field for you. More info: "
+           "https://kubernetes.io/docs/concepts/overview/working-with-objects/labels/"
+           "#label-selectors", priority=1),
 )  # fmt: skip
 HPA_COLUMNS = (
     NAME,
