@@ -19,6 +19,8 @@ from temporalio.exceptions import ApplicationError
 from activities.kubernetes.client import K8S_FORBIDDEN, KubernetesAccess
 from activities.kubernetes.steps import KubernetesActivities
 from activities.targets import ConfiguredTarget, TargetBook, Workload
+from activities.warming.job import JobWarmer
+from activities.warming.models import Warmer
 from contracts.target import RedisTarget
 from sandbox.cluster import RUNBOOK_USER, SandboxCluster
 from sandbox.kube.rbac import granted_pairs, load_role_rules
@@ -26,6 +28,13 @@ from tests.sandbox_checks import ROLE
 
 NS = "treebeard-production"
 SHIPPED = Workload(config_map="redis-config")  # the shipped target's (deploy/runbook.yaml)
+CONFIG = Path(__file__).resolve().parents[2] / "deploy" / "runbook.yaml"
+
+
+def shipped_warmer() -> Warmer:
+    """The shipped target's Job warmer: the warm script in the API's image."""
+    target = yaml.safe_load(CONFIG.read_text())["targets"][0]
+    return Warmer.model_validate(target["warmers"][0])
 
 
 def target(cluster: SandboxCluster) -> RedisTarget:
@@ -51,6 +60,8 @@ def exercise_every_activity(steps: KubernetesActivities, tgt: RedisTarget) -> No
     fallback = steps.enable_fallback(tgt)
     steps.re_enable(tgt)
     steps.scale(tgt, fallback.original_replicas)
+    warmed = JobWarmer(steps.api_client, (5.0, 5.0)).run(shipped_warmer(), tgt, "sandbox", "rbac")
+    assert "completed" in warmed, warmed
 
 
 def test_role_grants_exactly_what_the_activities_use(tmp_path: Path) -> None:
