@@ -70,6 +70,7 @@ class ChainPorts:
     prometheus: int
     alertmanager: int
     webhook: int
+    worker: int | None = None  # the worker's metrics; None: a chain that does not scrape it
 
     @classmethod
     def free(cls, webhook: int) -> ChainPorts:
@@ -87,6 +88,9 @@ def prometheus_config(root: Path, ports: ChainPorts) -> Path:
         f"127.0.0.1:{ports.alertmanager}"
     ]
     jobs = {"redis": ports.exporter, "redis-runbook-webhook": ports.webhook}
+    if ports.worker is not None:
+        jobs["redis-runbook-worker"] = ports.worker
+    config["scrape_configs"] = [j for j in config["scrape_configs"] if j["job_name"] in jobs]
     for job in config["scrape_configs"]:
         job["static_configs"][0]["targets"] = [f"127.0.0.1:{jobs[job['job_name']]}"]
     path = root / "prometheus.yml"

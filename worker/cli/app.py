@@ -54,11 +54,16 @@ def _parser() -> argparse.ArgumentParser:
 async def _worker(args: argparse.Namespace, settings: Settings) -> int:
     # Imported here: the activities and their client libraries are the worker's alone, and
     # `runbook approve` at 3 a.m. should not wait for them.
+    from worker.client import metrics_runtime
     from worker.runner import run_worker
     from worker.telemetry import configure_tracing
 
     tracing = configure_tracing("redis-runbook-worker")
-    client = await connect_or_explain(settings)
+    client = await connect_or_explain(settings, metrics_runtime(settings.metrics))
+    if settings.metrics.address:
+        logging.getLogger("runbook.worker").info(
+            "metrics on http://%s/metrics", settings.metrics.address
+        )
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):

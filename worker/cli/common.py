@@ -9,6 +9,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from temporalio.client import Client
+from temporalio.runtime import Runtime
 
 from worker.client import connect
 from worker.settings.runbook import Settings
@@ -45,9 +46,9 @@ def report_error(
     return code
 
 
-async def connect_or_explain(settings: Settings) -> Client:
+async def connect_or_explain(settings: Settings, runtime: Runtime | None = None) -> Client:
     try:
-        return await connect(settings.temporal)
+        return await connect(settings.temporal, runtime)
     except RuntimeError as err:
         raise UsageError(
             f"cannot reach Temporal at {settings.temporal.address}: {err}. Fix: start it "

@@ -62,6 +62,16 @@ class TemporalSettings(Section):
     task_queue: str = "runbooks"
 
 
+class MetricsSettings(Section):
+    """The worker's Prometheus endpoint: Temporal's SDK metrics and the runbook's own."""
+
+    address: str | None = Field(
+        default=None,
+        pattern=r"^[^:\s]+:\d{1,5}$",
+        description="host:port to serve /metrics on (e.g. 127.0.0.1:9464); unset, none",
+    )
+
+
 class RedisSettings(Section):
     username: str | None = None
     tls_ca_file: Path | None = None
@@ -235,6 +245,7 @@ class Settings(BaseSettings, Policy):
     temporal: TemporalSettings = Field(default_factory=TemporalSettings)
     redis: RedisSettings = Field(default_factory=RedisSettings)
     kubernetes: KubernetesSettings = Field(default_factory=KubernetesSettings)
+    metrics: MetricsSettings = Field(default_factory=MetricsSettings)
     warmers: list[Warmer] = Field(
         default_factory=list, description="the warmers of every target that names none itself"
     )

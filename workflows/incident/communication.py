@@ -17,12 +17,14 @@ with workflow.unsafe.imports_passed_through():
     from workflows.incident import retries
     from workflows.incident.errors import cause_of
     from workflows.incident.memory import IncidentMemory
+    from workflows.incident.metrics import IncidentMetrics
     from workflows.runbook.messages import notification
 
 
 class Communication:
-    def __init__(self, memory: IncidentMemory) -> None:
+    def __init__(self, memory: IncidentMemory, metrics: IncidentMetrics) -> None:
         self._memory = memory
+        self._metrics = metrics
         self._timers: list[asyncio.Task[None]] = []
         self._deliveries: list[asyncio.Task[None]] = []
 
@@ -41,6 +43,7 @@ class Communication:
             if delay.total_seconds() > 0:
                 await workflow.sleep(delay)
             m.escalations_sent += 1
+            self._metrics.escalated(m.escalations_sent)
             self._escalate(level)
 
     def _escalate(self, level: EscalationLevel) -> None:

@@ -4,7 +4,7 @@ stand-down, persistence paused by the plan), so nothing is left degraded unsaid.
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from temporalio import workflow
 from temporalio.exceptions import ActivityError
@@ -17,6 +17,7 @@ with workflow.unsafe.imports_passed_through():
     from workflows.incident.flap import flapped
     from workflows.incident.gate import ApprovalGate
     from workflows.incident.memory import IncidentMemory
+    from workflows.incident.metrics import IncidentMetrics
     from workflows.incident.probes import Probes
     from workflows.incident.steps import StepContext, run_step
     from workflows.runbook.classify import stuck_pod
@@ -28,10 +29,13 @@ RECOVERY = frozenset({StepName.WARM, StepName.RE_ENABLE, StepName.SCALE, StepNam
 
 
 class Execution:
-    def __init__(self, memory: IncidentMemory, probes: Probes, gate: ApprovalGate) -> None:
+    def __init__(
+        self, memory: IncidentMemory, probes: Probes, gate: ApprovalGate, metrics: IncidentMetrics
+    ) -> None:
         self._m = memory
         self._probes = probes
         self._gate = gate
+        self._metrics = metrics
 
     async def execute(self, step: Step) -> None:
         self._m.current = step.name
@@ -63,7 +67,16 @@ class Execution:
         return None
 
     async def perform(self, step: Step) -> None:
+        """Run the step's activity and record it (and count it, once it ran)."""
         began = workflow.now()
+        await self._run(step, began)
+        if step.status in ("succeeded", "failed"):
+            self._metrics.step(step, began)
+        switched = step.name in (StepName.ENABLE_FALLBACK, StepName.RE_ENABLE)
+        if step.status == "succeeded" and switched:
+            self._metrics.fallback(step.name is StepName.ENABLE_FALLBACK)
+
+    async def _run(self, step: Step, began: datetime) -> None:
         step.status, step.started_at = "running", began
         self._m.note("step", f"{step.name.value}: started")
         try:

@@ -17,15 +17,19 @@ with workflow.unsafe.imports_passed_through():
     from workflows.incident.communication import Communication
     from workflows.incident.errors import ContinueAsNew
     from workflows.incident.memory import IncidentMemory
+    from workflows.incident.metrics import IncidentMetrics
     from workflows.incident.payloads import Malformed, parse
     from workflows.incident.proof import PATCH_BOUND_DECISIONS, proven, unbound
     from workflows.runbook.approvals import ApprovalBook, Verdict
 
 
 class ApprovalGate:
-    def __init__(self, memory: IncidentMemory, communication: Communication) -> None:
+    def __init__(
+        self, memory: IncidentMemory, communication: Communication, metrics: IncidentMetrics
+    ) -> None:
         self._memory = memory
         self._communication = communication
+        self._metrics = metrics
 
     async def passes(self, step: Step) -> bool:
         """Wait for the approvals the policy demands; a timeout is a no, and an escalation."""
@@ -73,6 +77,7 @@ class ApprovalGate:
             verified_only=step.name in m.config.policy.approvals.verified_only,
         )
         step.status = "pending_approval"
+        self._metrics.pending_changed()
         if carried_since is None:
             m.note("approval_requested", f"{step.name.value}: {step.title} (within {within})")
             self._communication.notify(
@@ -87,6 +92,7 @@ class ApprovalGate:
             book.expire(step.name)
             m.note("approval_timeout", f"{step.name.value}: no decision within {within}")
         waited = m.pending.pop(step.name)
+        self._metrics.pending_changed()
         if book.state(step.name) == "waiting":  # woken to continue as new: wait on there
             m.pending_since[step.name] = waited.since
             raise ContinueAsNew
@@ -126,11 +132,16 @@ class ApprovalGate:
 
     def _bound(self, decision: Decision) -> Verdict:
         why = unbound(self._memory, decision)
-        return self._refuse(decision, why) if why else submit(self._memory, decision)
+        if why:
+            return self._refuse(decision, why)
+        verdict = submit(self._memory, decision)
+        self._metrics.decided(decision, verdict.accepted)
+        return verdict
 
     def _refuse(self, decision: Decision, why: str) -> Verdict:
         self._memory.note("approval_refused", f"{decision.step.value}: {why}",
                           actor=decision.approver)  # fmt: skip
+        self._metrics.decided(decision, accepted=False)
         return Verdict(False, why)
 
 

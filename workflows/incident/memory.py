@@ -181,6 +181,12 @@ class IncidentMemory(BaseModel):
             s.name is StepName.RE_ENABLE and s.status == "succeeded" for s in so_far[entered[-1] :]
         )
 
+    def fallback_left_on(self) -> bool:
+        """A fallback was entered and the cache not given back: the incident leaves it on."""
+        done = [s for s in self.plan if s.status == "succeeded"]
+        entered = [i for i, s in enumerate(done) if s.name is StepName.ENABLE_FALLBACK]
+        return bool(entered) and not any(s.name is StepName.RE_ENABLE for s in done[entered[-1] :])
+
     def scenario_name(self) -> str:
         return self.scenario.value if self.scenario else "investigating"
 

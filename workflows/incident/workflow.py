@@ -33,6 +33,7 @@ with workflow.unsafe.imports_passed_through():
     from workflows.incident.execution import Execution
     from workflows.incident.gate import ApprovalGate
     from workflows.incident.maintenance import PATCH_MAINTENANCE, Maintenance
+    from workflows.incident.metrics import IncidentMetrics
     from workflows.incident.payloads import Malformed, parse
     from workflows.incident.probes import PATCH_LOCAL_READS, Probes
     from workflows.incident.report import outcome_of, report_of, scenario_of
@@ -61,11 +62,12 @@ class RedisCacheFailure:
         """The memory exists before any handler runs, so a signal that comes first finds it;
         the parts work over it and show in their constructors what else they use."""
         self._m, self._carry = Carry.remember(incident)
-        self._communication = Communication(self._m)
-        self._gate = ApprovalGate(self._m, self._communication)
+        self._metrics = IncidentMetrics(self._m)
+        self._communication = Communication(self._m, self._metrics)
+        self._gate = ApprovalGate(self._m, self._communication, self._metrics)
         self._probes = Probes(self._m)
         self._triage = Triage(self._m, self._probes)
-        self._execution = Execution(self._m, self._probes, self._gate)
+        self._execution = Execution(self._m, self._probes, self._gate, self._metrics)
         self._maintenance = Maintenance(self._m, self._probes, self._gate, self._execution)
         self._beside: asyncio.Task[None] | None = None  # maintenance mode's own task
 
@@ -89,6 +91,7 @@ class RedisCacheFailure:
             self._m.note(
                 "continued", f"run {self._m.runs} picks up at step {self._m.next_step + 1}"
             )
+        self._metrics.opened()
         self._communication.start_timers()
         if self._m.offers_maintenance:
             self._beside = asyncio.create_task(self._maintenance.run())
@@ -235,6 +238,7 @@ class RedisCacheFailure:
     async def _finish(self, verified: Scenario | None) -> IncidentReport:
         self._m.outcome = outcome_of(self._m, verified)
         self._m.phase = "done"
+        self._metrics.finished()
         self._m.note("finished", f"outcome {self._m.outcome}")
         await self._communication.close()
         await workflow.wait_condition(workflow.all_handlers_finished)
