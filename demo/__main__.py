@@ -27,6 +27,7 @@ from contracts.incident import IncidentReport
 from contracts.target import RedisTarget
 from demo.alerts import AlertPath, alert_path
 from demo.incident import end_leftover, follow_incident, latest_run, wait_for_new_run
+from demo.recovery import RecoveryNotes
 from demo.scenarios import DEFAULT, SCENARIOS, DemoScenario, listing
 from demo.stack import (
     STATE,
@@ -98,6 +99,7 @@ def follow_with_kubectl(cluster: SandboxCluster) -> list[str]:
         f"  {tool} logs deployment/treebeard-api -n {ns} --tail=20 | grep -i redis",
         f"  {tool} exec deployment/treebeard-api -n {ns} -- redis-cli -h redis ping",
         f"  {tool} describe statefulset redis -n {ns}",
+        f"  {tool} get jobs -n {ns}   # the warm step's Job, once a warm step ran one",
         f"  KUBECONFIG={cluster.runbook_kubeconfig} {tool} auth can-i patch "
         "statefulsets/redis   # what the worker may do",
     ]
@@ -123,7 +125,8 @@ async def run_incident(
         client, workflow_id, latest[0] if latest else None, processes, within=120
     )
     _say(f"the alert opened incident {workflow_id}: {stack.link(workflow_id, run_id)}")
-    report = await follow_incident(client, stack, workflow_id, run_id, processes, approve_as)
+    notes = RecoveryNotes(cluster)
+    report = await follow_incident(client, stack, workflow_id, run_id, processes, approve_as, notes)
     print(f"\n{render_report(report)}\n", flush=True)
     _say(f"outcome: {report.outcome}. Web UI: {stack.link(workflow_id, run_id)}")
     return report
@@ -141,8 +144,9 @@ def run(resources: ExitStack, scenario: DemoScenario, args: argparse.Namespace) 
     stack = start_runbook(processes, cluster, address, ui_port)
     _say(f"webhook on {stack.webhook_url} (bearer token in {stack.token_file})")
     warm_catalog(cluster.redis(), critical_only=False)
-    resources.enter_context(CacheTraffic(cluster.redis_port, max_seconds=3600))
-    _say("application traffic reads the cache (cache-aside) all along")
+    reads = scenario.reads_per_s
+    resources.enter_context(CacheTraffic(cluster.redis_port, reads, max_seconds=3600))
+    _say(f"application traffic reads the cache (cache-aside) all along, {reads:g} reads/s")
     alerts = resources.enter_context(
         alert_path(stack, cluster, processes, _say, post=args.post_alert)
     )

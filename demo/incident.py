@@ -19,6 +19,7 @@ from temporalio.service import RPCError
 from contracts.decisions import Decision, PendingApproval
 from contracts.incident import IncidentReport, IncidentStatus
 from contracts.steps import StepName
+from demo.recovery import RecoveryNotes
 from demo.stack import SLACK_URL_ENV, DemoFailure, Processes, Stack
 from worker.cli.follow import follow
 from worker.client import connect
@@ -89,7 +90,8 @@ def how_to_approve(stack: Stack, workflow_id: str, run_id: str, p: PendingApprov
 
 class Narrator:
     """Sees every status of the live view: explains each new approval once, and gives it when
-    the demo runs unattended (--approve-as)."""
+    the demo runs unattended (--approve-as); says once what each recovery step did (the warm
+    Job, the hit rate's curve)."""
 
     def __init__(
         self,
@@ -98,13 +100,17 @@ class Narrator:
         run_id: str,
         console: Console,
         approve_as: str | None,
+        notes: RecoveryNotes,
     ) -> None:
         self.stack, self.handle, self.run_id = stack, handle, run_id
         self.console = console
         self.approve_as = approve_as
+        self.notes = notes
         self.announced: set[StepName] = set()
 
     async def __call__(self, status: IncidentStatus) -> None:
+        for line in await asyncio.to_thread(self.notes.new_lines, status.plan):
+            self.console.print(f"demo: {line}", highlight=False, markup=False, soft_wrap=True)
         for pending in status.pending_approvals:
             if pending.step in self.announced:
                 continue
@@ -142,10 +148,11 @@ async def follow_incident(
     run_id: str,
     processes: Processes,
     approve_as: str | None,
+    notes: RecoveryNotes,
 ) -> IncidentReport:
     handle = client.get_workflow_handle(workflow_id, result_type=IncidentReport)
     console = Console(highlight=False)
-    narrator = Narrator(stack, handle, run_id, console, approve_as)
+    narrator = Narrator(stack, handle, run_id, console, approve_as, notes)
     await follow(
         workflow_id,
         lambda: status_of(handle, processes),

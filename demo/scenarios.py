@@ -15,6 +15,9 @@ class DemoScenario:
     alert: str  # what the chain fires; posted by the demo itself where the chain is missing
     story: str
     unattended: bool  # runs to the end without anyone approving
+    # The application's cache reads. Slower in `full`: at the usual rate the reads alone fill
+    # the hot keys back within a second of the flush, before the warm Job could matter.
+    reads_per_s: float = 400.0
 
     def line(self) -> str:
         who = "unattended" if self.unattended else "stops for approvals"
@@ -38,6 +41,15 @@ SCENARIOS = {
             "Redis OOMKilled and full: an evicting policy, then more memory (a flush only if "
             "still out of memory)",
             unattended=False,
+        ),
+        DemoScenario(
+            "full",
+            Fault.FULL,
+            "RedisOutOfConfiguredMaxmemory",
+            "Redis full of keys without a TTL: the flush behind approval, the warm script as a "
+            "Job, the hit rate climbs back",
+            unattended=False,
+            reads_per_s=25.0,
         ),
         DemoScenario(
             "crashloop",

@@ -1,7 +1,7 @@
 """`python -m sandbox up|fault|status`: the local cluster for the demo and for trying things.
 
 python -m sandbox up [--dir .sandbox] [--json]    # until Ctrl-C; stops every process
-python -m sandbox fault down|crashloop|oom|connections|slow|pvc-unbound|cut-off|clear
+python -m sandbox fault down|crashloop|oom|full|connections|slow|pvc-unbound|cut-off|clear
 python -m sandbox status
 """
 

@@ -79,6 +79,7 @@ class PodRuntime:
     terminated: JSONDict | None = None  # current state, when the container is not running
     last_state: JSONDict = field(default_factory=dict)
     held: list[redis.Redis] = field(default_factory=list)
+    full: bool = False  # the `full` fault's keys and policy are in this Redis
 
     def release_connections(self) -> None:
         for conn in self.held:
@@ -469,6 +470,8 @@ class Controller:
             await self.api.create("networkpolicies", policy)
         for runtime in runtimes:
             runtime.release_connections()
+            if runtime.full:
+                await self.empty_full(sts["metadata"]["namespace"], runtime)
             runtime.crashing = False
             runtime.terminated = None  # the kubelet restarts a dead Redis on its next pass
         for pvc in await self.api.list_objects(
@@ -480,6 +483,29 @@ class Controller:
                 pvc["metadata"]["name"],
                 lambda obj: obj["status"].update(phase="Bound"),
             )
+
+    async def empty_full(self, namespace: str, runtime: PodRuntime) -> None:
+        """Undo `full`: the batch job's keys go, and the policy is again the one Redis would
+        start with (a restart alone would not do: the keys are in its AOF)."""
+        runtime.full = False
+        if runtime.process.pid is None:
+            return
+        policy = await self.configured_policy(namespace, runtime)
+        try:
+            with runtime.process.client() as conn:
+                await asyncio.to_thread(faults.clear_fill, conn, policy)
+        except (redis.RedisError, OSError):
+            log.exception("sandbox controller could not undo fault full on %s", runtime.name)
+
+    async def configured_policy(self, namespace: str, runtime: PodRuntime) -> str:
+        """The maxmemory-policy of the ConfigMap's redis.conf and the container's args, as
+        Redis would start with them now (with them as it started, once the pod is gone)."""
+        options: Mapping[str, str] = runtime.process.config
+        pod = await self.api.get_object("pods", namespace, runtime.name)
+        if pod is not None:
+            container = redis_container(pod)
+            options = redis_options(container, await self.config_text(pod, container))
+        return options.get("maxmemory-policy", "noeviction")
 
     async def lock_down(self, sts: JSONDict) -> None:
         """The lockdown replaces the policies that let anyone in (their rules would add up
@@ -517,6 +543,10 @@ class Controller:
                 await self.event(pod, "OOMKilled", "Container redis was OOMKilled", warning=True)
                 await self.start_container(pod, runtime, in_place=True)
             await asyncio.to_thread(faults.fill_memory_until_refused, proc.client())
+        elif fault is Fault.FULL and proc.pid is not None:
+            runtime.full = True  # set first: a fill cut short is undone all the same
+            with proc.client() as conn:
+                await asyncio.to_thread(faults.fill_without_ttl, conn)
         elif fault is Fault.CONNECTIONS and proc.pid is not None:
             maxclients = int(proc.config.get("maxclients", "10000"))
             runtime.held = await asyncio.to_thread(

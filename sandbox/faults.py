@@ -6,6 +6,9 @@ import time
 
 import redis
 
+# What the fills write: a batch job's keys, none with a TTL (the cache's own keys have one).
+FILL_PATTERNS = ("cache:item:*", "cache:pad:*")
+
 
 def fill_memory(client: redis.Redis, value_size: int = 1024, batch: int = 200) -> int:
     """Write until Redis refuses with OOM (needs maxmemory and noeviction); returns keys set."""
@@ -47,6 +50,35 @@ def fill_memory_until_refused(
         if not room:
             break
     return int(client.dbsize())
+
+
+def fill_without_ttl(client: redis.Redis, policy: str = "volatile-lru") -> int:
+    """A batch job's keys, none with a TTL, until Redis refuses writes (under noeviction),
+    then the volatile `policy`, and the fill goes on: the keys that have a TTL are evicted,
+    then writes are refused again. Redis is then out of memory under an evicting policy with
+    nothing left to evict, which a flush fixes and no policy does. Returns the keys set."""
+    if not policy.startswith("volatile-"):
+        raise ValueError(f"{policy}: only a volatile- policy spares keys without a TTL")
+    fill_memory_until_refused(client)
+    client.config_set("maxmemory-policy", policy)
+    return fill_memory_until_refused(client)
+
+
+def clear_fill(client: redis.Redis, policy: str, batch: int = 500) -> int:
+    """Undo fill_without_ttl: delete the fills' keys (SCAN and UNLINK, both allowed while
+    Redis refuses writes), then put `policy` back. Returns the keys deleted."""
+    deleted = 0
+    for pattern in FILL_PATTERNS:
+        keys: list[bytes | str] = []
+        for key in client.scan_iter(match=pattern, count=1000):
+            keys.append(key)
+            if len(keys) >= batch:
+                deleted += int(client.unlink(*keys))
+                keys = []
+        if keys:
+            deleted += int(client.unlink(*keys))
+    client.config_set("maxmemory-policy", policy)
+    return deleted
 
 
 def hold_connections(

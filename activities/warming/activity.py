@@ -70,6 +70,9 @@ class WarmingActivities:
         bad = [k for k, v in outcomes.items() if failed(v)]
         keys = await asyncio.to_thread(self._dbsize, target)
         summary = f"warmed: {len(outcomes) - len(bad)} of {len(outcomes)} passes ok, {keys} keys"
+        jobs = [str(v) for v in outcomes.values() if str(v).startswith("job ")]
+        if jobs:  # which Job to `kubectl logs`
+            summary += f" ({'; '.join(jobs)})"
         if bad:
             summary += f"; failed: {', '.join(bad)}"
         if len(bad) == len(outcomes):

@@ -9,6 +9,11 @@ CLI, the tests and the demo share one mechanism and the controller sees it like 
   (grace 0) or clearing the fault does.
 - `oom`: the container is OOMKilled once (lastState OOMKilled, restartCount+1), then Redis
   is filled until it refuses writes.
+- `full`: a batch job wrote keys without a TTL until Redis refused writes, then
+  maxmemory-policy went to volatile-lru: the keys with a TTL (the catalog the API caches) are
+  evicted first, and then writes are refused, since nothing left is evictable. Out of memory
+  for real under an evicting policy, not a healthy LRU cache; `clear` removes the batch job's
+  keys and puts back the policy of the ConfigMap's redis.conf.
 - `connections`: the controller holds all client slots but two (too many connections).
 - `slow`: commands that block the server (DEBUG SLEEP) land in SLOWLOG.
 - `pvc-unbound`: the pod's PVC goes Pending and the pod cannot be scheduled.
@@ -31,6 +36,7 @@ class Fault(StrEnum):
     DOWN = "down"
     CRASHLOOP = "crashloop"
     OOM = "oom"
+    FULL = "full"
     CONNECTIONS = "connections"
     SLOW = "slow"
     PVC_UNBOUND = "pvc-unbound"

@@ -142,6 +142,31 @@ def test_oom_demo_explains_three_ways_to_approve_and_recovers(tmp_path: Path) ->
     assert "outcome: resolved" in out
 
 
+def test_full_demo_flushes_then_the_shipped_job_warms_and_the_hit_rate_climbs(
+    tmp_path: Path,
+) -> None:
+    started = time.monotonic()
+    out = run_demo(tmp_path, "--scenario", "full", "--approve-as", "demo-operator", "--post-alert")
+    took = time.monotonic() - started
+
+    assert "posting RedisOutOfConfiguredMaxmemory as Alertmanager would" in out
+    assert "kubectl get jobs -n treebeard-production" in out
+    assert "scenario: out_of_memory" in out
+    assert "set_eviction_policy" not in out  # volatile-lru already evicts: it has no TTLs
+    assert ">>> flush waits for approval" in out
+    assert "flush approved (1/1) (--approve-as demo-operator)" in out
+    assert "flush                succeeded" in out
+    assert "raise_memory_limit   skipped" in out
+    assert "warm                 succeeded" in out
+    assert re.search(r"demo: warm: job warm-cache-\w+ completed in [\d.]+s, \d+ keys", out), out
+    assert "warm_cache: wrote 50 catalog items (critical, TTL 600s)" in out  # the Job's log
+    assert "watch_hit_rate       succeeded" in out
+    assert re.search(r"demo: watch_hit_rate: [\d.]+s \d+%.*reached 60%", out), out
+    assert "Approval: flush approved by demo-operator" in out
+    assert "outcome: resolved" in out
+    assert took < 120, f"the full demo took {took:.0f}s"
+
+
 def test_crashloop_demo_force_deletes_the_pod_once_approved(tmp_path: Path) -> None:
     out = run_demo(tmp_path, "--scenario", "crashloop", "--approve-as", "op", "--post-alert")
 
