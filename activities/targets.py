@@ -39,6 +39,13 @@ ENV_VAR = r"^[A-Za-z_][A-Za-z0-9_]*$"
 K8S_NAME = r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$"
 
 
+def env_names(value: dict[str, str], field: str) -> dict[str, str]:
+    bad = [name for name in value if not re.fullmatch(ENV_VAR, name)]
+    if bad:
+        raise ValueError(f"{field}: {bad[0]!r} is not an environment variable name")
+    return value
+
+
 class MaintenanceMode(BaseModel):
     """How the API goes into maintenance, the step the 30-minute escalation offers behind
     approval: `env` set on the API container (e.g. MAINTENANCE_MODE: 'true'), or a
@@ -56,10 +63,7 @@ class MaintenanceMode(BaseModel):
     @field_validator("env")
     @classmethod
     def _env_names(cls, value: dict[str, str]) -> dict[str, str]:
-        bad = [name for name in value if not re.fullmatch(ENV_VAR, name)]
-        if bad:
-            raise ValueError(f"maintenance.env: {bad[0]!r} is not an environment variable name")
-        return value
+        return env_names(value, "maintenance.env")
 
     @model_validator(mode="after")
     def _one_way(self) -> MaintenanceMode:
@@ -104,10 +108,7 @@ class Workload(BaseModel):
     @field_validator("fallback_env")
     @classmethod
     def _env_names(cls, value: dict[str, str]) -> dict[str, str]:
-        bad = [name for name in value if not re.fullmatch(ENV_VAR, name)]
-        if bad:
-            raise ValueError(f"fallback_env: {bad[0]!r} is not an environment variable name")
-        return value
+        return env_names(value, "fallback_env")
 
     config_map: str | None = Field(
         default=None,

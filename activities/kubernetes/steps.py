@@ -699,13 +699,9 @@ class KubernetesActivities:
         maintenance pods scaled up first and then the Service pointed at them."""
         mode = self._maintenance(target)
         if mode.env:
-            name = self._deployment(target)
             container = self._targets.workload(target).api_container
-            before, changed = guarded_patch(
-                f"maintenance mode on deployment {target.namespace}/{name}",
-                lambda: self._read_deploy(target, name),
-                lambda d: plan_enter_env(d, container, mode.env),
-                self._patch_deploy(target, name),
+            before, changed = self._api_env(
+                target, "maintenance mode", lambda d: plan_enter_env(d, container, mode.env)
             )
             was = annotation(before, MAINTENANCE_ENV) or {k: env_value(before, container, k)
                                                           for k in mode.env}  # fmt: skip
@@ -742,13 +738,9 @@ class KubernetesActivities:
         left for a person, and the summary says so."""
         mode = self._maintenance(target)
         if mode.env:
-            name = self._deployment(target)
             container = self._targets.workload(target).api_container
-            before, changed = guarded_patch(
-                f"end maintenance mode on deployment {target.namespace}/{name}",
-                lambda: self._read_deploy(target, name),
-                lambda d: plan_end_env(d, container, mode.env),
-                self._patch_deploy(target, name),
+            before, changed = self._api_env(
+                target, "end maintenance mode", lambda d: plan_end_env(d, container, mode.env)
             )
             was = annotation(before, MAINTENANCE_ENV)
             if not isinstance(was, dict):
@@ -778,6 +770,17 @@ class KubernetesActivities:
             f"{deployment} scaled back",
             before={"selector": json.dumps(mode.selector, sort_keys=True)},
             after={"selector": json.dumps(selector, sort_keys=True)},
+        )
+
+    def _api_env(
+        self, target: RedisTarget, what: str, plan: Callable[[JSONDict], list[JSONDict]]
+    ) -> tuple[JSONDict, bool]:
+        name = self._deployment(target)
+        return guarded_patch(
+            f"{what} on deployment {target.namespace}/{name}",
+            lambda: self._read_deploy(target, name),
+            plan,
+            self._patch_deploy(target, name),
         )
 
     def _unrecorded(self, mode: MaintenanceMode, what: str) -> StepResult:
