@@ -73,9 +73,9 @@ class ChainPorts:
     worker: int | None = None  # the worker's metrics; None: a chain that does not scrape it
 
     @classmethod
-    def free(cls, webhook: int) -> ChainPorts:
+    def free(cls, webhook: int, worker: int | None = None) -> ChainPorts:
         return cls(exporter=free_port(), prometheus=free_port(), alertmanager=free_port(),
-                   webhook=webhook)  # fmt: skip
+                   webhook=webhook, worker=worker)  # fmt: skip
 
 
 def prometheus_config(root: Path, ports: ChainPorts) -> Path:
@@ -121,11 +121,19 @@ class AlertingChain:
     `with AlertingChain(root, redis_port, webhook_port, token_file) as chain:`; `chain.pids`
     names every process it runs, `chain.tails()` their last log lines."""
 
-    def __init__(self, root: Path, redis_port: int, webhook_port: int, token_file: Path) -> None:
+    def __init__(
+        self,
+        root: Path,
+        redis_port: int,
+        webhook_port: int,
+        token_file: Path,
+        worker_port: int | None = None,
+    ) -> None:
+        """`worker_port`: the worker's metrics endpoint, scraped as job redis-runbook-worker."""
         self.root = root.resolve()
         self.redis_port = redis_port
         self.token_file = token_file
-        self.ports = ChainPorts.free(webhook_port)
+        self.ports = ChainPorts.free(webhook_port, worker_port)
         self.daemons: list[Daemon] = []
 
     @property
