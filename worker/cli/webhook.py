@@ -49,7 +49,9 @@ async def run(args: argparse.Namespace, settings: Settings) -> int:
     from worker.telemetry import configure_tracing
     from worker.webhook import create_app
 
-    configure_tracing("redis-runbook-webhook")
+    # With tracing on, FastAPI makes each request a server span (continuing a sender's
+    # traceparent); the Temporal client's spans are its children, the workflow's theirs.
+    tracing = configure_tracing("redis-runbook-webhook")
     app = create_app(settings, insecure_no_auth=args.insecure_no_auth)
     config = uvicorn.Config(
         app,
@@ -68,6 +70,8 @@ async def run(args: argparse.Namespace, settings: Settings) -> int:
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, server.handle_exit, sig, None)
     await asyncio.to_thread(_serve, server)
+    if tracing is not None:
+        tracing.shutdown()  # the last spans go out before the process ends
     return 0
 
 
