@@ -69,6 +69,29 @@ class IncidentStatus(BaseModel):
     plan_digest: str = Field(default="", description="the plan as shown: a decision names it")
 
 
+class Sample(BaseModel):
+    """What one diagnosis measured, for the review's charts."""
+
+    at: datetime
+    reachable: bool
+    memory_ratio: float | None = Field(default=None, description="used_memory / maxmemory")
+    clients: int | None = None
+    hit_rate: float | None = Field(default=None, description="since Redis started")
+    ping_p50_ms: float | None = None
+
+    @classmethod
+    def of(cls, d: Diagnosis) -> Sample:
+        info = d.info if d.reachable else None
+        return cls(
+            at=d.taken_at,
+            reachable=d.reachable,
+            memory_ratio=info.memory_ratio if info else None,
+            clients=info.connected_clients if info else None,
+            hit_rate=info.hit_rate if info else None,
+            ping_p50_ms=d.ping_p50_ms,
+        )
+
+
 class Figures(BaseModel):
     """The numbers a post-incident review asks for."""
 
@@ -108,6 +131,9 @@ class IncidentReport(BaseModel):
         default_factory=list, description="changes made at runtime only: lost at a restart"
     )
     review: str = Field(default="", description="the post-incident review, Markdown")
+    samples: list[Sample] = Field(
+        default_factory=list, description="each diagnosis' figures, oldest first (the charts)"
+    )
     started_at: datetime
     finished_at: datetime
 

@@ -6,7 +6,9 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
+import sys
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 from temporalio.client import (
@@ -57,6 +59,13 @@ def add_parsers(sub: Any) -> None:
     report = sub.add_parser("report", help="the post-incident review (Markdown) of an incident")
     report.add_argument("workflow_id")
     report.add_argument("--json", action="store_true", help="the whole report as JSON")
+    report.add_argument(
+        "--format",
+        choices=["markdown", "html", "json"],
+        default="markdown",
+        help="html: one page with the timeline chart; markdown with --out: the chart beside it",
+    )
+    report.add_argument("--out", type=Path, help="write to this file instead of stdout")
     report.set_defaults(handler=show_report)
     listing = sub.add_parser("list", help="open incidents (--all: recent closed ones too)")
     listing.add_argument("--all", action="store_true")
@@ -258,5 +267,28 @@ async def show_report(args: argparse.Namespace, settings: Settings) -> int:
         report = await handle.result()
     except WorkflowFailureError as err:
         raise UsageError(f"{args.workflow_id} failed, it has no report: {err.cause}") from None
-    print(report.model_dump_json(indent=2) if args.json else report.review)
+    fmt = "json" if args.json else args.format
+    if fmt == "json":
+        return _write(args.out, report.model_dump_json(indent=2))
+    if fmt == "markdown" and args.out is None:
+        return _write(None, report.review)
+    try:
+        from worker.report.charts import timeline_svg
+        from worker.report.page import report_page
+    except ImportError as err:  # pragma: no cover - the test extra installs it
+        raise UsageError(f"charts need matplotlib ({err}). Fix: pip install "
+                         "'redis-runbook[report]'") from None  # fmt: skip
+    if fmt == "html":
+        return _write(args.out, report_page(report))
+    chart = args.out.with_name(f"{args.out.stem}-timeline.svg")
+    chart.write_text(timeline_svg(report))
+    return _write(args.out, f"{report.review}\n\n## Timeline\n\n![Timeline]({chart.name})\n")
+
+
+def _write(out: Path | None, text: str) -> int:
+    if out is None:
+        print(text)
+    else:
+        out.write_text(text if text.endswith("\n") else text + "\n")
+        print(f"wrote {out}", file=sys.stderr)
     return 0

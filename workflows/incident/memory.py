@@ -24,7 +24,7 @@ from contracts.alerts import Alert
 from contracts.analysis import Analysis
 from contracts.decisions import Abort, Approval, Decision, PendingApproval
 from contracts.diagnosis import Diagnosis, Scenario
-from contracts.incident import Incident, Outcome, Phase, TimelineEntry
+from contracts.incident import Incident, Outcome, Phase, Sample, TimelineEntry
 from contracts.steps import Step, StepName, StepStatus
 from contracts.target import RedisTarget
 from workflows.incident.alerts import AlertLedger
@@ -32,6 +32,7 @@ from workflows.runbook.approvals import ApprovalBook, State
 from workflows.runbook.classify import Context, explain
 
 MaintenanceState = Literal["none", "offered", "on", "off", "declined", "stuck"]
+SAMPLES_KEPT = 300  # a poll every 10 s for 50 minutes
 TIMELINE_HEAD = 50
 TIMELINE_TAIL = 250
 
@@ -71,6 +72,9 @@ class IncidentMemory(BaseModel):
     escalations_sent: int = 0
     paged: list[str] = Field(default_factory=list, description="paging channels triggered")
     flaps: int = 0
+    samples: list[Sample] = Field(
+        default_factory=list, description="each diagnosis' figures, the latest SAMPLES_KEPT"
+    )
     maintenance: MaintenanceState = Field(
         default="none", description="maintenance mode: offered by an escalation, then on/off"
     )
@@ -199,6 +203,11 @@ class IncidentMemory(BaseModel):
         step.status, step.started_at, step.finished_at = status, began, workflow.now()
         step.detail = detail
         self.note("step", f"{step.name.value}: {status}: {detail}")
+
+    def sampled(self, diagnosis: Diagnosis) -> None:
+        """Bounded: the latest SAMPLES_KEPT (a long outage polls for hours)."""
+        self.samples.append(Sample.of(diagnosis))
+        del self.samples[:-SAMPLES_KEPT]
 
     def note(self, kind: str, message: str, actor: str | None = None) -> None:
         """Bounded: the first TIMELINE_HEAD entries and the latest TIMELINE_TAIL are kept, with

@@ -71,6 +71,7 @@ class Probes:
             RedisDiagnosisActivities.diagnose_redis, m.target, Diagnosis, m.local_reads
         )
         m.previous, m.latest = m.latest, diagnosis
+        m.sampled(diagnosis)
         state = "reachable" if diagnosis.reachable else "unreachable"
         m.note("diagnosed", f"Redis {state}, {len(diagnosis.findings)} findings")
         return diagnosis

@@ -57,6 +57,7 @@ def report_of(m: IncidentMemory) -> IncidentReport | None:
         requested_by=m.input.requested_by,
         started_at=m.started_at,
         finished_at=workflow.now(),
+        samples=m.samples,
     )
     report.figures = figures_of(report, m.approval_wait_s)
     report.temporary = temporary_changes(report.steps)

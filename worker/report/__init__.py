@@ -1,0 +1,1 @@
+"""The post-incident review as a page and as pictures: `runbook report --format html`."""
