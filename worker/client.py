@@ -5,14 +5,15 @@ from __future__ import annotations
 
 from temporalio.client import Client
 from temporalio.contrib.pydantic import pydantic_data_converter
-from temporalio.runtime import PrometheusConfig, Runtime, TelemetryConfig
+from temporalio.runtime import Runtime
 
+from worker.metrics import WorkerMetrics
 from worker.settings.runbook import MetricsSettings, TemporalSettings
 from worker.telemetry import tracing_interceptor
 
 
 async def connect(settings: TemporalSettings, runtime: Runtime | None = None) -> Client:
-    """`runtime`: the worker's, when it exports metrics (metrics_runtime)."""
+    """`runtime`: the worker's, when it exports metrics (worker_metrics)."""
     return await Client.connect(
         settings.address,
         namespace=settings.namespace,
@@ -22,14 +23,8 @@ async def connect(settings: TemporalSettings, runtime: Runtime | None = None) ->
     )
 
 
-def metrics_runtime(settings: MetricsSettings) -> Runtime | None:
-    """A Temporal runtime serving Prometheus metrics on `settings.address`: the SDK's own
-    (task latencies, schedule-to-start, slots, sticky cache) and what the workflows record
-    through its metric meter (workflows/incident/metrics.py). Durations in seconds, counters
-    named `_total` as Prometheus names them."""
-    if settings.address is None:
-        return None
-    config = PrometheusConfig(
-        bind_address=settings.address, counters_total_suffix=True, durations_as_seconds=True
-    )
-    return Runtime(telemetry=TelemetryConfig(metrics=config))
+def worker_metrics(settings: MetricsSettings) -> WorkerMetrics | None:
+    """The runtime and endpoint serving Prometheus metrics on `settings.address`: the SDK's
+    own (task latencies, schedule-to-start, slots, sticky cache), what the workflows record
+    through its metric meter, and the pending approvals' age. None when unset."""
+    return WorkerMetrics(settings.address) if settings.address else None

@@ -25,7 +25,7 @@ from sandbox.cluster import SandboxCluster
 from sandbox.processes import free_port
 from tests.harness import running_worker, settings_for, wait_for_pending
 from tests.intake.test_webhook_helpers import TOKEN, address, serve
-from worker.client import metrics_runtime
+from worker.client import worker_metrics
 from worker.settings.runbook import MetricsSettings
 from worker.webhook import create_app
 
@@ -84,9 +84,10 @@ async def test_every_panel_of_the_dashboard_returns_data_during_an_incident(
 ) -> None:
     queries = panel_queries()
     metrics = f"127.0.0.1:{free_port()}"
-    runtime = metrics_runtime(MetricsSettings(address=metrics))
+    exporter = worker_metrics(MetricsSettings(address=metrics))
+    assert exporter is not None
     client = await Client.connect(address(temporal_env), data_converter=pydantic_data_converter,
-                                  runtime=runtime)  # fmt: skip
+                                  runtime=exporter.runtime)  # fmt: skip
     token = tmp_path / "token"
     token.write_text(TOKEN + "\n")
     with SandboxCluster(tmp_path / "sandbox", role_file=ROLE) as cluster:
@@ -119,6 +120,7 @@ async def test_every_panel_of_the_dashboard_returns_data_during_an_incident(
                 await handle.execute_update("decide", Decision.model_validate(decision))
                 report = await asyncio.wait_for(handle.result(), 60)
                 after = await until_answered(http, prometheus, queries, set(queries) - waiting)
+    exporter.close()
 
     assert report.outcome == "resolved", report.escalations
     assert waiting >= PENDING_PANELS, sorted(PENDING_PANELS - waiting)

@@ -54,12 +54,13 @@ def _parser() -> argparse.ArgumentParser:
 async def _worker(args: argparse.Namespace, settings: Settings) -> int:
     # Imported here: the activities and their client libraries are the worker's alone, and
     # `runbook approve` at 3 a.m. should not wait for them.
-    from worker.client import metrics_runtime
+    from worker.client import worker_metrics
     from worker.runner import run_worker
     from worker.telemetry import configure_tracing
 
     tracing = configure_tracing("redis-runbook-worker")
-    client = await connect_or_explain(settings, metrics_runtime(settings.metrics))
+    metrics = worker_metrics(settings.metrics)
+    client = await connect_or_explain(settings, metrics.runtime if metrics else None)
     if settings.metrics.address:
         logging.getLogger("runbook.worker").info(
             "metrics on http://%s/metrics", settings.metrics.address
@@ -71,6 +72,8 @@ async def _worker(args: argparse.Namespace, settings: Settings) -> int:
     await run_worker(client, settings, stop)
     if tracing is not None:
         tracing.shutdown()
+    if metrics is not None:
+        metrics.close()
     return 0
 
 
