@@ -72,6 +72,8 @@ class Execution:
         await self._run(step, began)
         if step.status in ("succeeded", "failed"):
             self._metrics.step(step, began)
+        if step.name is StepName.RESTART and step.status == "succeeded":
+            self._metrics.restarts()
         switched = step.name in (StepName.ENABLE_FALLBACK, StepName.RE_ENABLE)
         if step.status == "succeeded" and switched:
             self._metrics.fallback(step.name is StepName.ENABLE_FALLBACK)

@@ -142,6 +142,7 @@ class ApprovalGate:
         self._memory.note("approval_refused", f"{decision.step.value}: {why}",
                           actor=decision.approver)  # fmt: skip
         self._metrics.decided(decision, accepted=False)
+        self._metrics.refused("decision")
         return Verdict(False, why)
 
 

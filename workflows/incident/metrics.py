@@ -16,8 +16,11 @@ from temporalio.common import MetricMeter
 with workflow.unsafe.imports_passed_through():
     from contracts.decisions import Decision
     from contracts.incident import Mode
-    from contracts.steps import Step
+    from contracts.steps import Step, StepName
     from workflows.incident.memory import IncidentMemory
+
+
+REFUSED_AT = frozenset({"decision", "slack", "approvals", "webhook", "abort"})
 
 
 class IncidentMetrics:
@@ -78,6 +81,31 @@ class IncidentMetrics:
         self._meter().create_counter("runbook_escalations", "Escalation levels sent").add(
             1, {"level": str(level)}
         )
+
+    def restarts(self) -> None:
+        """Restarts of the target in the hour before triage (counted on its StatefulSet,
+        across incidents) plus this incident's since, against limits.restarts_per_hour."""
+        m = self._m
+        kube = m.triage.kubernetes if m.triage else None
+        if kube is None or kube.statefulset is None:
+            return
+        since = kube.taken_at - timedelta(hours=1)
+        before = sum(1 for at in kube.statefulset.restarts if at > since)
+        ours = sum(1 for s in m.plan if s.name is StepName.RESTART and s.status == "succeeded")
+        meter = self._meter()
+        meter.create_gauge("runbook_restarts_last_hour", "Restarts of the target in the last hour"
+                           ).set(before + ours)  # fmt: skip
+        meter.create_gauge("runbook_restart_budget", "limits.restarts_per_hour").set(
+            m.config.policy.limits.restarts_per_hour
+        )
+
+    def refused(self, source: str) -> None:
+        """Decisions or requests turned away (forged, stale, malformed, unbound). Labelled by
+        where they were turned away only, from a fixed set: a signal may say anything."""
+        where = source if source in REFUSED_AT else "other"
+        workflow.metric_meter().create_counter(
+            "runbook_refusals", "Refused decisions and requests, by where they were refused"
+        ).add(1, {"source": where})
 
     def fallback(self, on: bool) -> None:
         self._meter().create_gauge(

@@ -92,6 +92,7 @@ class RedisCacheFailure:
                 "continued", f"run {self._m.runs} picks up at step {self._m.next_step + 1}"
             )
         self._metrics.opened()
+        self._metrics.restarts()
         self._communication.start_timers()
         if self._m.offers_maintenance:
             self._beside = asyncio.create_task(self._maintenance.run())
@@ -209,6 +210,7 @@ class RedisCacheFailure:
             self._m.note("approval_refused", f"malformed refusal: {refusal.problems}")
             return
         self._m.note("approval_refused", f"{refusal.source}: {refusal.reason}", actor=refusal.actor)
+        self._metrics.refused(refusal.source)
 
     @workflow.query(name="status", description="Phase, scenario, plan, pending approvals.")
     def status(self) -> IncidentStatus:
