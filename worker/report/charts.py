@@ -42,6 +42,7 @@ class Series:
     unreachable: list[float] = field(default_factory=list)
     memory: list[tuple[float, float]] = field(default_factory=list)
     clients: list[tuple[float, int]] = field(default_factory=list)
+    latency_ms: list[tuple[float, float]] = field(default_factory=list)  # PING p50
     fallback: tuple[float, float] | None = None  # the API on the database, cache off
 
 
@@ -65,6 +66,8 @@ def series_of(report: IncidentReport) -> Series:
             out.memory.append((at(sample.at), sample.memory_ratio))
         if sample.clients is not None:
             out.clients.append((at(sample.at), sample.clients))
+        if sample.ping_p50_ms is not None:
+            out.latency_ms.append((at(sample.at), sample.ping_p50_ms))
     for watch in (s for s in report.steps if s.name is StepName.WATCH_HIT_RATE):
         out.watched += _curve(watch, at)
     out.fallback = _fallback(report.steps, at, at(report.finished_at))
@@ -116,19 +119,20 @@ def timeline_svg(report: IncidentReport) -> str:
     data = series_of(report)
     plt.rcParams["svg.hashsalt"] = report.workflow_id  # stable ids: the same report, same file
     plt.rcParams["svg.fonttype"] = "none"  # text stays text: searchable, and a smaller file
-    fig, (steps, rate, memory) = plt.subplots(
-        3, 1, figsize=(10, 7.5), sharex=True, height_ratios=[2.2, 1.6, 1.2]
+    fig, (steps, rate, memory, latency) = plt.subplots(
+        4, 1, figsize=(10, 9), sharex=True, height_ratios=[2.2, 1.6, 1.2, 1.0]
     )
     try:
         _draw_steps(steps, data)
         _draw_hit_rate(rate, data)
         _draw_memory(memory, data)
-        for axes in (steps, rate, memory):
+        _draw_latency(latency, data)
+        for axes in (steps, rate, memory, latency):
             if data.fallback:
                 axes.axvspan(*data.fallback, color="#fff3e0", zorder=0,
                              label="API on the database (cache off)")  # fmt: skip
         rate.legend(fontsize=7, loc="lower right")  # after the shading: it is in the legend too
-        memory.set_xlabel("seconds since the incident started")
+        latency.set_xlabel("seconds since the incident started")
         fig.suptitle(f"{report.workflow_id}: {report.scenario.value}, {report.outcome}")
         fig.tight_layout()
         out = io.StringIO()
@@ -182,3 +186,11 @@ def _draw_memory(axes: Axes, data: Series) -> None:
         twin.plot(xs, counts, "^:", color="#00838f", label="clients")
         twin.set_ylabel("clients")
     axes.set_title("Memory and clients, from each diagnosis", fontsize=9, loc="left")
+
+
+def _draw_latency(axes: Axes, data: Series) -> None:
+    if data.latency_ms:
+        xs, ys = zip(*data.latency_ms, strict=True)
+        axes.plot(xs, ys, "d-", color="#37474f", label="PING p50")
+    axes.set_ylabel("ms")
+    axes.set_title("Latency (PING p50), from each diagnosis", fontsize=9, loc="left")
