@@ -17,10 +17,12 @@ from typing import NoReturn
 
 from temporalio.service import RPCError
 
+from worker.cli import codec as codec_cli
 from worker.cli import incidents as cli_incidents
 from worker.cli import start as cli_start
 from worker.cli import webhook as webhook_cli
 from worker.cli.common import CommandFailed, UsageError, connect_or_explain, report_error
+from worker.payloads.codec import CodecError
 from worker.settings.loader import load_settings
 from worker.settings.runbook import ConfigError, Settings
 
@@ -48,6 +50,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     rbac.set_defaults(handler=_rbac)
     webhook_cli.add_parser(sub)
+    codec_cli.add_parser(sub)
     return parser
 
 
@@ -98,7 +101,7 @@ def main(argv: list[str] | None = None) -> int:
         args = _parser().parse_args(argv)
         settings = load_settings(args.config)
         return int(asyncio.run(args.handler(args, settings)))
-    except (ConfigError, UsageError) as err:
+    except (ConfigError, UsageError, CodecError) as err:
         return report_error(as_json, str(err), 2, {}, prefix="error: ")
     except CommandFailed as err:
         return report_error(as_json, str(err), err.code, err.details)

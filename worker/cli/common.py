@@ -12,6 +12,7 @@ from temporalio.client import Client
 from temporalio.runtime import Runtime
 
 from worker.client import connect
+from worker.payloads.codec import CodecError
 from worker.settings.runbook import Settings
 
 
@@ -49,6 +50,8 @@ def report_error(
 async def connect_or_explain(settings: Settings, runtime: Runtime | None = None) -> Client:
     try:
         return await connect(settings.temporal, runtime)
+    except CodecError as err:
+        raise UsageError(str(err)) from None
     except RuntimeError as err:
         raise UsageError(
             f"cannot reach Temporal at {settings.temporal.address}: {err}. Fix: start it "

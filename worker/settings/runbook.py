@@ -45,6 +45,7 @@ SECRET_FIELDS = (
     "grafana_secret",
     "pagerduty_secrets",
     "slack_signing_secret",
+    "codec_server_token",
 )
 
 
@@ -56,10 +57,29 @@ class Section(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
+class CodecSettings(Section):
+    """Encrypted payloads (worker/payloads/codec.py): key id -> key file; `active` seals."""
+
+    keys: dict[str, Path] = Field(default_factory=dict)
+    active: str | None = None
+
+    @model_validator(mode="after")
+    def _active_is_a_key(self) -> CodecSettings:
+        if self.active is not None and self.active not in self.keys:
+            raise ValueError(f"temporal.codec.active {self.active!r} is not in temporal.codec.keys")
+        if self.keys and self.active is None:
+            raise ValueError("temporal.codec: name the key that seals new payloads in `active`")
+        return self
+
+
 class TemporalSettings(Section):
     address: str = "localhost:7233"
     namespace: str = "default"
     task_queue: str = "runbooks"
+    codec: CodecSettings = Field(
+        default_factory=CodecSettings,
+        description="encrypt every payload (history, signals, results) with these keys",
+    )
 
 
 class MetricsSettings(Section):
@@ -274,6 +294,10 @@ class Settings(BaseSettings, Policy):
         "worker (which checks it); without it no decision counts as verified",
     )
     approval_signing_key_file: Path | None = None
+    codec_server_token: SecretStr | None = Field(
+        default=None, description="the bearer token `runbook codec-server` asks for"
+    )
+    codec_server_token_file: Path | None = None
     cli: CliSettings = Field(default_factory=lambda: CliSettings())
 
     @classmethod
