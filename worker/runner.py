@@ -76,6 +76,8 @@ def kubernetes_access(settings: Settings) -> KubernetesAccess:
     return KubernetesAccess(
         kubeconfig=k.kubeconfig,
         context=k.context,
+        token_file=k.token_file,
+        ca_file=k.ca_file,
         connect_timeout=k.connect_timeout,
         request_timeout=k.request_timeout,
     )

@@ -27,6 +27,7 @@ import urllib3
 from kubernetes import client, config
 from kubernetes.client.exceptions import ApiException
 from kubernetes.config.config_exception import ConfigException
+from kubernetes.config.incluster_config import InClusterConfigLoader
 from pydantic import BaseModel, ConfigDict
 from temporalio.exceptions import ApplicationError
 
@@ -68,6 +69,10 @@ class KubernetesAccess(BaseModel):
 
     kubeconfig: Path | None = None
     context: str | None = None
+    # In-cluster (KUBERNETES_SERVICE_HOST set, no kubeconfig): where the service account's
+    # token and the cluster's CA are mounted.
+    token_file: Path = Path("/var/run/secrets/kubernetes.io/serviceaccount/token")
+    ca_file: Path = Path("/var/run/secrets/kubernetes.io/serviceaccount/ca.crt")
     # One object or one small list: a healthy API server answers in milliseconds. Together
     # they stay under wait_ready's 10 s heartbeat timeout, so a slow read is "not ready yet,
     # look again" rather than an attempt lost to the heartbeat timeout.
@@ -95,7 +100,9 @@ def load_api_client(access: KubernetesAccess) -> client.ApiClient:
     configuration = client.Configuration()
     try:
         if access.kubeconfig is None and os.environ.get("KUBERNETES_SERVICE_HOST"):
-            config.load_incluster_config(client_configuration=configuration)  # type: ignore[no-untyped-call]
+            InClusterConfigLoader(  # type: ignore[no-untyped-call]
+                token_filename=str(access.token_file), cert_filename=str(access.ca_file)
+            ).load_and_set(client_configuration=configuration)
         else:
             path = access.kubeconfig or os.environ.get("KUBECONFIG") or "~/.kube/config"
             first = str(path).split(os.pathsep)[0]

@@ -106,6 +106,14 @@ class KubernetesSettings(Section):
     enabled: bool = True
     kubeconfig: Path | None = None
     context: str | None = None
+    token_file: Path = Field(
+        default=Path("/var/run/secrets/kubernetes.io/serviceaccount/token"),
+        description="in-cluster: the service account's token (re-read as it rotates)",
+    )
+    ca_file: Path = Field(
+        default=Path("/var/run/secrets/kubernetes.io/serviceaccount/ca.crt"),
+        description="in-cluster: the CA the API server's certificate is checked against",
+    )
     connect_timeout: Duration = Field(
         default=timedelta(seconds=3), description="per API call; keep both under 10s in sum"
     )
