@@ -43,6 +43,7 @@ async def in_cluster_worker(
     config.write_text(yaml.safe_dump({
         "temporal": {"address": env.client.service_client.config.target_host, "task_queue": queue},
         "outage": {"ready_timeout": "20s", "poll": "0.5s"},
+        "thresholds": {"vantage_recheck": "1s"},  # the second look, when Kubernetes is unread
         "kubernetes": {"token_file": str(token_file), "ca_file": str(ca_file)},
         "targets": [{"name": "sandbox", "redis_url": cluster.redis_url, "namespace": NS,
                      "statefulset": "redis", "api_deployment": "treebeard-api"}],
