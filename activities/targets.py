@@ -29,6 +29,8 @@ class RedisAccess(BaseModel):
     username: str | None = None
     password: SecretStr | None = None
     tls_ca_file: Path | None = None
+    tls_cert_file: Path | None = Field(default=None, description="client certificate (mTLS)")
+    tls_key_file: Path | None = None
     connect_timeout: timedelta = timedelta(seconds=2)
     command_timeout: timedelta = timedelta(seconds=5)
 

@@ -16,8 +16,12 @@ from contracts.target import RedisTarget
 
 def _options(target: RedisTarget, access: RedisAccess) -> dict[str, Any]:
     extra: dict[str, Any] = {}
-    if target.redis_url.startswith("rediss://") and access.tls_ca_file:
-        extra["ssl_ca_certs"] = str(access.tls_ca_file)
+    if target.redis_url.startswith("rediss://"):
+        if access.tls_ca_file:
+            extra["ssl_ca_certs"] = str(access.tls_ca_file)
+        if access.tls_cert_file and access.tls_key_file:  # mTLS: the server checks us too
+            extra["ssl_certfile"] = str(access.tls_cert_file)
+            extra["ssl_keyfile"] = str(access.tls_key_file)
     return {
         "username": access.username,
         "password": access.password.get_secret_value() if access.password else None,

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import errno
+import ssl
 import statistics
 import time
 from datetime import UTC, datetime
@@ -67,29 +68,50 @@ def finding_for(err: Exception) -> Finding:
     if _refused(err):
         return Finding(code="connection_refused", message=f"nothing listens there: {text}")
     if "ssl" in lowered or "certificate" in lowered:
-        return Finding(code="tls_error", message=f"TLS handshake failed: {text}")
+        hint = (
+            " (the server wants a client certificate: the target's tls.cert_file and key_file)"
+            if "certificate required" in lowered.replace("_", " ")
+            else ""
+        )
+        return Finding(code="tls_error", message=f"TLS handshake failed: {text}{hint}")
     if any(hint in lowered for hint in DNS_FAILURES):
         return Finding(code="dns_failure", message=f"the worker cannot resolve the host: {text}")
     return Finding(code="unreachable", message=f"{type(err).__name__}: {text}")
 
 
-async def server_greeting(target: RedisTarget, wait: float = 0.5) -> str | None:
-    """What a plain-TCP Redis says unprompted before closing (e.g. "max number of clients
-    reached"): redis-py only reports the closed socket, not the reason the server gave."""
+async def server_greeting(
+    target: RedisTarget, access: RedisAccess, wait: float = 0.5
+) -> str | None:
+    """What Redis says unprompted before closing: "max number of clients reached" over plain
+    TCP, or over TLS the alert a server that demands a client certificate sends once the
+    handshake is done ("certificate required"). redis-py only reports the closed socket."""
     parts = urlsplit(target.redis_url)
-    if parts.scheme != "redis" or not parts.hostname:
+    if parts.scheme not in ("redis", "rediss") or not parts.hostname:
         return None
+    tls = _tls_context(access) if parts.scheme == "rediss" else None
     with contextlib.suppress(OSError, TimeoutError):
-        reader, writer = await asyncio.wait_for(
-            asyncio.open_connection(parts.hostname, parts.port or 6379), wait
-        )
         try:
-            data = await asyncio.wait_for(reader.read(256), wait)
-        finally:
-            writer.close()
+            reader, writer = await asyncio.wait_for(
+                asyncio.open_connection(parts.hostname, parts.port or 6379, ssl=tls), wait
+            )
+            try:
+                data = await asyncio.wait_for(reader.read(256), wait)
+            finally:
+                writer.close()
+        except ssl.SSLError as err:
+            return f"SSL: {err.reason or err}"
         if data.startswith(b"-"):
             return data[1:].decode(errors="replace").strip()
     return None
+
+
+def _tls_context(access: RedisAccess) -> ssl.SSLContext:
+    context = ssl.create_default_context(
+        cafile=str(access.tls_ca_file) if access.tls_ca_file else None
+    )
+    if access.tls_cert_file and access.tls_key_file:
+        context.load_cert_chain(str(access.tls_cert_file), str(access.tls_key_file))
+    return context
 
 
 def _int(raw: dict[str, Any], key: str) -> int:
@@ -211,7 +233,7 @@ async def diagnose(target: RedisTarget, access: RedisAccess, ping_samples: int) 
     except rexc.RedisError as err:
         said = None
         if type(err) is rexc.ConnectionError and not _refused(err):
-            said = await server_greeting(target)
+            said = await server_greeting(target, access)
         findings.insert(0, finding_for(rexc.ConnectionError(said) if said else err))
         return Diagnosis(
             redis_url=target.redis_url, taken_at=taken_at, reachable=False, findings=findings

@@ -140,6 +140,27 @@ def unique_warmers(warmers: list[Warmer], where: str) -> None:
         raise ValueError(f"{where}: two warmers are named {twice[0]!r}")
 
 
+class RedisTls(Section):
+    """A target's own TLS: the CA its server certificate is checked against, and the client
+    certificate and key it demands (`tls-auth-clients yes`). Needs a rediss:// URL."""
+
+    ca_file: Path | None = None
+    cert_file: Path | None = None
+    key_file: Path | None = None
+
+    @model_validator(mode="after")
+    def _pair(self) -> RedisTls:
+        if (self.cert_file is None) != (self.key_file is None):
+            raise ValueError("tls: cert_file and key_file go together")
+        return self
+
+    def check(self, target: str) -> None:
+        """At the worker's start: every file it names can be read."""
+        for path in (self.ca_file, self.cert_file, self.key_file):
+            if path is not None and not os.access(path, os.R_OK):
+                raise ValueError(f"target {target}: tls: cannot read {path}")
+
+
 class TargetRoute(Section):
     """A Redis this worker may act on, and the alert labels that name it (every matcher a
     fully anchored regex). The worker acts on nothing else: an incident for any other target
@@ -164,6 +185,9 @@ class TargetRoute(Section):
         default_factory=Workload,
         description="container names and the API's cache switch (env var, on and off values)",
     )
+    tls: RedisTls | None = Field(
+        default=None, description="this target's CA and client certificate (else redis.tls_ca_file)"
+    )
     warmers: list[Warmer] | None = Field(
         default=None,
         description="what warms this target's cache after a flush or an outage; unset, the "
@@ -183,6 +207,12 @@ class TargetRoute(Section):
     @model_validator(mode="after")
     def _check_target(self) -> TargetRoute:
         self.to_target()
+        return self
+
+    @model_validator(mode="after")
+    def _tls_needs_rediss(self) -> TargetRoute:
+        if self.tls is not None and not self.redis_url.startswith("rediss://"):
+            raise ValueError(f"target {self.name}: tls is set but redis_url is not rediss://")
         return self
 
     @model_validator(mode="after")
@@ -403,9 +433,17 @@ class Settings(BaseSettings, Policy):
     def _configured(self, route: TargetRoute, secrets: bool = True) -> ConfiguredTarget:
         own = route.password() if secrets and route.has_own_password else None
         password = own if route.has_own_password else self.redis_password
-        access = self.redis_access.model_copy(
-            update={"password": password, "username": route.username or self.redis.username}
-        )
+        update: dict[str, Any] = {
+            "password": password,
+            "username": route.username or self.redis.username,
+        }
+        if route.tls is not None:
+            if secrets:
+                route.tls.check(route.name)
+            tls = route.tls
+            update.update(tls_ca_file=tls.ca_file or self.redis.tls_ca_file,
+                          tls_cert_file=tls.cert_file, tls_key_file=tls.key_file)  # fmt: skip
+        access = self.redis_access.model_copy(update=update)
         return ConfiguredTarget(
             name=route.name, target=route.to_target(), access=access, workload=route.workload
         )
