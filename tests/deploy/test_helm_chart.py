@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import kubernetes_validate  # type: ignore[import-untyped]
 import yaml
 
 from sandbox.processes import binary, kubectl
@@ -17,6 +18,7 @@ from sandbox.processes import binary, kubectl
 DEPLOY = Path(__file__).resolve().parents[2] / "deploy"
 CHART = DEPLOY / "helm" / "redis-runbook"
 NS = "treebeard-production"
+KUBERNETES = "1.37.0"  # the schemas tests/deploy/test_deploy_k8s.py validates against
 
 
 def run(*argv: str) -> str:
@@ -56,6 +58,12 @@ def test_values_change_only_what_they_name() -> None:
         ("Deployment", "redis-runbook-worker"),
         ("Deployment", "redis-runbook-webhook"),
     }
+
+
+def test_what_the_chart_renders_validates_strictly_with_any_values() -> None:
+    changed = helm("--set", "image.tag=0.2.0", "--set", "webhook.replicas=3")
+    for obj in changed.values():
+        kubernetes_validate.validate(obj, KUBERNETES, strict=True)
 
 
 def test_the_charts_copies_are_the_shipped_files_and_it_lints() -> None:

@@ -9,11 +9,14 @@ import asyncio
 import base64
 import dataclasses
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import httpx
 import pytest
 import redis
+import yaml
 from temporalio.client import Client, WorkflowHistory
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.converter import DataConverter
@@ -34,6 +37,7 @@ from worker.telemetry import tracing_interceptor
 from workflows.incident.workflow import RedisCacheFailure
 
 SECRETS = (b"customer-ssn:123-45-6789", b"acme-secret-tenant")
+RUNBOOK = str(Path(sys.executable).parent / "runbook")
 
 
 def key_file(tmp_path: Path, name: str = "k1") -> Path:
@@ -42,9 +46,11 @@ def key_file(tmp_path: Path, name: str = "k1") -> Path:
     return path
 
 
-async def raw_history(env: WorkflowEnvironment, settings: Settings, url: str, codec: bool) -> bytes:
-    """One OOM incident whose Redis logged a slow GET of a sensitive key, opened by an alert
-    with a sensitive label; its history as Temporal stores it."""
+async def raw_history(
+    env: WorkflowEnvironment, settings: Settings, url: str, codec: bool
+) -> tuple[bytes, str]:
+    """One OOM incident whose Redis logged a slow read naming a sensitive key, opened by an
+    alert with a sensitive label: its history as Temporal stores it, and its id."""
     client = await Client.connect(env.client.service_client.config.target_host,
                                   data_converter=data_converter(settings.temporal))  # fmt: skip
     alert = Alert(source="alertmanager", name="RedisOutOfConfiguredMaxmemory",
@@ -57,7 +63,7 @@ async def raw_history(env: WorkflowEnvironment, settings: Settings, url: str, co
     plain = await Client.connect(env.client.service_client.config.target_host,
                                  data_converter=pydantic_data_converter)  # fmt: skip
     history = await plain.get_workflow_handle(handle.id).fetch_history()
-    return b"".join(e.SerializeToString() for e in history.events)
+    return b"".join(e.SerializeToString() for e in history.events), handle.id
 
 
 @pytest.fixture
@@ -73,13 +79,26 @@ async def test_nothing_sensitive_is_in_the_history_in_clear_with_the_codec(
     temporal_env: WorkflowEnvironment, oom_redis: str, tmp_path: Path
 ) -> None:
     settings = settings_for(oom_redis, approvals={"required_for": []})
-    clear = await raw_history(temporal_env, settings, oom_redis, codec=False)
+    clear, _ = await raw_history(temporal_env, settings, oom_redis, codec=False)
     assert all(secret in clear for secret in SECRETS)  # without it, they are there
 
     settings.temporal.codec = CodecSettings(keys={"k1": key_file(tmp_path)}, active="k1")
-    sealed = await raw_history(temporal_env, settings, oom_redis, codec=True)
+    sealed, workflow_id = await raw_history(temporal_env, settings, oom_redis, codec=True)
     assert not [s for s in SECRETS if s in sealed]
     assert ENCODING in sealed
+    # `runbook report`, given the key, shows them decoded
+    config = tmp_path / "runbook.yaml"
+    config.write_text(yaml.safe_dump({"temporal": {
+        "address": temporal_env.client.service_client.config.target_host,
+        "codec": {"keys": {"k1": str(settings.temporal.codec.keys["k1"])}, "active": "k1"},
+    }}))  # fmt: skip
+    environ = {k: v for k, v in os.environ.items() if k != "RUNBOOK_CONFIG"}
+    argv = [RUNBOOK, "--config", str(config), "report", workflow_id, "--json"]
+    report = await asyncio.to_thread(
+        lambda: subprocess.run(argv, env=environ, capture_output=True, text=True, timeout=60)
+    )
+    assert report.returncode == 0, report.stderr
+    assert all(secret.decode() in report.stdout for secret in SECRETS)
 
 
 async def test_the_codec_server_decodes_for_its_token_only(tmp_path: Path) -> None:
