@@ -1,7 +1,8 @@
 """A target behind TLS with client certificates and an ACL user: a real redis-server started
 with --tls-port, --tls-auth-clients yes and the user of deploy/redis/runbook.acl (only the
 commands the runbook uses). An out-of-memory incident runs every step through it; without
-the client certificate the worker's own TLS is the finding, and nothing is changed."""
+the client certificate the worker's own TLS is the finding, and nothing is changed. Flush and
+warm run through it too, the warmer writing as the target's user."""
 
 from __future__ import annotations
 
@@ -29,7 +30,9 @@ def acl_user() -> str:
     return line.removeprefix("user ").replace(">CHANGE-ME", f">{PASSWORD}")
 
 
-def tls_redis(redis_server: RedisFactory, certs: ServingCerts) -> tuple[RedisProcess, int]:
+def tls_redis(
+    redis_server: RedisFactory, certs: ServingCerts, extra: str = ""
+) -> tuple[RedisProcess, int]:
     """Its TLS port demands a client certificate signed by the CA; the plain port is the
     test's own way in, as the default user."""
     port = free_port()
@@ -37,7 +40,7 @@ def tls_redis(redis_server: RedisFactory, certs: ServingCerts) -> tuple[RedisPro
         "tls-port": str(port), "tls-cert-file": str(certs.cert_file),
         "tls-key-file": str(certs.key_file), "tls-ca-cert-file": str(certs.ca_file),
         "tls-auth-clients": "yes", "maxmemory": "4mb", "maxmemory-policy": "noeviction",
-        "user": acl_user(),
+        "user": acl_user() + extra,
     })  # fmt: skip
     return server, port
 
@@ -74,6 +77,38 @@ async def test_an_oom_incident_runs_every_step_over_mtls_as_the_acl_user(
     assert "NOPERM" not in report.review
     log = (server.data_dir / "redis.log").read_text()
     assert "NOPERM" not in log
+
+
+async def test_flush_and_warm_run_over_mtls_and_the_warmer_writes_as_its_user(
+    temporal_env: WorkflowEnvironment, redis_server: RedisFactory, certs: ServingCerts,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:  # fmt: skip
+    """Full of keys without a TTL under volatile-lru: only a flush helps, then the warm step.
+    A callable warmer writes with the target's user, so that user also needs +set."""
+    server, port = tls_redis(redis_server, certs, extra=" +set")
+    faults.fill_memory(server.client())
+    server.client().config_set("maxmemory-policy", "volatile-lru")  # evicting, nothing to evict
+    monkeypatch.setenv("TLS_TARGET_PASSWORD", PASSWORD)
+    url = f"rediss://127.0.0.1:{port}/0"
+    tls = {"ca_file": str(certs.ca_file), "cert_file": str(certs.cert_file),
+           "key_file": str(certs.key_file)}  # fmt: skip
+    catalog = {
+        "name": "catalog",
+        "kind": "callable",
+        "target": "sandbox.cache_traffic:warm_catalog",
+    }
+    route = target_route(url, username="redis-runbook", password_env="TLS_TARGET_PASSWORD",
+                         tls=tls, warmers=[catalog])  # fmt: skip
+    settings = settings_for(targets=[route], approvals={"required_for": []})
+    async with running_worker(temporal_env.client, settings):
+        handle = await start(temporal_env.client, settings, dry_run(url, Mode.AUTO))
+        report = await handle.result()
+
+    done = {s.name: s.status for s in report.steps}
+    assert done[StepName.FLUSH] == "succeeded" and done[StepName.WARM] == "succeeded", done
+    warm = next(s for s in report.steps if s.name is StepName.WARM)
+    assert warm.result is not None and warm.result.after["catalog/critical"] == 50
+    assert server.client().get("catalog:item:0") == "item 0 from the database"
 
 
 async def test_without_its_client_certificate_the_worker_changes_nothing(
