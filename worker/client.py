@@ -4,10 +4,12 @@ the worker's runtime that exports metrics."""
 from __future__ import annotations
 
 import dataclasses
+from typing import Any
 
 from temporalio.client import Client
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.converter import DataConverter
+from temporalio.envconfig import ClientConfigProfile
 from temporalio.runtime import Runtime
 
 from worker.metrics import WorkerMetrics
@@ -28,11 +30,37 @@ def data_converter(settings: TemporalSettings) -> DataConverter:
     )
 
 
+def connect_options(settings: TemporalSettings) -> dict[str, Any]:
+    """Address, namespace, API key, TLS (client certificate, server CA and name) as the
+    profile and the standard environment variables give them, `address` and `namespace`
+    from runbook.yaml (or TEMPORAL_ADDRESS/NAMESPACE) over them when set there."""
+    source = settings.config_file
+    try:
+        profile = ClientConfigProfile.load(profile=settings.profile, config_source=source)
+        options: dict[str, Any] = dict(profile.to_client_connect_config())
+    except (OSError, ValueError, RuntimeError) as err:
+        where = f"profile {settings.profile or 'default'} of {source or 'the Temporal config file'}"
+        raise TemporalSettingsError(
+            f"Temporal client settings ({where}): {err}. Fix: the TLS paths "
+            "(client_cert_path, client_key_path, server_ca_cert_path or TEMPORAL_TLS_*) and "
+            "the profile's name"
+        ) from None
+    chosen = settings.model_fields_set
+    if "address" in chosen or "target_host" not in options:
+        options["target_host"] = settings.address
+    if "namespace" in chosen or "namespace" not in options:
+        options["namespace"] = settings.namespace
+    return options
+
+
+class TemporalSettingsError(ValueError):
+    pass
+
+
 async def connect(settings: TemporalSettings, runtime: Runtime | None = None) -> Client:
     """`runtime`: the worker's, when it exports metrics (worker_metrics)."""
     return await Client.connect(
-        settings.address,
-        namespace=settings.namespace,
+        **connect_options(settings),
         data_converter=data_converter(settings),
         interceptors=[tracing_interceptor()],
         runtime=runtime,

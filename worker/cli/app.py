@@ -22,6 +22,7 @@ from worker.cli import incidents as cli_incidents
 from worker.cli import start as cli_start
 from worker.cli import webhook as webhook_cli
 from worker.cli.common import CommandFailed, UsageError, connect_or_explain, report_error
+from worker.client import TemporalSettingsError
 from worker.payloads.codec import CodecError
 from worker.settings.loader import load_settings
 from worker.settings.runbook import ConfigError, Settings
@@ -101,7 +102,7 @@ def main(argv: list[str] | None = None) -> int:
         args = _parser().parse_args(argv)
         settings = load_settings(args.config)
         return int(asyncio.run(args.handler(args, settings)))
-    except (ConfigError, UsageError, CodecError) as err:
+    except (ConfigError, UsageError, CodecError, TemporalSettingsError) as err:
         return report_error(as_json, str(err), 2, {}, prefix="error: ")
     except CommandFailed as err:
         return report_error(as_json, str(err), err.code, err.details)

@@ -11,7 +11,7 @@ from typing import Any
 from temporalio.client import Client
 from temporalio.runtime import Runtime
 
-from worker.client import connect
+from worker.client import TemporalSettingsError, connect, connect_options
 from worker.payloads.codec import CodecError
 from worker.settings.runbook import Settings
 
@@ -47,13 +47,22 @@ def report_error(
     return code
 
 
+TLS_HINT = ("check the TLS settings (TEMPORAL_TLS_CLIENT_CERT_PATH, TEMPORAL_TLS_CLIENT_KEY_PATH, "
+            "TEMPORAL_TLS_SERVER_CA_CERT_PATH, or the profile's tls)")  # fmt: skip
+
+
 async def connect_or_explain(settings: Settings, runtime: Runtime | None = None) -> Client:
     try:
         return await connect(settings.temporal, runtime)
-    except CodecError as err:
+    except (CodecError, TemporalSettingsError) as err:
         raise UsageError(str(err)) from None
     except RuntimeError as err:
+        options = connect_options(settings.temporal)
+        hints = ["start it (temporal server start-dev) or set TEMPORAL_ADDRESS"]
+        if options.get("tls"):
+            hints.append(TLS_HINT)
+        if options.get("api_key") or "auth" in str(err).lower():
+            hints.append("check TEMPORAL_API_KEY (or the profile's api_key)")
         raise UsageError(
-            f"cannot reach Temporal at {settings.temporal.address}: {err}. Fix: start it "
-            "(temporal server start-dev) or set TEMPORAL_ADDRESS"
+            f"cannot reach Temporal at {options['target_host']}: {err}. Fix: {'; '.join(hints)}"
         ) from None

@@ -46,13 +46,14 @@ async def run(args: argparse.Namespace, settings: Settings) -> int:
     for it and turns SIGINT/SIGTERM into uvicorn's graceful shutdown."""
     import uvicorn  # the server's imports only when serving: other commands start faster
 
-    from worker.client import data_converter
+    from worker.client import connect_options, data_converter
     from worker.telemetry import configure_tracing
     from worker.webhook import create_app
 
     # With tracing on, FastAPI makes each request a server span (continuing a sender's
     # traceparent); the Temporal client's spans are its children, the workflow's theirs.
-    data_converter(settings.temporal)  # a codec key that cannot be read stops it here
+    connect_options(settings.temporal)  # a bad profile or TLS path stops it here,
+    data_converter(settings.temporal)  # and so does a codec key that cannot be read
     tracing = configure_tracing("redis-runbook-webhook")
     app = create_app(settings, insecure_no_auth=args.insecure_no_auth)
     config = uvicorn.Config(

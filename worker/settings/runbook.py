@@ -73,9 +73,17 @@ class CodecSettings(Section):
 
 
 class TemporalSettings(Section):
+    """The connection comes the Temporal way first (temporalio.envconfig: the profile file the
+    `temporal` CLI uses and TEMPORAL_ADDRESS, TEMPORAL_NAMESPACE, TEMPORAL_API_KEY,
+    TEMPORAL_TLS_*); `address` and `namespace` set here win over it."""
+
     address: str = "localhost:7233"
     namespace: str = "default"
     task_queue: str = "runbooks"
+    profile: str | None = Field(default=None, description="the profile to load (default: default)")
+    config_file: Path | None = Field(
+        default=None, description="the profile file (default: TEMPORAL_CONFIG_FILE or the CLI's)"
+    )
     codec: CodecSettings = Field(
         default_factory=CodecSettings,
         description="encrypt every payload (history, signals, results) with these keys",
