@@ -4,7 +4,8 @@
 # redis_exporter) for tests/deploy/test_alerting_chain.py and tests/deploy/test_deploy_monitoring.py;
 # docker-compose, whose `config` validates docker-compose.yml without a Docker engine; and
 # chromium, the browser tests/approvals/test_ui_approval.py drives through the Temporal Web UI with
-# Playwright (Playwright's own browser download is never used; elsewhere that test skips).
+# Playwright (Playwright's own browser download is never used; elsewhere that test skips); nginx,
+# the TLS-terminating gRPC proxy tests/worker/test_temporal_tls.py puts in front of Temporal.
 # Quiet and idempotent: it does nothing when every binary is there.
 set -euo pipefail
 
@@ -20,6 +21,7 @@ need amtool prometheus-alertmanager
 need prometheus-redis-exporter prometheus-redis-exporter
 need docker-compose docker-compose
 need chromium chromium
+need nginx nginx
 
 [ ${#missing[@]} -eq 0 ] && exit 0
 mapfile -t missing < <(printf '%s\n' "${missing[@]}" | sort -u)
