@@ -1,7 +1,8 @@
-"""Encrypted payloads (temporal.codec): an incident whose triage read a SLOWLOG argument, key
-names and an alert label leaves none of them in clear in Temporal's raw history, while the
-same incident without the codec does; the codec server decodes a sealed payload for the
-holder of its token only; the replay corpus, written in clear, still replays through it."""
+"""Encrypted payloads (temporal.codec): a slow-commands incident whose triage read SLOWLOG
+arguments naming a key, and an alert label, leaves none of them in clear in Temporal's raw
+history, while the same incident without the codec does, and `runbook report` shows them
+decoded; the codec server decodes a sealed payload for the holder of its token only; the
+replay corpus, written in clear, still replays through it."""
 
 from __future__ import annotations
 
@@ -49,16 +50,17 @@ def key_file(tmp_path: Path, name: str = "k1") -> Path:
 async def raw_history(
     env: WorkflowEnvironment, settings: Settings, url: str, codec: bool
 ) -> tuple[bytes, str]:
-    """One OOM incident whose Redis logged a slow read naming a sensitive key, opened by an
-    alert with a sensitive label: its history as Temporal stores it, and its id."""
+    """One slow-commands incident whose SLOWLOG holds a read naming a sensitive key, opened by
+    an alert with a sensitive label: its history as Temporal stores it, and its id."""
     client = await Client.connect(env.client.service_client.config.target_host,
                                   data_converter=data_converter(settings.temporal))  # fmt: skip
-    alert = Alert(source="alertmanager", name="RedisOutOfConfiguredMaxmemory",
+    alert = Alert(source="alertmanager", name="RedisSlowCommands",
                   labels={"tenant": SECRETS[1].decode()}, fingerprint="f-secret")  # fmt: skip
     incident = auto(url).model_copy(update={"alerts": [alert]})
     async with running_worker(client, settings):
         handle = await start(client, settings, incident, "codec" if codec else "clear")
         report = await handle.result()
+    assert report.scenario is Scenario.SLOW_COMMANDS, report.reasons
     assert any(SECRETS[0].decode() in e.command for e in report.diagnosis.slowlog)  # it was read
     plain = await Client.connect(env.client.service_client.config.target_host,
                                  data_converter=pydantic_data_converter)  # fmt: skip
@@ -67,23 +69,24 @@ async def raw_history(
 
 
 @pytest.fixture
-def oom_redis(redis_server: RedisFactory) -> str:
-    url, _ = redis_in_state(redis_server, Scenario.OUT_OF_MEMORY)
+def slow_redis(redis_server: RedisFactory) -> str:
+    """A slow-commands incident's Redis, whose SLOWLOG also holds a slow read naming a key."""
+    url, _ = redis_in_state(redis_server, Scenario.SLOW_COMMANDS)
     busy = "local i = 0 while i < 3000000 do i = i + 1 end return 1"
-    with redis.Redis.from_url(url) as conn:  # a slow read naming the key lands in SLOWLOG
+    with redis.Redis.from_url(url) as conn:
         conn.execute_command("EVAL_RO", busy, 1, SECRETS[0].decode())
     return url
 
 
 async def test_nothing_sensitive_is_in_the_history_in_clear_with_the_codec(
-    temporal_env: WorkflowEnvironment, oom_redis: str, tmp_path: Path
+    temporal_env: WorkflowEnvironment, slow_redis: str, tmp_path: Path
 ) -> None:
-    settings = settings_for(oom_redis, approvals={"required_for": []})
-    clear, _ = await raw_history(temporal_env, settings, oom_redis, codec=False)
+    settings = settings_for(slow_redis, approvals={"required_for": []})
+    clear, _ = await raw_history(temporal_env, settings, slow_redis, codec=False)
     assert all(secret in clear for secret in SECRETS)  # without it, they are there
 
     settings.temporal.codec = CodecSettings(keys={"k1": key_file(tmp_path)}, active="k1")
-    sealed, workflow_id = await raw_history(temporal_env, settings, oom_redis, codec=True)
+    sealed, workflow_id = await raw_history(temporal_env, settings, slow_redis, codec=True)
     assert not [s for s in SECRETS if s in sealed]
     assert ENCODING in sealed
     # `runbook report`, given the key, shows them decoded
