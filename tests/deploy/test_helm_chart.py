@@ -60,6 +60,15 @@ def test_values_change_only_what_they_name() -> None:
     }
 
 
+def test_the_configuration_can_come_from_values(tmp_path: Path) -> None:
+    mine = {"targets": [{"name": "cache", "redis_url": "redis://cache:6379/0", "namespace": NS}],
+            "approvals": {"timeout": "10m"}}  # fmt: skip
+    values = tmp_path / "values.yaml"
+    values.write_text(yaml.safe_dump({"config": mine}))
+    rendered = helm("-f", str(values))[("ConfigMap", "redis-runbook-config")]
+    assert yaml.safe_load(rendered["data"]["runbook.yaml"]) == mine
+
+
 def test_what_the_chart_renders_validates_strictly_with_any_values() -> None:
     changed = helm("--set", "image.tag=0.2.0", "--set", "webhook.replicas=3")
     for obj in changed.values():
