@@ -45,6 +45,17 @@ def tls_redis(
     return server, port
 
 
+def full_target(
+    redis_server: RedisFactory, certs: ServingCerts, monkeypatch: pytest.MonkeyPatch,
+    extra: str = "",
+) -> tuple[RedisProcess, str]:  # fmt: skip
+    """A TLS Redis filled until it refuses writes, its rediss:// URL, the user's password."""
+    server, port = tls_redis(redis_server, certs, extra)
+    faults.fill_memory(server.client())
+    monkeypatch.setenv("TLS_TARGET_PASSWORD", PASSWORD)
+    return server, f"rediss://127.0.0.1:{port}/0"
+
+
 @pytest.fixture
 def certs(tmp_path: Path) -> ServingCerts:
     return make_certs(tmp_path / "tls")  # the server's certificate serves as the client's too
@@ -54,10 +65,7 @@ async def test_an_oom_incident_runs_every_step_over_mtls_as_the_acl_user(
     temporal_env: WorkflowEnvironment, redis_server: RedisFactory, certs: ServingCerts,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:  # fmt: skip
-    server, port = tls_redis(redis_server, certs)
-    faults.fill_memory(server.client())
-    monkeypatch.setenv("TLS_TARGET_PASSWORD", PASSWORD)
-    url = f"rediss://127.0.0.1:{port}/0"
+    server, url = full_target(redis_server, certs, monkeypatch)
     tls = {"ca_file": str(certs.ca_file), "cert_file": str(certs.cert_file),
            "key_file": str(certs.key_file)}  # fmt: skip
     route = target_route(url, username="redis-runbook", password_env="TLS_TARGET_PASSWORD",
@@ -85,11 +93,8 @@ async def test_flush_and_warm_run_over_mtls_and_the_warmer_writes_as_its_user(
 ) -> None:  # fmt: skip
     """Full of keys without a TTL under volatile-lru: only a flush helps, then the warm step.
     A callable warmer writes with the target's user, so that user also needs +set."""
-    server, port = tls_redis(redis_server, certs, extra=" +set")
-    faults.fill_memory(server.client())
+    server, url = full_target(redis_server, certs, monkeypatch, extra=" +set")
     server.client().config_set("maxmemory-policy", "volatile-lru")  # evicting, nothing to evict
-    monkeypatch.setenv("TLS_TARGET_PASSWORD", PASSWORD)
-    url = f"rediss://127.0.0.1:{port}/0"
     tls = {"ca_file": str(certs.ca_file), "cert_file": str(certs.cert_file),
            "key_file": str(certs.key_file)}  # fmt: skip
     catalog = {
@@ -115,10 +120,7 @@ async def test_without_its_client_certificate_the_worker_changes_nothing(
     temporal_env: WorkflowEnvironment, redis_server: RedisFactory, certs: ServingCerts,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:  # fmt: skip
-    server, port = tls_redis(redis_server, certs)
-    faults.fill_memory(server.client())
-    monkeypatch.setenv("TLS_TARGET_PASSWORD", PASSWORD)
-    url = f"rediss://127.0.0.1:{port}/0"
+    server, url = full_target(redis_server, certs, monkeypatch)
     route = target_route(url, username="redis-runbook", password_env="TLS_TARGET_PASSWORD",
                          tls={"ca_file": str(certs.ca_file)})  # fmt: skip
     settings = settings_for(targets=[route], approvals={"required_for": []})

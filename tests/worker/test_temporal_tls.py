@@ -92,6 +92,16 @@ def config(tmp_path: Path, redis_url: str, queue: str) -> Path:
     return path
 
 
+def with_certificate(tmp_path: Path, port: int, client: ServingCerts, ca: Path) -> dict[str, str]:
+    """The standard variables for mTLS: this client certificate, that server CA."""
+    return environment(
+        tmp_path, TEMPORAL_ADDRESS=f"127.0.0.1:{port}",
+        TEMPORAL_TLS_CLIENT_CERT_PATH=str(client.cert_file),
+        TEMPORAL_TLS_CLIENT_KEY_PATH=str(client.key_file),
+        TEMPORAL_TLS_SERVER_CA_CERT_PATH=str(ca),
+    )  # fmt: skip
+
+
 def cli(cfg: Path, env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run([RUNBOOK, "--config", str(cfg), *args], env=env, capture_output=True,
                           text=True, timeout=90, check=False)  # fmt: skip
@@ -116,12 +126,7 @@ def test_an_incident_runs_through_mtls_and_through_an_api_key(
 ) -> None:
     certs, mtls, keyed = proxy
     redis = redis_server()
-    with_cert = environment(
-        tmp_path, TEMPORAL_ADDRESS=f"127.0.0.1:{mtls}",
-        TEMPORAL_TLS_CLIENT_CERT_PATH=str(certs.cert_file),
-        TEMPORAL_TLS_CLIENT_KEY_PATH=str(certs.key_file),
-        TEMPORAL_TLS_SERVER_CA_CERT_PATH=str(certs.ca_file),
-    )  # fmt: skip
+    with_cert = with_certificate(tmp_path, mtls, certs, certs.ca_file)
     assert "planned" in incident_through(tmp_path / "m", redis.url, with_cert)
     with_key = environment(
         tmp_path, TEMPORAL_ADDRESS=f"127.0.0.1:{keyed}", TEMPORAL_API_KEY=API_KEY,
@@ -136,12 +141,7 @@ def test_a_wrong_certificate_or_no_api_key_fails_naming_the_settings(
     certs, mtls, keyed = proxy
     stranger = make_certs(tmp_path / "other")  # a certificate from another CA
     cfg = config(tmp_path, "redis://127.0.0.1:1/0", "q")
-    wrong = environment(
-        tmp_path, TEMPORAL_ADDRESS=f"127.0.0.1:{mtls}",
-        TEMPORAL_TLS_CLIENT_CERT_PATH=str(stranger.cert_file),
-        TEMPORAL_TLS_CLIENT_KEY_PATH=str(stranger.key_file),
-        TEMPORAL_TLS_SERVER_CA_CERT_PATH=str(certs.ca_file),
-    )  # fmt: skip
+    wrong = with_certificate(tmp_path, mtls, stranger, certs.ca_file)
     refused = cli(cfg, wrong, "list")
     assert refused.returncode == 2 and "TEMPORAL_TLS_CLIENT_CERT_PATH" in refused.stderr, refused
     keyless = environment(tmp_path, TEMPORAL_ADDRESS=f"127.0.0.1:{keyed}",
