@@ -93,12 +93,12 @@ class Workload(BaseModel):
 
     redis_container: str = Field(default="redis", min_length=1)
     api_container: str = Field(default="api", min_length=1)
-    cache_env: str = Field(default="CACHE_ENABLED", pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")
+    cache_env: str = Field(default="CACHE_ENABLED", pattern=ENV_VAR)
     cache_on: str = "true"
     cache_off: str = "false"
     api_hpa: str | None = Field(
         default=None,
-        pattern=r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$",
+        pattern=K8S_NAME,
         description="the API's HorizontalPodAutoscaler: fallback raises its minReplicas",
     )
     fallback_env: dict[str, str] = Field(
@@ -114,7 +114,7 @@ class Workload(BaseModel):
 
     config_map: str | None = Field(
         default=None,
-        pattern=r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$",
+        pattern=K8S_NAME,
         description="the ConfigMap Redis' config file comes from: triage compares it (with "
         "the container's args over it) with the live CONFIG",
     )

@@ -7,7 +7,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
 
-ENV_NAME = r"^[A-Za-z_][A-Za-z0-9_]*$"
+from activities.targets import ENV_VAR
+
 HEADER_NAME = r"^[A-Za-z0-9-]+$"
 
 
@@ -26,7 +27,7 @@ class Warmer(BaseModel):
     url: str | None = None
     auth_header: str = Field(default="Authorization", pattern=HEADER_NAME)
     auth_env: str | None = Field(
-        default=None, pattern=ENV_NAME, description="environment variable with the header's value"
+        default=None, pattern=ENV_VAR, description="environment variable with the header's value"
     )
     target: str | None = Field(default=None, pattern=r"^[\w.]+:\w+$")
     job: dict[str, Any] | None = Field(default=None, description="the Job manifest (kind: Job)")
