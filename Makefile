@@ -34,8 +34,9 @@ lint: setup
 typecheck: setup
 	$(BIN)/mypy
 
+# Two processes, one test file each at a time: most tests wait on real servers, not the CPU.
 pytest: setup
-	$(BIN)/pytest -m "not slow"
+	$(BIN)/pytest -m "not slow" -n 2 --dist loadfile
 
 test: lint typecheck pytest
 

@@ -76,6 +76,7 @@ async def refused(
         (None, "not continued from another"),
         (str(uuid.uuid4()), "not continued from another"),
     ],
+    ids=["no-run", "unknown-run"],
 )
 async def test_a_forged_carried_state_runs_no_step(
     temporal_env: WorkflowEnvironment,
