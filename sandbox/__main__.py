@@ -1,7 +1,8 @@
 """`python -m sandbox up|fault|status`: the local cluster for the demo and for trying things.
 
-python -m sandbox up [--dir .sandbox] [--json]    # until Ctrl-C; stops every process
+python -m sandbox up [--dir .sandbox] [--json] [--sentinel]   # until Ctrl-C; stops everything
 python -m sandbox fault down|crashloop|oom|full|connections|slow|pvc-unbound|cut-off|clear
+python -m sandbox fault master-down|no-quorum|replica-cut-off     # the --sentinel topology's
 python -m sandbox status
 """
 
@@ -31,7 +32,8 @@ SHIPPED_ROLE = Path(__file__).resolve().parents[1] / "deploy" / "k8s" / "rbac" /
 
 def _up(args: argparse.Namespace) -> int:
     root: Path = args.dir
-    shutil.rmtree(root / "pods", ignore_errors=True)  # a fresh cluster: no data of a past run
+    for state in ("pods", "sentinels"):  # a fresh cluster: no data of a past run
+        shutil.rmtree(root / state, ignore_errors=True)
     stop = threading.Event()
 
     def on_signal(signum: int, frame: FrameType | None) -> None:
@@ -39,7 +41,7 @@ def _up(args: argparse.Namespace) -> int:
 
     signal.signal(signal.SIGINT, on_signal)
     signal.signal(signal.SIGTERM, on_signal)
-    cluster = SandboxCluster(root, role_file=args.role, api_traffic=1.0)
+    cluster = SandboxCluster(root, role_file=args.role, api_traffic=1.0, sentinel=args.sentinel)
     try:
         cluster.start()
         if args.json:
@@ -51,6 +53,8 @@ def _up(args: argparse.Namespace) -> int:
             if args.role is not None:
                 print(f"  the worker's: {cluster.runbook_kubeconfig} (held to {args.role})")
             print(f"  redis:      {info['redis_url']}")
+            if args.sentinel:
+                print(f"  sentinels:  {info['sentinels']} (master name {info['master_name']})")
             faults = "|".join(f.value for f in Fault)
             print(f"  faults:     python -m sandbox fault {faults}")
             print("Ctrl-C stops the cluster and every redis-server it started.", flush=True)
@@ -115,6 +119,11 @@ def parser() -> argparse.ArgumentParser:
     sub = top.add_subparsers(dest="command", required=True)
     up = sub.add_parser("up", help="run the cluster until Ctrl-C")
     up.add_argument("--json", action="store_true", help="print one JSON line once ready")
+    up.add_argument(
+        "--sentinel",
+        action="store_true",
+        help="three Redis pods replicating under three Sentinels (master name mymaster)",
+    )
     up.add_argument(
         "--role",
         type=Path,

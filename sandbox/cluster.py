@@ -6,6 +6,10 @@ second kubeconfig (`runbook_kubeconfig`) carries a token that the API server hol
 Role's rules in the sandbox namespace, answering 403 for anything else, as a ServiceAccount
 bound to the Role would be. Every redis-server the controller started is stopped, by PID,
 when the cluster stops.
+
+With `sentinel=True` the Redis StatefulSet has three pods replicating under three real
+Sentinels (sandbox.sentinel), started once the pods replicate and stopped, by PID, with the
+rest; `redis-master` is the Service of the pod that is master now.
 """
 
 from __future__ import annotations
@@ -30,13 +34,14 @@ import yaml
 from aiohttp.test_utils import RawTestServer
 from kubernetes import client, config
 
-from sandbox.controller import REVISION_LABEL, Controller, pod_ready
+from sandbox.controller import REVISION_LABEL, Controller, pod_ready, replication_role
 from sandbox.kube.api import KubeAPI
 from sandbox.kube.faults import Fault, set_fault
 from sandbox.kube.rbac import Identity, load_role_rules
 from sandbox.kube.tls import make_certs
-from sandbox.manifests import SandboxNames, default_objects
+from sandbox.manifests import SENTINEL_MASTER, SENTINEL_REPLICAS, SandboxNames, default_objects
 from sandbox.pod_exec import PodExec
+from sandbox.sentinel import SentinelGroup
 
 T = TypeVar("T")
 RUNBOOK_USER = "system:serviceaccount:{namespace}:redis-runbook"
@@ -180,10 +185,14 @@ class SandboxCluster:
         tick: float = 0.05,
         ready_timeout: float = 30.0,
         api_traffic: float | None = None,
+        sentinel: bool = False,
+        sentinel_down_after_ms: int = 1000,
+        sentinel_failover_timeout_ms: int = 6000,
     ) -> None:
         """`api_traffic`: seconds between two requests of each API pod, whose log then shows
         them (sandbox.api_traffic); None, the default, sends none, so a test's Redis sees only
-        the commands the test makes."""
+        the commands the test makes. `sentinel`: the three-pod Sentinel topology, whose
+        Sentinels mark a master down after `sentinel_down_after_ms`."""
         self.root = root.resolve()
         self.names = names or SandboxNames()
         self.role_file = role_file
@@ -197,6 +206,17 @@ class SandboxCluster:
         self.api.log_files = self.controller.log_file
         self.api.exec_start = PodExec(self.api, self.root).start
         self.redis_port = self.controller.runtime(self.names.namespace, "redis-0").process.port
+        self.replicas = SENTINEL_REPLICAS if sentinel else 1
+        self._sentinels = (
+            SentinelGroup(
+                self.root / "sentinels",
+                SENTINEL_MASTER,
+                down_after_ms=sentinel_down_after_ms,
+                failover_timeout_ms=sentinel_failover_timeout_ms,
+            )
+            if sentinel
+            else None
+        )
         self._controller_run: concurrent.futures.Future[None] | None = None
 
     # ------------------------------------------------------------------ where things are
@@ -219,6 +239,7 @@ class SandboxCluster:
 
     @property
     def redis_url(self) -> str:
+        """redis-0's Redis (under Sentinel, a replica after a failover: see master_pod)."""
         return f"redis://127.0.0.1:{self.redis_port}/0"
 
     @property
@@ -227,15 +248,49 @@ class SandboxCluster:
         the `user` an injected ApiFailure can be limited to)."""
         return RUNBOOK_USER.format(namespace=self.names.namespace)
 
+    @property
+    def sentinels(self) -> SentinelGroup | None:
+        return self._sentinels
+
+    @property
+    def sentinel_addresses(self) -> list[str]:
+        """Each Sentinel as 127.0.0.1:PORT (none without the Sentinel topology)."""
+        return self._sentinels.addresses if self._sentinels is not None else []
+
+    @property
+    def sentinel_master_name(self) -> str:
+        return SENTINEL_MASTER
+
+    def member_port(self, pod: str) -> int:
+        """The port of the pod's redis-server (the same in every incarnation of the pod)."""
+        return self.controller.runtime(self.names.namespace, pod).process.port
+
+    def master_pod(self) -> str | None:
+        """The pod whose redis-server says role:master now, asked directly (the one the
+        Sentinels name first, should two say so)."""
+        pods = [f"{self.names.statefulset}-{i}" for i in range(self.replicas)]
+        masters = [pod for pod in pods if self._role(pod) == "master"]
+        named = self._sentinels.master_port() if self._sentinels is not None else None
+        masters.sort(key=lambda pod: self.member_port(pod) != named)
+        return masters[0] if masters else None
+
+    def _role(self, pod: str) -> str | None:
+        runtime = self.controller.runtime(self.names.namespace, pod)
+        return None if runtime.frozen else replication_role(runtime.process)  # frozen: mute
+
     def describe(self) -> dict[str, str]:
         """What `python -m sandbox up --json` prints."""
-        return {
+        described = {
             "kubeconfig": str(self.kubeconfig),
             "redis_url": self.redis_url,
             "namespace": self.names.namespace,
             "statefulset": self.names.statefulset,
             "api_deployment": self.names.api_deployment,
         }
+        if self._sentinels is not None:
+            described["sentinels"] = ",".join(self.sentinel_addresses)
+            described["master_name"] = self.sentinel_master_name
+        return described
 
     def api_client(self, kubeconfig: Path | None = None) -> client.ApiClient:
         """An official-client ApiClient for the admin kubeconfig (or the one given)."""
@@ -260,7 +315,7 @@ class SandboxCluster:
         self.root.mkdir(parents=True, exist_ok=True)
         self.server.start()
         try:
-            for plural, obj in default_objects(self.names):
+            for plural, obj in default_objects(self.names, sentinel=self._sentinels is not None):
                 self.server.call(self.api.create(plural, obj))
             self._controller_run = self.server.spawn(self.controller.run())
             ca = self.server.certs.ca_pem
@@ -277,6 +332,10 @@ class SandboxCluster:
                     self.names.namespace,
                     ca,
                 )
+            if self._sentinels is not None:  # once the pods replicate, as a chart's order is
+                self.wait_ready(self.ready_timeout)
+                self._sentinels.start(self.member_port(f"{self.names.statefulset}-0"))
+                self.controller.sentinels = self._sentinels
             self.wait_ready(self.ready_timeout)
         except BaseException:
             self.stop()
@@ -284,11 +343,14 @@ class SandboxCluster:
         return self
 
     def stop(self) -> None:
-        """Stop the controller, every redis-server it started (by PID), then the API server."""
+        """Stop the controller, the Sentinels (before they see the pods go and fail over),
+        every redis-server the controller started (all by PID), then the API server."""
         if self._controller_run is not None:
             with contextlib.suppress(Exception):
                 self.server.call(self.controller.shutdown())
             self._controller_run = None
+        if self._sentinels is not None:
+            self._sentinels.stop()
         self.controller.stop_all()
         self.server.stop()
 
@@ -353,9 +415,35 @@ class SandboxCluster:
             for pod in pods
         )
 
+    def _replicating(self) -> bool:
+        """One master, every other pod's link to it up, and the Sentinels (if started) ready;
+        always True without the Sentinel topology."""
+        if self._sentinels is None:
+            return True
+        infos = []
+        for i in range(self.replicas):
+            pod = f"{self.names.statefulset}-{i}"
+            process = self.controller.runtime(self.names.namespace, pod).process
+            try:
+                with process.client(socket_timeout=0.5, socket_connect_timeout=0.5) as conn:
+                    infos.append((process.port, conn.info("replication")))
+            except (redis.RedisError, OSError):
+                return False
+        masters = [port for port, info in infos if info.get("role") == "master"]
+        if len(masters) != 1:
+            return False
+        for _, info in infos:
+            if info.get("role") != "master" and (
+                info.get("master_link_status") != "up" or int(info["master_port"]) != masters[0]
+            ):
+                return False
+        sentinels = self.controller.sentinels
+        return sentinels is None or sentinels.ready(self.replicas - 1)
+
     def wait_ready(self, timeout: float = 30.0) -> None:
         """Until the StatefulSet's rollout is complete, its pods are ready and Redis answers
-        PING."""
+        PING; in the Sentinel topology, also until every replica's link to the master is up
+        and (once they run) every Sentinel can fail over: a test may kill the master then."""
         deadline = time.monotonic() + timeout
         with self.api_client() as api:
             apps = client.AppsV1Api(api)
@@ -373,7 +461,7 @@ class SandboxCluster:
                 )
                 if done and self._pods_ready(status.update_revision, sts.spec.replicas):
                     with contextlib.suppress(redis.RedisError), self.redis() as conn:
-                        if conn.ping():
+                        if conn.ping() and self._replicating():
                             return
                 if time.monotonic() > deadline:
                     raise TimeoutError(f"sandbox Redis not ready after {timeout}s: {status}")

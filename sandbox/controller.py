@@ -17,7 +17,12 @@ Kubernetes does it:
 - a Deployment's pods follow its spec (sandbox.deployments), with no process of their own;
   their log is the API's requests (sandbox.api_traffic);
 - a Job's pod runs its command as a local process until it exits (sandbox.jobs);
-- faults (see sandbox.kube.faults) are read from the StatefulSet's annotation.
+- faults (see sandbox.kube.faults) are read from the StatefulSet's annotation;
+- the pods of a StatefulSet whose template carries SENTINEL_ANNOTATION replicate under the
+  Sentinels (sandbox.sentinel): a container starts as a replica of the master the Sentinels
+  name, as a real pod's init script asks them (with no Sentinel answering, ordinal 0 is the
+  master), and each pod's ROLE_LABEL follows its Redis' INFO role, as the labelling sidecar
+  of real charts keeps it, so a Service selecting the master follows a failover.
 
 Each pod carries the annotation `sandbox.redis-runbook.io/restarts` (how many times its Redis
 was started after the first), so tests can assert "restarted exactly once".
@@ -30,7 +35,9 @@ import contextlib
 import hashlib
 import json
 import logging
+import os
 import secrets
+import signal
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -44,9 +51,16 @@ from sandbox.deployments import DeploymentController
 from sandbox.jobs import JobController
 from sandbox.kube.api import KubeAPI, now_iso
 from sandbox.kube.faults import Fault
-from sandbox.manifests import FAULT_ANNOTATION, PORT_ANNOTATION, RESTARTS_ANNOTATION
+from sandbox.manifests import (
+    FAULT_ANNOTATION,
+    PORT_ANNOTATION,
+    RESTARTS_ANNOTATION,
+    ROLE_LABEL,
+    SENTINEL_ANNOTATION,
+)
 from sandbox.processes import RedisProcess
 from sandbox.redis_conf import config_file, redis_options
+from sandbox.sentinel import SentinelGroup
 
 log = logging.getLogger(__name__)
 JSONDict = dict[str, Any]
@@ -55,6 +69,8 @@ POD_NAME_LABEL = "statefulset.kubernetes.io/pod-name"
 CRASHLOOP_RETRY_SECONDS = 1.0
 REDIS_CONTAINER = "redis"  # the container whose process is the real redis-server
 UNSCHEDULABLE = "0/1 nodes are available: pod has unbound immediate PersistentVolumeClaims."
+ONE_POD_FAULTS = (Fault.MASTER_DOWN, Fault.NO_QUORUM, Fault.REPLICA_CUT_OFF)
+WRITE_FAULTS = (Fault.OOM, Fault.FULL)  # under Sentinel, the master's alone
 
 
 def template_revision(name: str, template: Mapping[str, Any]) -> str:
@@ -80,12 +96,21 @@ class PodRuntime:
     last_state: JSONDict = field(default_factory=dict)
     held: list[redis.Redis] = field(default_factory=list)
     full: bool = False  # the `full` fault's keys and policy are in this Redis
+    frozen: bool = False  # SIGSTOPped by `replica-cut-off`: SIGCONT before anything else
 
     def release_connections(self) -> None:
         for conn in self.held:
             with contextlib.suppress(redis.RedisError, OSError):
                 conn.close()
         self.held = []
+
+    def thaw(self) -> None:
+        """SIGCONT a frozen Redis: a stopped process would not act on SIGTERM."""
+        pid = self.process.pid
+        if self.frozen and pid is not None:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGCONT)
+        self.frozen = False
 
 
 class Controller:
@@ -106,6 +131,7 @@ class Controller:
         self.applied_faults: dict[tuple[str, str], str] = {}
         self.faults_done: dict[tuple[str, str], str] = {}  # injected (read by other threads)
         self.stashed_policies: dict[str, list[JSONDict]] = {}  # what a lockdown replaced
+        self.sentinels: SentinelGroup | None = None  # set once they run (SandboxCluster)
         self._stopping: asyncio.Event | None = None
         self._stopped: asyncio.Event | None = None
 
@@ -144,6 +170,7 @@ class Controller:
         """Stop every redis-server and Job process this controller started, by PID."""
         for runtime in self.runtimes.values():
             runtime.release_connections()
+            runtime.thaw()
             runtime.process.stop()
         self.jobs.stop_all()
 
@@ -366,6 +393,7 @@ class Controller:
 
     async def stop_container(self, runtime: PodRuntime, crashing_ends: bool) -> None:
         runtime.release_connections()
+        runtime.thaw()
         await asyncio.to_thread(runtime.process.stop)
         if crashing_ends:
             runtime.crashing = False
@@ -374,7 +402,8 @@ class Controller:
         """Start Redis with the config the pod's container asks for; count the restart."""
         container = redis_container(pod)
         options = redis_options(container, await self.config_text(pod, container))
-        runtime.process.config = {"save": "", "appendonly": "no", **options}
+        replicaof = await self.replicaof(pod, runtime)
+        runtime.process.config = {"save": "", "appendonly": "no", **options, **replicaof}
         runtime.starts += 1  # counted first: whoever sees it answer PING sees the count
         await asyncio.to_thread(runtime.process.start)
         runtime.started_in_pod = True
@@ -383,6 +412,23 @@ class Controller:
         runtime.started_at = now_iso()
         runtime.terminated = None
         await self.event(pod, "Started", f"Started container {container['name']}")
+
+    async def replicaof(self, pod: JSONDict, runtime: PodRuntime) -> dict[str, str]:
+        """What a Sentinel pod's init script adds: `replicaof` the master the Sentinels name
+        (nothing if they name this pod); with no Sentinel answering, ordinal 0 is the master
+        and the others replicate it."""
+        annotations = pod["metadata"].get("annotations") or {}
+        if SENTINEL_ANNOTATION not in annotations:
+            return {}
+        port = None
+        if self.sentinels is not None:
+            port = await asyncio.to_thread(self.sentinels.master_port)
+        if port is None:
+            first = f"{pod['metadata']['name'].rsplit('-', 1)[0]}-0"
+            port = self.runtime(pod["metadata"]["namespace"], first).process.port
+        if port == runtime.process.port:
+            return {}
+        return {"replicaof": f"127.0.0.1 {port}"}
 
     async def config_text(self, pod: JSONDict, container: JSONDict) -> str | None:
         """The config file the container names, from its ConfigMap as mounted now; a missing
@@ -421,13 +467,22 @@ class Controller:
                 )
         elif runtime.process.pid is None and runtime.terminated is None:
             await self.start_container(pod, runtime, in_place=runtime.started_in_pod)
-        alive = runtime.process.pid is not None and await asyncio.to_thread(ping, runtime.process)
+        alive = (
+            runtime.process.pid is not None
+            and not runtime.frozen  # its probe would time out: no need to wait for that
+            and await asyncio.to_thread(ping, runtime.process)
+        )
         status = pod_status(pod, runtime, scheduled=scheduled, alive=alive)
         restarts = str(max(0, runtime.starts - 1))
+        role = None
+        if alive and SENTINEL_ANNOTATION in (meta.get("annotations") or {}):
+            role = await asyncio.to_thread(replication_role, runtime.process)
 
         def change(obj: JSONDict) -> None:
             obj["status"] = merge_conditions(obj.get("status") or {}, status)
             obj["metadata"].setdefault("annotations", {})[RESTARTS_ANNOTATION] = restarts
+            if role is not None:  # a Redis that does not answer keeps the label it had
+                obj["metadata"].setdefault("labels", {})[ROLE_LABEL] = role
 
         updated = await self.api.mutate("pods", meta["namespace"], meta["name"], change)
         return updated or pod
@@ -458,8 +513,14 @@ class Controller:
             if wanted not in set(Fault):
                 log.warning("unknown sandbox fault %r on %s/%s", wanted, *key)
                 return
+            fault = Fault(wanted)
+            if fault in ONE_POD_FAULTS:
+                await self.inject_one(runtimes, fault)
+                return
+            if fault in WRITE_FAULTS and under_sentinel(sts):
+                runtimes = (await self.by_role(runtimes))[0][:1]  # a replica refuses writes
             for runtime in runtimes:
-                await self.inject(sts, runtime, Fault(wanted))
+                await self.inject(sts, runtime, fault)
         finally:
             self.faults_done[key] = wanted
 
@@ -468,8 +529,11 @@ class Controller:
         await self.api.remove("networkpolicies", lockdown["namespace"], lockdown["name"])
         for policy in self.stashed_policies.pop(lockdown["name"], []):
             await self.api.create("networkpolicies", policy)
+        if self.sentinels is not None:  # those `no-quorum` stopped
+            await asyncio.to_thread(self.sentinels.start_stopped)
         for runtime in runtimes:
             runtime.release_connections()
+            runtime.thaw()
             if runtime.full:
                 await self.empty_full(sts["metadata"]["namespace"], runtime)
             runtime.crashing = False
@@ -549,8 +613,10 @@ class Controller:
                 await asyncio.to_thread(faults.fill_without_ttl, conn)
         elif fault is Fault.CONNECTIONS and proc.pid is not None:
             maxclients = int(proc.config.get("maxclients", "10000"))
+            # under Sentinel, the replicas' and Sentinels' own connections hold slots too
+            taken = await asyncio.to_thread(other_clients, proc) if under_sentinel(sts) else 0
             runtime.held = await asyncio.to_thread(
-                faults.hold_connections, proc.port, maxclients - 2
+                faults.hold_connections, proc.port, maxclients - 2 - taken
             )
         elif fault is Fault.SLOW and proc.pid is not None:
             await asyncio.to_thread(faults.slow_commands, proc.client(), 0.02, 3)
@@ -568,6 +634,35 @@ class Controller:
                     pvc["metadata"]["name"],
                     lambda obj: obj["status"].update(phase="Pending"),
                 )
+
+    async def by_role(
+        self, runtimes: list[PodRuntime]
+    ) -> tuple[list[PodRuntime], list[PodRuntime]]:
+        """(masters, replicas) as their Redis says now, the master the Sentinels name first
+        (two may say master for a while, when an old master comes back)."""
+        roles = await asyncio.gather(
+            *(asyncio.to_thread(replication_role, r.process) for r in runtimes)
+        )
+        masters = [r for r, role in zip(runtimes, roles, strict=True) if role == "master"]
+        replicas = [r for r, role in zip(runtimes, roles, strict=True) if role == "replica"]
+        named = await asyncio.to_thread(self.sentinels.master_port) if self.sentinels else None
+        masters.sort(key=lambda r: r.process.port != named)
+        return masters, replicas
+
+    async def inject_one(self, runtimes: list[PodRuntime], fault: Fault) -> None:
+        """The Sentinel topology's faults hit one pod, picked by what its Redis says now."""
+        masters, replicas = await self.by_role(runtimes)
+        if fault is Fault.REPLICA_CUT_OFF:
+            pid = replicas[-1].process.pid if replicas else None
+            if pid is not None:
+                os.kill(pid, signal.SIGSTOP)
+                replicas[-1].frozen = True
+            return
+        if fault is Fault.NO_QUORUM and self.sentinels is not None:
+            await asyncio.to_thread(self.sentinels.stop_some, 2)
+        if masters:
+            await asyncio.to_thread(masters[0].process.kill)
+            masters[0].terminated = {"exitCode": 137, "reason": "Error", "finishedAt": now_iso()}
 
     # ------------------------------------------------------------------ Services
 
@@ -624,6 +719,18 @@ def lockdown_policy(sts: Mapping[str, Any]) -> JSONDict:
     }  # fmt: skip
 
 
+def under_sentinel(sts: Mapping[str, Any]) -> bool:
+    """Whether the StatefulSet's pods replicate under Sentinel (its template says so)."""
+    meta = sts["spec"]["template"].get("metadata") or {}
+    return SENTINEL_ANNOTATION in (meta.get("annotations") or {})
+
+
+def other_clients(proc: RedisProcess) -> int:
+    """The clients connected to the process, but the one asking."""
+    with proc.client(socket_timeout=0.5, socket_connect_timeout=0.5) as conn:
+        return int(conn.info("clients")["connected_clients"]) - 1
+
+
 def is_api_pod(pod: Mapping[str, Any]) -> bool:
     """A pod of a Deployment whose container is the application's (not a Redis pod, nor a
     Job's pod, even one in the application's image: it serves no requests)."""
@@ -644,6 +751,18 @@ def ping(proc: RedisProcess) -> bool:
             return bool(conn.ping())
     except (redis.RedisError, OSError):
         return False
+
+
+def replication_role(proc: RedisProcess) -> str | None:
+    """`master` or `replica`, from the process' INFO replication; None if it does not answer."""
+    if proc.pid is None:
+        return None
+    try:
+        with proc.client(socket_timeout=0.5, socket_connect_timeout=0.5) as conn:
+            role = str(conn.info("replication").get("role"))
+    except (redis.RedisError, OSError):
+        return None
+    return "master" if role == "master" else "replica"
 
 
 def pod_ready(pod: Mapping[str, Any]) -> bool:

@@ -2,6 +2,12 @@
 
 Both workloads carry a sidecar and several env vars and limits on purpose, so a patch that
 drops a sidecar, an env var or a limit shows in the tests instead of passing silently.
+
+With `sentinel=True` the StatefulSet runs three pods that replicate under Redis Sentinel: its
+pod template carries SENTINEL_ANNOTATION (the master's name the Sentinels know), which is what
+tells the controller to start a pod as a replica of the current master; each pod is labelled
+with its role (ROLE_LABEL), and a second Service selects the master by that label, so the API,
+pointed at it, follows a failover.
 """
 
 from __future__ import annotations
@@ -17,6 +23,10 @@ JSONDict = dict[str, Any]
 FAULT_ANNOTATION = "sandbox.redis-runbook.io/fault"
 RESTARTS_ANNOTATION = "sandbox.redis-runbook.io/restarts"
 PORT_ANNOTATION = "sandbox.redis-runbook.io/redis-port"
+SENTINEL_ANNOTATION = "sandbox.redis-runbook.io/sentinel"
+SENTINEL_MASTER = "mymaster"
+SENTINEL_REPLICAS = 3
+ROLE_LABEL = "redis-role"  # master | replica, kept by the controller from INFO replication
 CONFIG_DIR = "/usr/local/etc/redis"
 
 
@@ -26,6 +36,7 @@ class SandboxNames(BaseModel):
     namespace: str = "treebeard-production"
     statefulset: str = "redis"
     service: str = "redis"
+    master_service: str = "redis-master"  # the Sentinel topology's: the master pod only
     api_deployment: str = "treebeard-api"
     redis_container: str = "redis"
     api_container: str = "api"
@@ -40,9 +51,12 @@ def namespace(names: SandboxNames) -> JSONDict:
     return {"metadata": {"name": names.namespace}, "status": {"phase": "Active"}}
 
 
-def redis_configmap(names: SandboxNames, memory_limit: str = "32Mi") -> JSONDict:
+def redis_configmap(
+    names: SandboxNames, memory_limit: str = "32Mi", sentinel: bool = False
+) -> JSONDict:
     """The redis.conf the Redis pod starts from: maxmemory at 3/4 of the memory limit, no
-    eviction, AOF persistence (DBSIZE survives a restart), 64 clients."""
+    eviction, AOF persistence (DBSIZE survives a restart), 64 clients. `sentinel`: a replica's
+    full sync starts at once, not after the default 5 s wait for more replicas to join."""
     maxmemory = quantity_bytes(memory_limit) * 3 // 4
     size = f"{maxmemory // 2**20}mb" if maxmemory % 2**20 == 0 else str(maxmemory)
     conf = "\n".join([
@@ -51,6 +65,7 @@ def redis_configmap(names: SandboxNames, memory_limit: str = "32Mi") -> JSONDict
         "maxmemory-policy noeviction",
         "appendonly yes",
         "maxclients 64",
+        *(["repl-diskless-sync-delay 0"] if sentinel else []),
         "",
     ])  # fmt: skip
     return {
@@ -63,22 +78,27 @@ def redis_configmap(names: SandboxNames, memory_limit: str = "32Mi") -> JSONDict
     }
 
 
-def redis_statefulset(names: SandboxNames, memory_limit: str = "32Mi") -> JSONDict:
+def redis_statefulset(
+    names: SandboxNames, memory_limit: str = "32Mi", sentinel: bool = False
+) -> JSONDict:
     """Redis started from the `redis-config` ConfigMap's redis.conf (mounted, as the runbook's
     `kubectl get configmap redis-config` expects), plus an exporter sidecar. Args override the
     file, as redis-server applies them: the runbook's steps that must survive a restart put
-    their settings there."""
+    their settings there. `sentinel`: three pods replicating under Sentinel."""
     labels = {"app": names.statefulset, "app.kubernetes.io/component": "cache"}
+    template_meta: JSONDict = {"labels": labels}
+    if sentinel:
+        template_meta["annotations"] = {SENTINEL_ANNOTATION: SENTINEL_MASTER}
     return {
         "metadata": {"name": names.statefulset, "namespace": names.namespace, "labels": labels},
         "spec": {
-            "replicas": 1,
+            "replicas": SENTINEL_REPLICAS if sentinel else 1,
             "serviceName": names.service,
             "podManagementPolicy": "OrderedReady",
             "updateStrategy": {"type": "RollingUpdate"},
             "selector": {"matchLabels": {"app": names.statefulset}},
             "template": {
-                "metadata": {"labels": labels},
+                "metadata": template_meta,
                 "spec": {
                     "terminationGracePeriodSeconds": 30,
                     "containers": [
@@ -123,11 +143,18 @@ def redis_statefulset(names: SandboxNames, memory_limit: str = "32Mi") -> JSONDi
     }  # fmt: skip
 
 
-def redis_service(names: SandboxNames) -> JSONDict:
+def redis_service(names: SandboxNames, master: bool = False) -> JSONDict:
+    """The Service of every Redis pod, or (`master`) of the one labelled master."""
+    selector = {"app": names.statefulset}
+    if master:
+        selector[ROLE_LABEL] = "master"
     return {
-        "metadata": {"name": names.service, "namespace": names.namespace},
+        "metadata": {
+            "name": names.master_service if master else names.service,
+            "namespace": names.namespace,
+        },
         "spec": {
-            "selector": {"app": names.statefulset},
+            "selector": selector,
             "ports": [{"name": "redis", "port": 6379, "targetPort": 6379, "protocol": "TCP"}],
             "type": "ClusterIP",
         },
@@ -156,8 +183,11 @@ def redis_pvc(names: SandboxNames, ordinal: int = 0) -> JSONDict:
     }
 
 
-def api_deployment(names: SandboxNames, replicas: int = 3) -> JSONDict:
+def api_deployment(names: SandboxNames, replicas: int = 3, sentinel: bool = False) -> JSONDict:
+    """`sentinel`: the API reaches Redis through the master's Service, so it follows a
+    failover."""
     labels = {"app": names.api_deployment}
+    host = names.master_service if sentinel else names.service
     return {
         "metadata": {"name": names.api_deployment, "namespace": names.namespace, "labels": labels},
         "spec": {
@@ -173,8 +203,8 @@ def api_deployment(names: SandboxNames, replicas: int = 3) -> JSONDict:
                             "env": [
                                 {"name": "DATABASE_URL", "value": "postgres://db:5432/treebeard"},
                                 {"name": "CACHE_ENABLED", "value": "true"},
-                                {"name": "REDIS_URL", "value": "redis://redis:6379/0"},
-                                {"name": "REDIS_HOST", "value": names.service},
+                                {"name": "REDIS_URL", "value": f"redis://{host}:6379/0"},
+                                {"name": "REDIS_HOST", "value": host},
                             ],
                             "resources": {
                                 "requests": {"cpu": "250m", "memory": "256Mi"},
@@ -213,14 +243,16 @@ def redis_network_policy(names: SandboxNames) -> JSONDict:
     }
 
 
-def default_objects(names: SandboxNames) -> list[tuple[str, JSONDict]]:
-    """(plural, object) in creation order."""
+def default_objects(names: SandboxNames, sentinel: bool = False) -> list[tuple[str, JSONDict]]:
+    """(plural, object) in creation order; `sentinel`: the three-pod Sentinel topology."""
+    replicas = SENTINEL_REPLICAS if sentinel else 1
+    services = [redis_service(names), *([redis_service(names, master=True)] if sentinel else [])]
     return [
         ("namespaces", namespace(names)),
-        ("persistentvolumeclaims", redis_pvc(names)),
-        ("services", redis_service(names)),
-        ("configmaps", redis_configmap(names)),
-        ("statefulsets", redis_statefulset(names)),
-        ("deployments", api_deployment(names)),
+        *(("persistentvolumeclaims", redis_pvc(names, i)) for i in range(replicas)),
+        *(("services", service) for service in services),
+        ("configmaps", redis_configmap(names, sentinel=sentinel)),
+        ("statefulsets", redis_statefulset(names, sentinel=sentinel)),
+        ("deployments", api_deployment(names, sentinel=sentinel)),
         ("networkpolicies", redis_network_policy(names)),
     ]

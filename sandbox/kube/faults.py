@@ -20,7 +20,26 @@ CLI, the tests and the demo share one mechanism and the controller sees it like 
 - `cut-off`: a NetworkPolicy `redis-lockdown` isolates the Redis pods and admits nothing, in
   place of the policies that admitted the API, so the API's pods cannot reach a Redis that is
   itself healthy (the runbook, outside the pod network, still can). `clear` puts them back.
-- `clear`: the annotation is removed and the controller undoes what it can.
+
+The Sentinel topology's (SandboxCluster(sentinel=True): three pods, three Sentinels, quorum 2):
+
+- `master-down`: the current master's redis-server (the pod whose Redis says role:master) is
+  SIGKILLed and stays down (terminated, exit 137) until its pod is deleted or the fault is
+  cleared, as `down` does, but only that pod: the replicas stay up and the Sentinels fail
+  over to one of them. The deleted pod comes back as a replica of the new master.
+- `no-quorum`: two of the three Sentinels are stopped, then the master is killed as in
+  `master-down`: the Sentinel left sees the master down but cannot reach quorum 2, so no
+  failover happens by itself (a `SENTINEL FAILOVER` sent to it still forces one). `clear`
+  starts the stopped Sentinels again, on the same ports from the same config files.
+- `replica-cut-off`: the highest-ordinal replica is frozen (SIGSTOP): its replication link
+  goes silent and the master's `INFO replication` shows its `lag=` growing. Deleting that pod,
+  or `clear`, thaws it (SIGCONT first, so stopping it does not hang).
+
+There, `oom` and `full` hit the master alone (a replica refuses writes); the others hit every
+pod, as they do the single pod. Each pod's `redis-role` label is its Redis' role as it last
+answered, so a master killed stays labelled master (and not Ready) until it answers again.
+
+- `clear` (either topology): the annotation is removed and the controller undoes what it can.
 """
 
 from __future__ import annotations
@@ -41,6 +60,9 @@ class Fault(StrEnum):
     SLOW = "slow"
     PVC_UNBOUND = "pvc-unbound"
     CUT_OFF = "cut-off"
+    MASTER_DOWN = "master-down"
+    NO_QUORUM = "no-quorum"
+    REPLICA_CUT_OFF = "replica-cut-off"
     CLEAR = "clear"
 
 
