@@ -21,10 +21,33 @@ from contracts.target import RedisTarget
 UNKNOWN_TARGET = "UnknownTarget"
 
 
-class RedisAccess(BaseModel):
-    """Credentials and timeouts the worker holds; never part of workflow input or history."""
+class SentinelGroup(BaseModel):
+    """How the worker finds a Sentinel-managed target's master: the Sentinels to ask and the
+    name they monitor it by. Worker configuration only: a workflow cannot point the worker
+    at other Sentinels, so it cannot choose which server a flush lands on."""
 
     model_config = ConfigDict(frozen=True)
+
+    master_name: str = Field(min_length=1)
+    addresses: tuple[tuple[str, int], ...] = Field(min_length=1)
+    password: SecretStr | None = Field(default=None, description="the Sentinels' own")
+    master_service: str | None = Field(
+        default=None,
+        pattern=r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$",
+        description="the Service clients reach the master through: after a failover its "
+        "endpoints must point at the new master",
+    )
+    lag_threshold_s: float = Field(default=1.0, gt=0, description="a replica further behind lags")
+
+
+class RedisAccess(BaseModel):
+    """Credentials and timeouts the worker holds; never part of workflow input or history.
+    With `sentinel`, every connection goes to the master the Sentinels name, never to the
+    URL's host: a flush or a CONFIG SET cannot land on a replica."""
+
+    model_config = ConfigDict(frozen=True)
+
+    sentinel: SentinelGroup | None = None
 
     username: str | None = None
     password: SecretStr | None = None

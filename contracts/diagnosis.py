@@ -9,6 +9,7 @@ from pydantic import BaseModel, Field
 
 from contracts.finding import Finding
 from contracts.kubernetes import KubernetesFacts
+from contracts.replication import ReplicationFacts
 
 
 class Scenario(StrEnum):
@@ -19,6 +20,10 @@ class Scenario(StrEnum):
     TOO_MANY_CONNECTIONS = "too_many_connections"
     SLOW_COMMANDS = "slow_commands"
     HIGH_LATENCY = "high_latency"
+    # a Sentinel-managed group
+    FAILOVER = "failover"  # the master is down and Sentinel can fail over (or is failing over)
+    NO_FAILOVER = "no_failover"  # the master is down and Sentinel cannot: no quorum
+    REPLICA_DEGRADED = "replica_degraded"  # a replica is down, lagging or its link is down
     HEALTHY = "healthy"
 
 
@@ -91,6 +96,12 @@ class Diagnosis(BaseModel):
     slowlog: list[SlowlogEntry] = Field(default_factory=list)
     dbsize: int | None = None
     kubernetes: KubernetesFacts | None = None
+    replication: ReplicationFacts | None = Field(
+        default=None, description="a Sentinel-managed target's group; None for a single Redis"
+    )
 
     def has(self, code: str) -> bool:
         return any(f.code == code for f in self.findings)
+
+    def has_about(self, code: str, subject: str) -> bool:
+        return any(f.code == code and f.subject == subject for f in self.findings)

@@ -152,6 +152,9 @@ class KubernetesFacts(BaseModel):
     memory_limit_bytes: int | None = None
     ready_endpoints: int | None = Field(None, description="None: no Endpoints object")
     not_ready_endpoints: int | None = None
+    members: dict[str, str] = Field(
+        default_factory=dict, description='the Service\'s endpoints, "ip:port" -> pod'
+    )
     api_deployment: DeploymentFacts | None = None
     oom_killed: bool = Field(False, description="a pod was OOMKilled within the OOM window")
     crash_looping: bool = False

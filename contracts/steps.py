@@ -38,6 +38,11 @@ class StepName(StrEnum):
     WATCH_HIT_RATE = "watch_hit_rate"
     MAINTENANCE_MODE = "maintenance_mode"
     END_MAINTENANCE = "end_maintenance"
+    # a Sentinel-managed group
+    WAIT_FAILOVER = "wait_failover"
+    SENTINEL_FAILOVER = "sentinel_failover"
+    VERIFY_WRITES = "verify_writes"
+    RESTART_REPLICA = "restart_replica"
 
 
 StepStatus = Literal["planned", "pending_approval", "running", "succeeded", "failed", "skipped"]
@@ -57,6 +62,7 @@ class Condition(StrEnum):
     FLUSHED = "flushed"
     MEMORY_FRAGMENTED = "memory_fragmented"
     MEMORY_LIMIT_RAISED = "memory_limit_raised"
+    FAILED_OVER = "failed_over"
 
 
 class Step(BaseModel):

@@ -19,6 +19,7 @@ from activities.notifications.channels import NotificationActivities
 from activities.policy import PolicyActivities, RunbookConfig
 from activities.redis.analysis import RedisAnalysisActivities
 from activities.redis.diagnosis import RedisDiagnosisActivities
+from activities.redis.failover import SentinelActivities
 from activities.redis.hit_rate import HitRateActivities
 from activities.redis.remediation import RedisRemediationActivities
 from activities.targets import TargetBook
@@ -62,6 +63,8 @@ def activities_for(settings: Settings, targets: TargetBook) -> Sequence[Any]:
         NotificationActivities(channels).notify,
         WarmingActivities(targets, settings.armed_warmers(), job_warmer(settings, kube)).warm,
         HitRateActivities(targets).watch_hit_rate,
+        SentinelActivities(targets).verify_writes,
+        SentinelActivities(targets).sentinel_failover,
         *(kube.all() if kube else []),
     ]
 

@@ -51,7 +51,22 @@ _UNITS |= {"Ki": 2**10, "Mi": 2**20, "Gi": 2**30, "Ti": 2**40}
 
 
 POD_FIELDS = ("pods", "oom_killed", "crash_looping", "pod_pending", "pod_terminating")
-ENDPOINT_FIELDS = ("ready_endpoints", "not_ready_endpoints")
+ENDPOINT_FIELDS = ("ready_endpoints", "not_ready_endpoints", "members")
+
+
+def endpoint_pods(subsets: list[JSONDict]) -> dict[str, str]:
+    """ "ip:port" -> pod, for every address of every subset, ready or not."""
+    found = {}
+    for subset in subsets:
+        ports = [p.get("port") for p in subset.get("ports") or [] if p.get("port")]
+        for entry in (subset.get("addresses") or []) + (subset.get("notReadyAddresses") or []):
+            pod = (entry.get("targetRef") or {}).get("name")
+            for port in ports:
+                if pod and entry.get("ip"):
+                    found[f"{entry['ip']}:{port}"] = str(pod)
+    return found
+
+
 OOM_WINDOW = timedelta(hours=1)  # the default of thresholds.oom_window
 REDIS_PORT = 6379  # when the Redis container names no port
 CONFIG_FIELDS = ("configured", "config_source")
@@ -452,6 +467,8 @@ class Inspector:
             )
 
     def _endpoints(self, facts: KubernetesFacts, ns: str, service: str) -> None:
+        """How many endpoints are ready, and which pod each address is (a Sentinel-managed
+        group's members are known to Sentinel by address, to a person by pod)."""
         try:
             found = self._json(
                 f"endpoints {service}", self.core.read_namespaced_endpoints, service, ns
@@ -462,6 +479,7 @@ class Inspector:
         subsets = found.get("subsets") or []
         facts.ready_endpoints = sum(len(s.get("addresses") or []) for s in subsets)
         facts.not_ready_endpoints = sum(len(s.get("notReadyAddresses") or []) for s in subsets)
+        facts.members = endpoint_pods(subsets)
         if facts.ready_endpoints == 0:
             facts.findings.append(
                 Finding(code="no_ready_endpoints", message=f"service {service} has none ready")

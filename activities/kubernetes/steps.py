@@ -73,6 +73,7 @@ from activities.kubernetes.plans import (
     replicas_of,
     restart_stamp,
 )
+from activities.kubernetes.replica import ReplicaRestart
 from activities.kubernetes.rollout import WATCH_SECONDS, Rollout, RolloutWatcher
 from activities.redis.access import open_sync_client
 from activities.targets import MaintenanceMode, RedisAccess, TargetBook
@@ -264,6 +265,7 @@ class KubernetesActivities:
             self.scale,
             self.enter_maintenance,
             self.end_maintenance,
+            self.restart_replica,
         ]
 
     # ------------------------------------------------------------------ plumbing
@@ -445,6 +447,16 @@ class KubernetesActivities:
         ok = ping_until(target, self._targets.access(target), window)
         reason = "ready" if ok else "rollout complete, Redis does not answer PING"
         return Look(reason, _facts(rollout), ping_ok=ok)
+
+    @activity.defn(name="restart_replica")
+    def restart_replica(self, target: RedisTarget, member: str, deadline: datetime) -> StepResult:
+        """Restart the pod behind one member of a Sentinel-managed group, and wait until it
+        replicates from the master again. DESTRUCTIVE for that pod; refused for the master."""
+        if deadline.tzinfo is None:
+            deadline = deadline.replace(tzinfo=UTC)
+        return ReplicaRestart(self._api, self._targets, self._access.timeouts).run(
+            target, member, deadline
+        )
 
     @activity.defn(name="force_delete_pod")
     def force_delete_pod(

@@ -22,6 +22,8 @@ import redis.exceptions as rexc
 from temporalio import activity
 
 from activities.redis.access import open_client
+from activities.redis.group import group_findings, usable_master
+from activities.redis.sentinel import replication_facts, split
 from activities.targets import RedisAccess, TargetBook
 from contracts.diagnosis import Diagnosis, RedisInfo, SlowlogEntry
 from contracts.finding import Finding
@@ -220,10 +222,37 @@ async def _slowlog(client: aioredis.Redis, findings: list[Finding]) -> list[Slow
 
 
 async def diagnose(target: RedisTarget, access: RedisAccess, ping_samples: int) -> Diagnosis:
+    """Read everything triage needs, recording failures as findings. A Sentinel-managed
+    target: the Sentinels and every member first, then the master they name, if it answers
+    them (a master they flag as down is not one to read as if it were fine)."""
+    if access.sentinel is None:
+        return await diagnose_at(target, access, ping_samples)
+    taken_at = datetime.now(UTC)
+    facts = await replication_facts(access.sentinel, access)
+    group = group_findings(facts, access.sentinel.lag_threshold_s)
+    master = usable_master(facts)
+    if isinstance(master, Finding):
+        return Diagnosis(
+            redis_url=target.redis_url,
+            taken_at=taken_at,
+            reachable=False,
+            findings=[master, *group],
+            replication=facts,
+        )
+    seen = await diagnose_at(target, access, ping_samples, split(master))
+    return seen.model_copy(update={"findings": [*seen.findings, *group], "replication": facts})
+
+
+async def diagnose_at(
+    target: RedisTarget,
+    access: RedisAccess,
+    ping_samples: int,
+    where: tuple[str, int] | None = None,
+) -> Diagnosis:
     """Read everything triage needs over one connection, recording failures as findings."""
     taken_at = datetime.now(UTC)
     findings: list[Finding] = []
-    client = open_client(target, access)
+    client = open_client(target, access, where)
     try:
         evicted_before = _int(await client.info("stats"), "evicted_keys")
         samples = await _sample_pings(client, ping_samples, findings)

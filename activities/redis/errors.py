@@ -16,6 +16,7 @@ import redis.exceptions as rexc
 from temporalio.exceptions import ApplicationError
 
 from activities.redis.access import open_client
+from activities.redis.sentinel import MasterUnavailable, command, master_address
 from activities.targets import RedisAccess
 from contracts.target import RedisTarget
 
@@ -53,11 +54,26 @@ def unfixable(err: rexc.RedisError) -> ApplicationError | None:
     return None
 
 
+async def _confirm_master(client: aioredis.Redis, where: tuple[str, int]) -> None:
+    role = await command(client, "ROLE")
+    said = str(role[0]) if role else "?"
+    if said != "master":
+        raise MasterUnavailable(
+            f"{where[0]}:{where[1]}, named master by Sentinel, says it is a {said}: a "
+            "failover is under way; the step waits for it"
+        )
+
+
 @asynccontextmanager
 async def redis_session(target: RedisTarget, access: RedisAccess) -> AsyncIterator[aioredis.Redis]:
-    """One connection for one activity attempt, with errors sorted into fixable or not."""
-    client = open_client(target, access)
+    """One connection for one activity attempt, with errors sorted into fixable or not. A
+    Sentinel-managed target's connection goes to the master the Sentinels name, and is used
+    only once that server itself says it is the master (a failover may be under way)."""
+    where = await master_address(access.sentinel, access) if access.sentinel else None
+    client = open_client(target, access, where)
     try:
+        if where is not None:
+            await _confirm_master(client, where)
         yield client
     except rexc.RedisError as err:
         raise (unfixable(err) or err) from err

@@ -13,6 +13,7 @@ from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from activities.redis.errors import REFUSED_BY_POLICY, redis_session
+from activities.redis.failover import config_on_replicas
 from activities.targets import TargetBook
 from contracts.steps import StepResult
 from contracts.target import RedisTarget
@@ -187,8 +188,10 @@ class RedisRemediationActivities:
         return await self._set_config(target, {k: str(v) for k, v in settings.items()})
 
     async def _set_config(self, target: RedisTarget, wanted: dict[str, str]) -> StepResult:
-        """CONFIG SET only what differs from the live value, and report both sides."""
-        async with redis_session(target, self._targets.access(target)) as client:
+        """CONFIG SET only what differs from the live value, and report both sides; on a
+        Sentinel-managed group, on the master and then on every replica."""
+        access = self._targets.access(target)
+        async with redis_session(target, access) as client:
             before = {k: (await client.config_get(k)).get(k) for k in wanted}
             for key, value in wanted.items():
                 if before[key] != value:
@@ -196,12 +199,15 @@ class RedisRemediationActivities:
             after = {k: (await client.config_get(k)).get(k) for k in wanted}
             changed = [k for k in wanted if before[k] != after[k]]
             durable = await _make_durable(client) if changed else "unchanged"
+        members = await config_on_replicas(target, access, {k: str(after[k]) for k in wanted})
         summary = ", ".join(f"{k} {before[k]!r} -> {after[k]!r}" for k in changed)
+        if members:
+            summary += "; on the replicas: " + ", ".join(f"{a} {r}" for a, r in members.items())
         if changed and durable.startswith(RUNTIME_ONLY):
             summary += f" ({RUNTIME_ONLY})"
         return StepResult(
             changed=bool(changed),
             summary=summary or "already set: " + ", ".join(f"{k} {v!r}" for k, v in after.items()),
             before=dict(before),
-            after={**after, "durable": durable},
+            after={**after, "durable": durable, **({"replicas": len(members)} if members else {})},
         )

@@ -29,7 +29,14 @@ from activities.policy import (
     Policy,
     Thresholds,
 )
-from activities.targets import ConfiguredTarget, RedisAccess, TargetBook, Workload, identity
+from activities.targets import (
+    ConfiguredTarget,
+    RedisAccess,
+    SentinelGroup,
+    TargetBook,
+    Workload,
+    identity,
+)
 from activities.warming.models import ArmedWarmer, Warmer
 from contracts.base import K8sName
 from contracts.target import RedisTarget
@@ -169,6 +176,47 @@ class RedisTls(Section):
                 raise ValueError(f"target {target}: tls: cannot read {path}")
 
 
+class SentinelRoute(Section):
+    """A target whose master Sentinel chooses: the Sentinels (host:port), the name they
+    monitor it by, their own password (an env var, read at start), and optionally the
+    Service the application reaches the master through."""
+
+    master_name: str = Field(min_length=1)
+    addresses: list[str] = Field(min_length=1)
+    password_env: str | None = Field(default=None, pattern=ENV_NAME)
+    master_service: K8sName | None = None
+    lag_threshold_s: float = Field(default=1.0, gt=0)
+
+    @field_validator("addresses")
+    @classmethod
+    def _host_ports(cls, value: list[str]) -> list[str]:
+        for entry in value:
+            host, _, port = entry.rpartition(":")
+            if not host or not port.isdigit() or not 0 < int(port) < 65536:
+                raise ValueError(f"sentinel address {entry!r} is not host:port")
+        return value
+
+    def group(self, target: str, secrets: bool = True) -> SentinelGroup:
+        password = None
+        if secrets and self.password_env:
+            value = os.environ.get(self.password_env)
+            if not value:
+                raise ValueError(
+                    f"target {target}: sentinel.password_env {self.password_env} is not set. "
+                    "Fix: set it in the worker's environment"
+                )
+            password = SecretStr(value)
+        return SentinelGroup(
+            master_name=self.master_name,
+            addresses=tuple(
+                (a.rpartition(":")[0], int(a.rpartition(":")[2])) for a in self.addresses
+            ),
+            password=password,
+            master_service=self.master_service,
+            lag_threshold_s=self.lag_threshold_s,
+        )
+
+
 class TargetRoute(Section):
     """A Redis this worker may act on, and the alert labels that name it (every matcher a
     fully anchored regex). The worker acts on nothing else: an incident for any other target
@@ -200,6 +248,11 @@ class TargetRoute(Section):
         default=None,
         description="what warms this target's cache after a flush or an outage; unset, the "
         "top-level warmers (an empty list: none)",
+    )
+    sentinel: SentinelRoute | None = Field(
+        default=None,
+        description="a master with replicas under Sentinel: every command goes to the master "
+        "the Sentinels name, never to redis_url's host (which names the group in the record)",
     )
 
     @field_validator("match")
@@ -451,6 +504,8 @@ class Settings(BaseSettings, Policy):
             tls = route.tls
             update.update(tls_ca_file=tls.ca_file or self.redis.tls_ca_file,
                           tls_cert_file=tls.cert_file, tls_key_file=tls.key_file)  # fmt: skip
+        if route.sentinel is not None:
+            update["sentinel"] = route.sentinel.group(route.name, secrets)
         access = self.redis_access.model_copy(update=update)
         return ConfiguredTarget(
             name=route.name, target=route.to_target(), access=access, workload=route.workload

@@ -14,6 +14,7 @@ with workflow.unsafe.imports_passed_through():
     from contracts.kubernetes import FallbackResult, ReadinessResult
     from contracts.steps import Step, StepName, StepResult
     from workflows.incident.errors import cause_of
+    from workflows.incident.failover import wait_failover
     from workflows.incident.flap import flapped
     from workflows.incident.gate import ApprovalGate
     from workflows.incident.memory import IncidentMemory
@@ -84,6 +85,8 @@ class Execution:
         try:
             if step.name is StepName.DIAGNOSE:
                 result = await self._verify()
+            elif step.name is StepName.WAIT_FAILOVER:
+                result = await wait_failover(self._m, self._probes, step)
             elif (seen := self._fresh_triage_answer(step)) is not None:
                 result = seen
             elif not (context := await self._context(step)).pod and step.name in POD_STEPS:
@@ -101,6 +104,10 @@ class Execution:
             # The first fallback's count: after a flap caught before the scale back, the API
             # still runs the fallback replicas, which the next fallback would take as original.
             self._m.original_replicas = result.original_replicas
+        if step.name is StepName.WAIT_FAILOVER and not result.after.get("promoted"):
+            self._m.mark(step, "failed", began, detail=result.summary)
+            self._m.problems.append(f"wait_failover: {result.summary}")
+            return
         if isinstance(result, ReadinessResult):
             self._m.ready = result.ready
             if not result.ready:  # a finding for the next step's condition, not a failure

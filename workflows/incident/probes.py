@@ -32,6 +32,7 @@ DONE = {
     Condition.FLUSHED: StepName.FLUSH,
     Condition.FORCE_DELETED: StepName.FORCE_DELETE_POD,
     Condition.MEMORY_LIMIT_RAISED: StepName.RAISE_MEMORY_LIMIT,
+    Condition.FAILED_OVER: StepName.WAIT_FAILOVER,
 }
 
 

@@ -87,6 +87,9 @@ KIND_OF: dict[StepName, StepKind] = {
     StepName.WARM: RECOVERY,
     StepName.WATCH_HIT_RATE: RECOVERY,
     StepName.WAIT_READY: WAIT,
+    StepName.VERIFY_WRITES: PROBE,
+    StepName.SENTINEL_FAILOVER: LONG_MUTATION,
+    StepName.RESTART_REPLICA: WAIT,
 }
 
 

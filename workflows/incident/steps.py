@@ -19,6 +19,7 @@ with workflow.unsafe.imports_passed_through():
     from pydantic import BaseModel, ConfigDict
 
     from activities.kubernetes.steps import KubernetesActivities as Kube
+    from activities.redis.failover import SentinelActivities as Group
     from activities.redis.hit_rate import HitRateActivities
     from activities.redis.remediation import RedisRemediationActivities as Fix
     from activities.warming.activity import WarmingActivities
@@ -66,6 +67,10 @@ class FallbackParams(Params):
     replicas: int
 
 
+class MemberParams(Params):
+    address: str
+
+
 def _options(step: Step) -> dict[str, Any]:
     kind = kind_of(step.name)
     return {
@@ -108,6 +113,10 @@ REDIS_ACTIONS: dict[StepName, Perform] = {
     ),
     StepName.WARM: lambda t, s, c: call(WarmingActivities.warm, t, **_options(s)),
     StepName.WATCH_HIT_RATE: lambda t, s, c: _watch(t, s),
+    StepName.VERIFY_WRITES: lambda t, s, c: call(
+        Group.verify_writes, args=[t, c.stamp], **_options(s)
+    ),
+    StepName.SENTINEL_FAILOVER: lambda t, s, c: call(Group.sentinel_failover, t, **_options(s)),
 }
 # Every parameter is passed, defaults included: the SDK decodes arguments by the activity's
 # type hints only when their count matches, otherwise a datetime would arrive as a string.
@@ -135,11 +144,16 @@ KUBERNETES_ACTIONS: dict[StepName, Perform] = {
     ),
     StepName.MAINTENANCE_MODE: lambda t, s, c: call(Kube.enter_maintenance, t, **_options(s)),
     StepName.END_MAINTENANCE: lambda t, s, c: call(Kube.end_maintenance, t, **_options(s)),
+    StepName.RESTART_REPLICA: lambda t, s, c: call(
+        Kube.restart_replica,
+        args=[t, MemberParams.model_validate(s.params).address, c.ready_deadline],
+        **_options(s),
+    ),
 }
 READY_POLL_S = 1.0
 
 # What a worker with Redis access (and nothing else) can do; with Kubernetes, all of it.
-REDIS_STEPS = frozenset({StepName.DIAGNOSE, *REDIS_ACTIONS})
+REDIS_STEPS = frozenset({StepName.DIAGNOSE, StepName.WAIT_FAILOVER, *REDIS_ACTIONS})
 KUBERNETES_STEPS = frozenset(KUBERNETES_ACTIONS)
 
 

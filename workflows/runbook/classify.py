@@ -34,6 +34,7 @@ from dataclasses import dataclass
 from activities.policy import Thresholds
 from contracts.diagnosis import Diagnosis, RedisInfo, Scenario, SlowlogEntry
 from contracts.kubernetes import KubeProblem, KubernetesFacts, PodFacts
+from workflows.runbook import group
 
 # What the worker's own failure to connect most likely means, by the diagnosis' finding.
 VANTAGE_HINTS = {
@@ -124,6 +125,8 @@ def _unreachable_from_runbook(c: Context) -> str | None:
     d = c.d
     if c.legacy or d.reachable or d.has("max_clients_reached") or d.has("loading"):
         return None
+    if d.replication is not None:
+        return group.unreachable_from_runbook(d, down_corroborated(c))
     # An alert does not outweigh Kubernetes calling Redis Ready: anyone who can start or
     # signal the workflow can write one. It corroborates only where Kubernetes has no view.
     if not kubernetes_says_ready(d.kubernetes):
@@ -141,8 +144,8 @@ def _unreachable_from_runbook(c: Context) -> str | None:
 
 
 def _down(c: Context) -> str | None:
-    if c.d.has("max_clients_reached") or c.d.reachable:
-        return None
+    if c.d.has("max_clients_reached") or c.d.reachable or c.d.replication is not None:
+        return None  # a Sentinel-managed group's master down is Sentinel's to move first
     kube = c.d.kubernetes
     if not c.legacy and kube is not None and kube.oom_killed and kube.crash_looping:
         return None  # an OOMKilled crash loop: the memory limit, not another restart
@@ -284,12 +287,15 @@ def _high_latency(c: Context) -> str | None:
 
 RULES: list[tuple[Scenario, Rule]] = [
     (Scenario.UNREACHABLE_FROM_RUNBOOK, _unreachable_from_runbook),
+    (Scenario.FAILOVER, lambda c: group.failover(c.d, down_corroborated(c))),
+    (Scenario.NO_FAILOVER, lambda c: group.no_failover(c.d, down_corroborated(c))),
     (Scenario.REDIS_DOWN, _down),
     (Scenario.APPLICATION_CUT_OFF, _application_cut_off),
     (Scenario.OUT_OF_MEMORY, _out_of_memory),
     (Scenario.TOO_MANY_CONNECTIONS, _too_many_connections),
     (Scenario.SLOW_COMMANDS, _slow_commands),
     (Scenario.HIGH_LATENCY, _high_latency),
+    (Scenario.REPLICA_DEGRADED, lambda c: group.replica_degraded(c.d)),
 ]
 
 

@@ -19,6 +19,12 @@ IMPACT = {
     Scenario.TOO_MANY_CONNECTIONS: "New cache connections refused: some requests hit the database",
     Scenario.SLOW_COMMANDS: "Slow cache commands: higher API latency",
     Scenario.HIGH_LATENCY: "Cache latency is high: higher API latency",
+    Scenario.FAILOVER: "Cache writes fail until Sentinel promotes a replica: requests may go to "
+    "the database",
+    Scenario.NO_FAILOVER: "Cache master down with no automatic failover: writes fail until a "
+    "person forces one",
+    Scenario.REPLICA_DEGRADED: "A replica is down or behind: reads from it may be stale; the "
+    "master serves as before",
     Scenario.HEALTHY: "No user impact seen on the cache",
 }
 MINUTES_PER_STEP = 2

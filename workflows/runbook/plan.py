@@ -12,6 +12,7 @@ from datetime import timedelta
 from activities.policy import Policy
 from contracts.diagnosis import Diagnosis, Scenario
 from contracts.steps import Condition, Step, StepName
+from workflows.runbook import group
 
 # Destructive: loses cached data, interrupts service, or moves load onto the database.
 DESTRUCTIVE = frozenset(
@@ -23,6 +24,8 @@ DESTRUCTIVE = frozenset(
         StepName.SET_EVICTION_POLICY,
         StepName.TUNE_PERSISTENCE,
         StepName.ENABLE_FALLBACK,
+        StepName.SENTINEL_FAILOVER,
+        StepName.RESTART_REPLICA,
     }
 )
 EVICTING_POLICIES = ("allkeys-lru", "allkeys-lfu", "volatile-lru", "volatile-lfu")
@@ -45,6 +48,7 @@ WHEN = {
     Condition.FLUSHED: "the cache was flushed",
     Condition.MEMORY_FRAGMENTED: "memory is fragmented",
     Condition.MEMORY_LIMIT_RAISED: "the memory limit was raised (the pod restarts)",
+    Condition.FAILED_OVER: "a master answers after the failover",
 }
 MIB = 1024 * 1024
 HOUR = timedelta(hours=1)
@@ -140,7 +144,10 @@ def _redis_down(p: _Planner, d: Diagnosis) -> None:
 
 
 def _unreachable_from_runbook(p: _Planner, d: Diagnosis) -> None:
-    """Kubernetes calls Redis Ready: nothing is restarted unless a person says so."""
+    """Kubernetes calls Redis Ready: nothing is restarted unless a person says so. A
+    Sentinel-managed group's Sentinels see the master up: no restart is even offered."""
+    if d.replication is not None:
+        return
     p.add(
         StepName.RESTART,
         "Rollout-restart the Redis StatefulSet",
@@ -303,6 +310,64 @@ def _high_latency(p: _Planner, d: Diagnosis) -> None:
         p.add(StepName.MEMORY_PURGE, f"MEMORY PURGE: fragmentation ratio is {ratio:.2f}")
 
 
+def _failover(p: _Planner, d: Diagnosis) -> None:
+    """Sentinel moves the master; the runbook waits, checks, then brings the old one back."""
+    _after_failover(p, d)
+
+
+def _no_failover(p: _Planner, d: Diagnosis) -> None:
+    """Sentinel cannot agree to move the master: a person may force it."""
+    facts = d.replication
+    if facts is None:
+        return
+    p.add(
+        StepName.SENTINEL_FAILOVER,
+        f"SENTINEL FAILOVER {facts.master_name}: promote a replica "
+        "(the Sentinels cannot reach quorum to do it themselves)",
+    )
+    _after_failover(p, d)
+
+
+def _after_failover(p: _Planner, d: Diagnosis) -> None:
+    facts = d.replication
+    if facts is None:
+        return
+    # Sentinel gives a failover failover-timeout to reconfigure the replicas before it
+    # switches the master, and retries a failed one after twice that.
+    bound = facts.down_after_s + 2 * facts.failover_timeout_s
+    p.add(
+        StepName.WAIT_FAILOVER,
+        f"Wait for Sentinel to promote a replica (up to {bound:g} s: down-after plus twice "
+        "failover-timeout); nothing is restarted meanwhile",
+        params={"timeout_s": bound, "old_master": facts.master or ""},
+    )
+    p.add(
+        StepName.VERIFY_WRITES,
+        "Verify the new master takes a write (SET, GET, DEL)",
+        when=Condition.FAILED_OVER,
+    )
+    if facts.master:
+        p.add(
+            StepName.RESTART_REPLICA,
+            f"Restart the old master {group.named(d, facts.master)}'s pod as a replica of "
+            "the new master (only once it is not the master)",
+            when=Condition.FAILED_OVER,
+            params={"address": facts.master},
+        )
+
+
+def _replica_degraded(p: _Planner, d: Diagnosis) -> None:
+    """Resynchronise each replica that is behind by restarting its pod; never the master."""
+    for member in group.degraded_replicas(d):
+        down = d.has_about("replica_down", member.address)
+        p.add(
+            StepName.RESTART_REPLICA,
+            f"Resynchronise replica {group.named(d, member.address)}: restart its pod",
+            params={"address": member.address},
+            gated_because=None if down else "the replica is serving; its pod restarts",
+        )
+
+
 PATHS = {
     Scenario.UNREACHABLE_FROM_RUNBOOK: _unreachable_from_runbook,
     Scenario.REDIS_DOWN: _redis_down,
@@ -311,6 +376,9 @@ PATHS = {
     Scenario.TOO_MANY_CONNECTIONS: _too_many_connections,
     Scenario.SLOW_COMMANDS: _slow_commands,
     Scenario.HIGH_LATENCY: _high_latency,
+    Scenario.FAILOVER: _failover,
+    Scenario.NO_FAILOVER: _no_failover,
+    Scenario.REPLICA_DEGRADED: _replica_degraded,
 }
 
 
