@@ -1,7 +1,7 @@
 # make test: lint, types and the whole suite against real Redis and Temporal.
 # make test-reliability: the reliability cases kept out of make test (each waits out a 15 s
 #   heartbeat timeout after killing a worker); .ci/run runs both.
-# make demo [SCENARIO=down|oom|full|crashloop|list] [ARGS=...]: the sandbox cluster with a real Redis
+# make demo [SCENARIO=down|oom|full|crashloop|failover|list] [ARGS=...]: the sandbox cluster with a real Redis
 #   and traffic, Temporal with its Web UI, worker, webhook and (where installed) redis_exporter,
 #   Prometheus and Alertmanager; the failure injected, the alert opens the incident, followed
 #   live to its review. Ctrl-C stops every process it started. SCENARIO=list lists them;

@@ -25,6 +25,7 @@ from pathlib import Path
 
 from contracts.incident import IncidentReport
 from contracts.target import RedisTarget
+from demo import failover
 from demo.alerts import AlertPath, alert_path
 from demo.incident import end_leftover, follow_incident, latest_run, wait_for_new_run
 from demo.recovery import RecoveryNotes
@@ -76,13 +77,21 @@ def incident_id(cluster: SandboxCluster) -> str:
 
 
 @contextmanager
-def sandbox_cluster() -> Iterator[SandboxCluster]:
+def sandbox_cluster(scenario: DemoScenario) -> Iterator[SandboxCluster]:
     root = STATE / "sandbox"
     shutil.rmtree(root, ignore_errors=True)  # Redis starts empty, not with an old run's data
-    with SandboxCluster(root, role_file=ROLE, api_traffic=1.0) as cluster:
-        pid = cluster.controller.runtime(cluster.names.namespace, "redis-0").process.pid
+    options = failover.cluster_options(STATE) if scenario.sentinel else {"role_file": ROLE}
+    with SandboxCluster(root, api_traffic=1.0, **options) as cluster:
         _say(f"sandbox cluster on {cluster.url}: StatefulSet redis, Redis at {cluster.redis_url}")
-        _say(f"started redis-server (pid {pid}), the pod redis-0")
+        for pod in sorted(
+            p for ns, p in cluster.controller.runtimes if ns == cluster.names.namespace
+        ):
+            pid = cluster.controller.runtime(cluster.names.namespace, pod).process.pid
+            _say(f"started redis-server (pid {pid}), the pod {pod}")
+        if cluster.sentinels is not None:
+            _say(f"three Sentinels ({', '.join(cluster.sentinel_addresses)}) watch master "
+                 f"{cluster.sentinel_master_name}, quorum 2, down-after "
+                 f"{failover.DOWN_AFTER_MS} ms")  # fmt: skip
         for line in follow_with_kubectl(cluster):
             _say(line)
         yield cluster
@@ -128,13 +137,15 @@ async def run_incident(
     notes = RecoveryNotes(cluster)
     report = await follow_incident(client, stack, workflow_id, run_id, processes, approve_as, notes)
     print(f"\n{render_report(report)}\n", flush=True)
+    for line in await asyncio.to_thread(failover.after_lines, cluster):
+        _say(line)
     _say(f"outcome: {report.outcome}. Web UI: {stack.link(workflow_id, run_id)}")
     return report
 
 
 def run(resources: ExitStack, scenario: DemoScenario, args: argparse.Namespace) -> int:
     """Start everything (each piece registered in `resources` to be stopped), run the story."""
-    cluster = resources.enter_context(sandbox_cluster())
+    cluster = resources.enter_context(sandbox_cluster(scenario))
     processes = Processes(_say)
     resources.callback(processes.stop_all)
     ui_port = args.ui_port or port_or_free(8233)
@@ -145,8 +156,9 @@ def run(resources: ExitStack, scenario: DemoScenario, args: argparse.Namespace) 
     _say(f"webhook on {stack.webhook_url} (bearer token in {stack.token_file})")
     warm_catalog(cluster.redis(), critical_only=False)
     reads = scenario.reads_per_s
-    resources.enter_context(CacheTraffic(cluster.redis_port, reads, max_seconds=3600))
-    _say(f"application traffic reads the cache (cache-aside) all along, {reads:g} reads/s")
+    if not scenario.sentinel:  # the API's own requests, through redis-master, follow a failover
+        resources.enter_context(CacheTraffic(cluster.redis_port, reads, max_seconds=3600))
+        _say(f"application traffic reads the cache (cache-aside) all along, {reads:g} reads/s")
     alerts = resources.enter_context(
         alert_path(stack, cluster, processes, _say, post=args.post_alert)
     )

@@ -150,7 +150,9 @@ async def follow_incident(
     approve_as: str | None,
     notes: RecoveryNotes,
 ) -> IncidentReport:
-    handle = client.get_workflow_handle(workflow_id, result_type=IncidentReport)
+    # The run the alert opened: a later alert (a replica resyncing after a failover) may open
+    # another run under the same id once this one has ended, and that one is not this story.
+    handle = client.get_workflow_handle(workflow_id, run_id=run_id, result_type=IncidentReport)
     console = Console(highlight=False)
     narrator = Narrator(stack, handle, run_id, console, approve_as, notes)
     await follow(

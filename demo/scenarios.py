@@ -18,6 +18,7 @@ class DemoScenario:
     # The application's cache reads. Slower in `full`: at the usual rate the reads alone fill
     # the hot keys back within a second of the flush, before the warm Job could matter.
     reads_per_s: float = 400.0
+    sentinel: bool = False  # the topology: a master and two replicas under three Sentinels
 
     def line(self) -> str:
         who = "unattended" if self.unattended else "stops for approvals"
@@ -57,6 +58,15 @@ SCENARIOS = {
             "RedisDown",
             "CrashLoopBackOff: a restart does not help, the pod is force-deleted",
             unattended=False,
+        ),
+        DemoScenario(
+            "failover",
+            Fault.MASTER_DOWN,
+            "RedisDown",
+            "the master killed under three Sentinels: the failover waited for (no restart "
+            "races it), a write verified on the new master, the old master back as a replica",
+            unattended=True,
+            sentinel=True,
         ),
     )
 }

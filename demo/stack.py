@@ -18,6 +18,7 @@ from urllib.parse import quote
 import httpx
 import yaml
 
+from demo.failover import target_fields
 from sandbox.cluster import SandboxCluster
 from sandbox.processes import Daemon, binary, free_port, wait_for_port
 
@@ -142,6 +143,7 @@ def demo_config(cluster: SandboxCluster) -> dict[str, Any]:
                 "statefulset": names.statefulset,
                 "api_deployment": names.api_deployment,
                 "warmers": shipped_warmers(),
+                **target_fields(cluster),
             }
         ],
     }

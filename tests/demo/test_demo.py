@@ -246,3 +246,21 @@ def test_ctrl_c_at_an_approval_stops_every_process_and_the_next_demo_starts_clea
     assert "terminated redis-cache-failure/treebeard-production/redis, left running" in again
     assert again.index("terminated") < again.index("started worker")
     assert "outcome: resolved" in again
+
+
+def test_failover_demo_waits_for_sentinel_and_restarts_nothing_meanwhile(tmp_path: Path) -> None:
+    """Three real Sentinels at the runbook's own timings (down-after 5 s): the incident opens
+    before or while they fail over, waits for them, and only then restarts the old master."""
+    out = run_demo(tmp_path, "--scenario", "failover")
+    assert "three Sentinels" in out and "quorum 2, down-after 5000 ms" in out
+    assert "scenario: failover" in out
+    assert "waiting for Sentinel, restarting nothing" in out
+    assert "wait_failover        succeeded" in out
+    assert "verify_writes        succeeded" in out
+    assert "restart_replica      succeeded" in out
+    assert "restart              " not in out  # no rollout restart of the StatefulSet
+    assert "outcome: resolved" in out
+    master = re.search(r"the master is now (redis-\d)", out)
+    assert master is not None and master[1] != "redis-0", out
+    assert f"points at {master[1]}" in out  # the API's Service followed the failover
+    assert "redis-0, the old master, answers as a replica" in out

@@ -165,3 +165,23 @@ def test_targets_are_unambiguous(tmp_path: Path, second: str, shared: str) -> No
     text = f"targets:\n  - {{name: a, redis_url: 'redis://a/0', namespace: one}}\n  - {second}\n"
     with pytest.raises(ConfigError, match=f"share the {shared}"):
         load_settings(write(tmp_path, text))
+
+
+def test_a_sentinel_target_is_checked_and_its_secret_read_at_start(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    group = (
+        "targets:\n  - {name: a, redis_url: 'redis://a/0', pods: 3, sentinel: {master_name: m,"
+        " addresses: [%s], password_env: SENTINEL_PASSWORD}}\n"
+    )
+    with pytest.raises(ConfigError, match="'s1' is not host:port"):
+        load_settings(write(tmp_path, group % "s1"))
+    settings = load_settings(write(tmp_path, group % "'s1:26379', 's2:26380'"))
+    with pytest.raises(ConfigError, match=r"sentinel\.password_env SENTINEL_PASSWORD is not set"):
+        settings.target_book()
+    monkeypatch.setenv("SENTINEL_PASSWORD", "sesame")
+    (only,) = settings.target_book().configured
+    assert only.access.sentinel is not None
+    assert only.access.sentinel.addresses == (("s1", 26379), ("s2", 26380))
+    assert only.access.sentinel.password is not None
+    assert only.access.sentinel.password.get_secret_value() == "sesame"
