@@ -24,6 +24,7 @@ class Scenario(StrEnum):
     FAILOVER = "failover"  # the master is down and Sentinel can fail over (or is failing over)
     NO_FAILOVER = "no_failover"  # the master is down and Sentinel cannot: no quorum
     REPLICA_DEGRADED = "replica_degraded"  # a replica is down, lagging or its link is down
+    SENTINELS_DEGRADED = "sentinels_degraded"  # Sentinels down or short of quorum: for a person
     HEALTHY = "healthy"
 
 

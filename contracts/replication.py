@@ -60,6 +60,9 @@ class ReplicationFacts(BaseModel):
 
     master_name: str
     master: str | None = None
+    master_service: str | None = Field(
+        default=None, description="the Service clients reach the master through, if configured"
+    )
     sentinels: list[SentinelView] = Field(default_factory=list)
     members: list[Member] = Field(default_factory=list)
 

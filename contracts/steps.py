@@ -42,6 +42,7 @@ class StepName(StrEnum):
     WAIT_FAILOVER = "wait_failover"
     SENTINEL_FAILOVER = "sentinel_failover"
     VERIFY_WRITES = "verify_writes"
+    VERIFY_CLIENTS = "verify_clients"
     RESTART_REPLICA = "restart_replica"
 
 

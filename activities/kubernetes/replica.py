@@ -115,6 +115,53 @@ class ReplicaRestart:
             after={"pod": pod, "master": master, "waited_seconds": waited},
         )
 
+    def clients_follow(self, target: RedisTarget, deadline: datetime) -> StepResult:
+        """The master Service's ready endpoints are the master's pod alone."""
+        access = self._targets.access(target)
+        group = access.sentinel
+        if group is None or group.master_service is None:
+            raise ApplicationError(
+                "verify_clients needs the target's sentinel.master_service",
+                type=REFUSED_BY_POLICY,
+                non_retryable=True,
+            )
+        began = time.monotonic()
+        while True:
+            master = address(*master_address_sync(group, access))
+            pod = self._pod_behind(target, master)
+            ready = self._ready_pods(target, group.master_service)
+            if ready == [pod]:
+                waited = round(time.monotonic() - began, 1)
+                return StepResult(
+                    changed=False,
+                    summary=f"service {group.master_service} points at {pod} ({master}), the "
+                    f"master, only (after {waited:.1f} s)",
+                    after={"service": group.master_service, "pod": pod, "master": master},
+                )
+            if datetime.now(UTC) >= deadline:
+                raise ApplicationError(
+                    f"service {group.master_service} points at {', '.join(ready) or 'nothing'}"
+                    f", not the master {pod} ({master}): clients do not follow the failover",
+                    type="ClientsNotFollowing",
+                    non_retryable=True,
+                )
+            _beat(f"service {group.master_service}: {ready}, waiting for {pod}")
+            time.sleep(POLL_SECONDS)
+
+    def _ready_pods(self, target: RedisTarget, service: str) -> list[str]:
+        with kube_errors(f"verify_clients: endpoints {service}"):
+            found = read_json(
+                self._core.read_namespaced_endpoints,
+                service,
+                target.namespace,
+                timeout=self._timeouts,
+            )
+        return sorted(
+            str((a.get("targetRef") or {}).get("name"))
+            for subset in found.get("subsets") or []
+            for a in subset.get("addresses") or []
+        )
+
     def _pod_behind(self, target: RedisTarget, member: str) -> str:
         """The StatefulSet pod the endpoints say serves `member`; only that set's pods."""
         with kube_errors("restart_replica (read)"):

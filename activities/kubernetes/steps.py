@@ -266,6 +266,7 @@ class KubernetesActivities:
             self.enter_maintenance,
             self.end_maintenance,
             self.restart_replica,
+            self.verify_clients,
         ]
 
     # ------------------------------------------------------------------ plumbing
@@ -456,6 +457,16 @@ class KubernetesActivities:
             deadline = deadline.replace(tzinfo=UTC)
         return ReplicaRestart(self._api, self._targets, self._access.timeouts).run(
             target, member, deadline
+        )
+
+    @activity.defn(name="verify_clients")
+    def verify_clients(self, target: RedisTarget, deadline: datetime) -> StepResult:
+        """After a failover: the Service clients reach the master through has the new master,
+        and only it, among its ready endpoints (waits for the labels to follow, heartbeating)."""
+        if deadline.tzinfo is None:
+            deadline = deadline.replace(tzinfo=UTC)
+        return ReplicaRestart(self._api, self._targets, self._access.timeouts).clients_follow(
+            target, deadline
         )
 
     @activity.defn(name="force_delete_pod")

@@ -230,5 +230,9 @@ async def replication_facts(group: SentinelGroup, access: RedisAccess) -> Replic
         for m, _ in read
     ]
     return ReplicationFacts(
-        master_name=group.master_name, master=master, sentinels=views, members=members
+        master_name=group.master_name,
+        master=master,
+        master_service=group.master_service,
+        sentinels=views,
+        members=members,
     )

@@ -134,3 +134,12 @@ def test_before_down_after_a_master_kubernetes_calls_down_is_waited_for_too() ->
     assert scenario is Scenario.FAILOVER
     assert "do not flag it yet (down-after 5 s)" in reason
     assert StepName.RESTART not in {s.name for s in plan_for(scenario, d, Policy())}
+
+
+def test_sentinels_short_of_quorum_with_everything_serving_is_for_a_person() -> None:
+    views = [sentinel(quorum_ok=False), sentinel(up=False), sentinel(up=False)]
+    d = judged(group(views, [replica(R1), replica(R2)]))
+    (scenario, reason), *_ = explain(d, Policy().thresholds)
+    assert scenario is Scenario.SENTINELS_DEGRADED
+    assert "2 of 3 Sentinels do not answer" in reason and "would not fail over" in reason
+    assert {s.name for s in plan_for(scenario, d, Policy())} == {StepName.DIAGNOSE}

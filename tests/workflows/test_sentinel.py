@@ -39,6 +39,7 @@ def route(cluster: SandboxCluster) -> dict[str, object]:
         sentinel={
             "master_name": cluster.sentinel_master_name,
             "addresses": cluster.sentinel_addresses,
+            "master_service": cluster.names.master_service,
         },
     )
 
@@ -119,10 +120,11 @@ async def test_master_killed_waits_for_the_failover_and_rejoins_the_old_master(
     assert "waiting for Sentinel, restarting nothing" in report.reasons[0]
     names = [s.name.value for s in report.steps]
     assert "restart" not in names and "force_delete_pod" not in names
-    wait, verify, rejoin = (
+    wait, verify, follows, rejoin = (
         next(s for s in report.steps if s.name.value == name)
-        for name in ("wait_failover", "verify_writes", "restart_replica")
+        for name in ("wait_failover", "verify_writes", "verify_clients", "restart_replica")
     )
+    assert follows.status == "succeeded" and f"points at {promoted}" in (follows.detail or "")
     assert wait.status == "succeeded" and wait.result is not None
     assert wait.result.after["promoted"] == 1
     assert verify.status == "succeeded" and "took a write" in (verify.detail or "")
@@ -169,6 +171,9 @@ async def test_without_quorum_sentinel_failover_waits_for_a_person(
     assert ("wait_failover", "succeeded") in steps(report), [s.detail for s in report.steps]
     assert promoted in ("redis-1", "redis-2")
     assert old_role == "slave"
+    # The master is back, but two Sentinels are still down: not "resolved"
+    assert report.outcome == "mitigated", report.escalations
+    assert report.verification is not None and report.verification.has("sentinel_down")
 
 
 async def test_a_lagging_replica_is_named_and_resynced_without_touching_the_master(

@@ -90,6 +90,7 @@ KIND_OF: dict[StepName, StepKind] = {
     StepName.VERIFY_WRITES: PROBE,
     StepName.SENTINEL_FAILOVER: LONG_MUTATION,
     StepName.RESTART_REPLICA: WAIT,
+    StepName.VERIFY_CLIENTS: WAIT,
 }
 
 

@@ -144,6 +144,9 @@ KUBERNETES_ACTIONS: dict[StepName, Perform] = {
     ),
     StepName.MAINTENANCE_MODE: lambda t, s, c: call(Kube.enter_maintenance, t, **_options(s)),
     StepName.END_MAINTENANCE: lambda t, s, c: call(Kube.end_maintenance, t, **_options(s)),
+    StepName.VERIFY_CLIENTS: lambda t, s, c: call(
+        Kube.verify_clients, args=[t, c.ready_deadline], **_options(s)
+    ),
     StepName.RESTART_REPLICA: lambda t, s, c: call(
         Kube.restart_replica,
         args=[t, MemberParams.model_validate(s.params).address, c.ready_deadline],

@@ -296,6 +296,7 @@ RULES: list[tuple[Scenario, Rule]] = [
     (Scenario.SLOW_COMMANDS, _slow_commands),
     (Scenario.HIGH_LATENCY, _high_latency),
     (Scenario.REPLICA_DEGRADED, lambda c: group.replica_degraded(c.d)),
+    (Scenario.SENTINELS_DEGRADED, lambda c: group.sentinels_degraded(c.d)),
 ]
 
 

@@ -112,3 +112,13 @@ def replica_degraded(d: Diagnosis) -> str | None:
             text = text.replace(finding.subject, f"{pod} ({finding.subject})", 1)
         messages.append(text)
     return "; ".join(messages) + "; the master is not touched"
+
+
+def sentinels_degraded(d: Diagnosis) -> str | None:
+    """Everything serves, but the next master failure would not fail over by itself."""
+    if not d.reachable or d.replication is None:
+        return None
+    found = [f.message for f in d.findings if f.code in ("sentinel_down", "sentinel_no_quorum")]
+    if not found:
+        return None
+    return "; ".join(found) + ": the next master failure would not fail over by itself"

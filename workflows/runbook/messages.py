@@ -25,6 +25,7 @@ IMPACT = {
     "person forces one",
     Scenario.REPLICA_DEGRADED: "A replica is down or behind: reads from it may be stale; the "
     "master serves as before",
+    Scenario.SENTINELS_DEGRADED: "No user impact now; a master failure would not fail over",
     Scenario.HEALTHY: "No user impact seen on the cache",
 }
 MINUTES_PER_STEP = 2

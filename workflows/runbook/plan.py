@@ -346,6 +346,13 @@ def _after_failover(p: _Planner, d: Diagnosis) -> None:
         "Verify the new master takes a write (SET, GET, DEL)",
         when=Condition.FAILED_OVER,
     )
+    if facts.master_service:
+        p.add(
+            StepName.VERIFY_CLIENTS,
+            f"Verify the Service {facts.master_service}, how clients reach the master, points "
+            "at the new master only",
+            when=Condition.FAILED_OVER,
+        )
     if facts.master:
         p.add(
             StepName.RESTART_REPLICA,
@@ -368,6 +375,11 @@ def _replica_degraded(p: _Planner, d: Diagnosis) -> None:
         )
 
 
+def _sentinels_degraded(p: _Planner, d: Diagnosis) -> None:
+    """The Sentinels are not the runbook's to restart (their pods are not the target's): the
+    verification finds them still short, and the incident escalates naming them."""
+
+
 PATHS = {
     Scenario.UNREACHABLE_FROM_RUNBOOK: _unreachable_from_runbook,
     Scenario.REDIS_DOWN: _redis_down,
@@ -379,6 +391,7 @@ PATHS = {
     Scenario.FAILOVER: _failover,
     Scenario.NO_FAILOVER: _no_failover,
     Scenario.REPLICA_DEGRADED: _replica_degraded,
+    Scenario.SENTINELS_DEGRADED: _sentinels_degraded,
 }
 
 
