@@ -6,12 +6,18 @@ from __future__ import annotations
 
 from pydantic import BaseModel, Field
 
-DOWN_FLAGS = ("s_down", "o_down", "disconnected")
+DOWN_FLAGS = ("s_down", "o_down")
 
 
 def is_down(flags: str) -> bool:
-    """Sentinel's flags (e.g. "master,s_down,o_down") say the instance does not answer it."""
+    """Sentinel's flags (e.g. "master,s_down,o_down") say it judged the instance down: past
+    down-after, not a link that is merely reconnecting ("disconnected")."""
     return any(flag in flags.split(",") for flag in DOWN_FLAGS)
+
+
+def linked(flags: str) -> bool:
+    """Not judged down, and the Sentinel's link to it is up."""
+    return not is_down(flags) and "disconnected" not in flags.split(",")
 
 
 class SentinelView(BaseModel):

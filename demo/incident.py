@@ -41,11 +41,24 @@ async def end_leftover(address: str, workflow_id: str, say: Say) -> None:
     """An incident left running by an earlier demo (its processes gone) would be resumed by
     the new worker against this run's sandbox, and would swallow this run's alert: end it
     before any worker starts."""
-    client = await connect(TemporalSettings(address=address))
+    client = await connect_when_healthy(address)
     latest = await latest_run(client, workflow_id)
     if latest is not None and latest[1]:
         await client.get_workflow_handle(workflow_id).terminate(reason="a new make demo started")
         say(f"terminated {workflow_id}, left running by an earlier demo")
+
+
+async def connect_when_healthy(address: str, within: float = 60.0) -> Client:
+    """A dev server listening is not yet serving ("Frontend is not healthy yet" for a few
+    seconds on a busy machine): try again until it is, then hand the client on."""
+    deadline = time.monotonic() + within
+    while True:
+        try:
+            return await connect(TemporalSettings(address=address))
+        except RuntimeError as err:
+            if "not healthy" not in str(err) or time.monotonic() > deadline:
+                raise
+            await asyncio.sleep(0.5)
 
 
 async def wait_for_new_run(

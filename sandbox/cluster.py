@@ -197,7 +197,8 @@ class SandboxCluster:
         self.names = names or SandboxNames()
         self.role_file = role_file
         self.tick = tick
-        self.ready_timeout = ready_timeout
+        # three pods and three Sentinels finding each other take longer than one pod
+        self.ready_timeout = max(ready_timeout, 60.0) if sentinel else ready_timeout
         self.admin_token = secrets.token_urlsafe(24)
         self.runbook_token = secrets.token_urlsafe(24)
         self.server = ApiServer(self._identities())
@@ -416,10 +417,13 @@ class SandboxCluster:
         )
 
     def _replicating(self) -> bool:
-        """One master, every other pod's link to it up, and the Sentinels (if started) ready;
-        always True without the Sentinel topology."""
+        return self._not_replicating() is None
+
+    def _not_replicating(self) -> str | None:
+        """Why not one master with every other pod's link to it up and the Sentinels (if
+        started) ready; None when all is so, and always without the Sentinel topology."""
         if self._sentinels is None:
-            return True
+            return None
         infos = []
         for i in range(self.replicas):
             pod = f"{self.names.statefulset}-{i}"
@@ -427,18 +431,18 @@ class SandboxCluster:
             try:
                 with process.client(socket_timeout=0.5, socket_connect_timeout=0.5) as conn:
                     infos.append((process.port, conn.info("replication")))
-            except (redis.RedisError, OSError):
-                return False
+            except (redis.RedisError, OSError) as err:
+                return f"{pod} does not answer: {err}"
         masters = [port for port, info in infos if info.get("role") == "master"]
         if len(masters) != 1:
-            return False
-        for _, info in infos:
+            return f"{len(masters)} pods say they are the master"
+        for port, info in infos:
             if info.get("role") != "master" and (
                 info.get("master_link_status") != "up" or int(info["master_port"]) != masters[0]
             ):
-                return False
+                return f"the replica on {port}: link {info.get('master_link_status')}"
         sentinels = self.controller.sentinels
-        return sentinels is None or sentinels.ready(self.replicas - 1)
+        return None if sentinels is None else sentinels.not_ready(self.replicas - 1)
 
     def wait_ready(self, timeout: float = 30.0) -> None:
         """Until the StatefulSet's rollout is complete, its pods are ready and Redis answers
@@ -464,5 +468,6 @@ class SandboxCluster:
                         if conn.ping() and self._replicating():
                             return
                 if time.monotonic() > deadline:
-                    raise TimeoutError(f"sandbox Redis not ready after {timeout}s: {status}")
+                    why = self._not_replicating() if done else None
+                    raise TimeoutError(f"sandbox Redis not ready after {timeout}s: {why or status}")
                 time.sleep(self.tick)

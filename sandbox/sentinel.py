@@ -163,20 +163,27 @@ class SentinelGroup:
     def ready(self, replicas: int) -> bool:
         """Every Sentinel can fail over now: quorum reachable, and it knows the replicas and
         the other Sentinels (a master killed right after this gets a failover)."""
+        return self.not_ready(replicas) is None
+
+    def not_ready(self, replicas: int) -> str | None:
+        """Why not every Sentinel can fail over yet (None: they all can), for a timeout to say."""
         members = self.running()
         if len(members) != len(self.members):
-            return False
+            return f"{len(members)} of {len(self.members)} Sentinels running"
         try:
             for sentinel in members:
                 sentinel.command("ckquorum", self.master_name)  # NOQUORUM is an error reply
                 state = sentinel.command("master", self.master_name)
                 if int(state["num-slaves"]) < replicas:
-                    return False
+                    return f"Sentinel {sentinel.address} knows {state['num-slaves']} replicas"
                 if int(state["num-other-sentinels"]) < len(self.members) - 1:
-                    return False
-        except (redis.RedisError, OSError):
-            return False
-        return True
+                    return (
+                        f"Sentinel {sentinel.address} knows "
+                        f"{state['num-other-sentinels']} other Sentinels"
+                    )
+        except (redis.RedisError, OSError) as err:
+            return f"a Sentinel answers {err}"
+        return None
 
     def failover(self) -> None:
         """SENTINEL FAILOVER on the first running Sentinel: forced, no agreement needed."""

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import time
 from datetime import UTC, datetime
+from typing import Any
 
 import redis
 from kubernetes import client
@@ -31,8 +32,10 @@ from activities.kubernetes.inspect import endpoint_pods
 from activities.redis.errors import REFUSED_BY_POLICY
 from activities.redis.sentinel import (
     MEMBER_TIMEOUT_S,
+    MasterUnavailable,
     address,
     master_address_sync,
+    replica_lags,
     sentinels_see_up_sync,
     split,
 )
@@ -43,8 +46,8 @@ from contracts.target import RedisTarget
 POLL_SECONDS = 0.25
 
 
-def replica_of(member: str, master: str, access: RedisAccess) -> bool:
-    """The member answers, replicates from `master`, and its link is up."""
+def _replication(member: str, access: RedisAccess) -> dict[str, Any]:
+    """The member's INFO replication; {} when it does not answer."""
     host, port = split(member)
     try:
         with redis.Redis(
@@ -57,11 +60,26 @@ def replica_of(member: str, master: str, access: RedisAccess) -> bool:
             decode_responses=True,
             retry=Retry(NoBackoff(), 0),
         ) as conn:
-            info = dict(conn.info("replication"))
+            return dict(conn.info("replication"))
     except (redis.RedisError, OSError):
-        return False
+        return {}
+
+
+def replica_of(member: str, master: str, access: RedisAccess) -> bool:
+    """The member answers, replicates from `master` with its link up, and the master has
+    heard from it within the target's lag threshold."""
+    info = _replication(member, access)
     at = address(info.get("master_host", ""), info.get("master_port", ""))
-    return info.get("role") == "slave" and at == master and info.get("master_link_status") == "up"
+    if info.get("role") != "slave" or at != master or info.get("master_link_status") != "up":
+        return False
+    lag = replica_lags(_replication(master, access)).get(member)
+    threshold = access.sentinel.lag_threshold_s if access.sentinel else 1.0
+    return lag is not None and lag <= threshold
+
+
+def says_master(member: str, access: RedisAccess) -> bool:
+    """The member itself answers that it is a master (a dead one does not)."""
+    return _replication(member, access).get("role") == "master"
 
 
 def _beat(detail: str) -> None:
@@ -95,10 +113,16 @@ class ReplicaRestart:
         pod = self._pod_behind(target, member)
         master = address(*master_address_sync(access.sentinel, access))  # none yet: retried
         if master == member:
-            raise ApplicationError(
-                f"{pod} ({member}) is the master now: restart_replica never restarts the master",
-                type=REFUSED_BY_POLICY,
-                non_retryable=True,
+            if says_master(member, access):
+                return StepResult(
+                    changed=False,
+                    summary=f"{pod} ({member}) is the master now: not restarted (this step "
+                    "never restarts the master)",
+                    after={"pod": pod, "master": master},
+                )
+            raise MasterUnavailable(  # a Sentinel's view the failover has not reached yet
+                f"the Sentinels still name {pod} ({member}) the master, and it does not say "
+                "so itself: waiting for them"
             )
         if replica_of(member, master, access):
             return StepResult(

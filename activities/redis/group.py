@@ -20,7 +20,12 @@ def usable_master(facts: ReplicationFacts) -> str | Finding:
             "say where the master is, or fail over",
         )
     if facts.master is None:
-        return Finding(code="no_master", message=f"no Sentinel knows master {facts.master_name}")
+        said = "; ".join(f"{s.address}: {s.master}" for s in facts.sentinels if s.reachable)
+        return Finding(
+            code="no_master",
+            message=f"no majority of the Sentinels names a master for {facts.master_name} "
+            f"({said}): a failover may be under way",
+        )
     if facts.master_down:
         return Finding(code="master_down", message=_master_down(facts))
     return facts.master

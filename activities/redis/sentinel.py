@@ -20,7 +20,7 @@ from redis.backoff import NoBackoff
 from redis.retry import Retry
 
 from activities.targets import RedisAccess, SentinelGroup
-from contracts.replication import Member, ReplicationFacts, SentinelView, is_down
+from contracts.replication import Member, ReplicationFacts, SentinelView, linked
 
 MEMBER_TIMEOUT_S = 2.0
 
@@ -125,18 +125,22 @@ async def ask_sentinels(
 
 
 def named_master(views: list[SentinelView]) -> str | None:
-    """The address most reachable Sentinels name (a Sentinel left behind may name the old)."""
+    """The address a majority of the reachable Sentinels name; None when they split (a
+    Sentinel left behind by a failover still names the old master for a moment)."""
     named = Counter(v.master for v in views if v.reachable and v.master)
-    return named.most_common(1)[0][0] if named else None
+    reachable = sum(1 for v in views if v.reachable)
+    if not named:
+        return None
+    master, count = named.most_common(1)[0]
+    return master if count * 2 > reachable else None
 
 
-async def master_address(group: SentinelGroup, access: RedisAccess) -> tuple[str, int]:
+def _usable(group: SentinelGroup, views: list[SentinelView]) -> tuple[str, int]:
     """The master to send a command to, or MasterUnavailable saying why there is none."""
-    views, _ = await ask_sentinels(group, access)
     master = named_master(views)
     if master is None:
-        errors = "; ".join(f"{v.address}: {v.error}" for v in views)
-        raise MasterUnavailable(f"no Sentinel of {group.master_name} answers ({errors})")
+        said = "; ".join(f"{v.address}: {v.master or v.error}" for v in views)
+        raise MasterUnavailable(f"the Sentinels of {group.master_name} name no master ({said})")
     down = [v for v in views if v.master == master and v.sees_master_down]
     if down:
         raise MasterUnavailable(
@@ -145,22 +149,29 @@ async def master_address(group: SentinelGroup, access: RedisAccess) -> tuple[str
     return split(master)
 
 
+async def master_address(group: SentinelGroup, access: RedisAccess) -> tuple[str, int]:
+    """The master to send a command to, or MasterUnavailable saying why there is none."""
+    views, _ = await ask_sentinels(group, access)
+    return _usable(group, views)
+
+
 def master_address_sync(group: SentinelGroup, access: RedisAccess) -> tuple[str, int]:
-    """The same, for code on a thread: the first Sentinel that names an unflagged master."""
-    errors = []
+    """The same, for code on a thread."""
+    views = []
     for host, port in group.addresses:
+        view = SentinelView(address=address(host, port), reachable=False)
         try:
-            with redis.Redis(
-                host=host, port=port, **sentinel_options(group, access, sync=True)
-            ) as conn:
+            options = sentinel_options(group, access, sync=True)
+            with redis.Redis(host=host, port=port, **options) as conn:
                 state = _pairs(conn.execute_command("SENTINEL", "MASTER", group.master_name))
         except (redis.RedisError, OSError) as err:
-            errors.append(f"{address(host, port)}: {err}")
+            views.append(view.model_copy(update={"error": str(err)[:200]}))
             continue
-        if is_down(state.get("flags", "")):
-            raise MasterUnavailable(f"Sentinel flags the master as down ({state['flags']})")
-        return state.get("ip", ""), int(state.get("port", 0))
-    raise MasterUnavailable(f"no Sentinel of {group.master_name} answers ({'; '.join(errors)})")
+        master = address(state.get("ip", "?"), state.get("port", "0"))
+        views.append(
+            view.model_copy(update={"reachable": True, "master": master, "flags": state["flags"]})
+        )
+    return _usable(group, views)
 
 
 def sentinels_see_up_sync(group: SentinelGroup, access: RedisAccess, member: str) -> bool:
@@ -176,18 +187,22 @@ def sentinels_see_up_sync(group: SentinelGroup, access: RedisAccess, member: str
         except (redis.RedisError, OSError):
             continue
         states = {address(r.get("ip", ""), r.get("port", "")): r for r in map(_pairs, replicas)}
-        if member not in states or is_down(states[member].get("flags", "")):
+        if member not in states or not linked(states[member].get("flags", "")):
             return False
         seen = True
     return seen
 
 
-def _replica_lags(info: dict[str, Any]) -> dict[str, int]:
-    """The master's INFO replication: slaveN:ip=...,port=...,lag=N, by replica address."""
-    lags = {}
+def replica_lags(info: dict[str, Any]) -> dict[str, int]:
+    """The master's INFO replication: slaveN:ip=...,port=...,lag=N, by replica address. A
+    replica that reconnected may be listed twice for a moment (the old link not yet gone):
+    the smaller lag is its own."""
+    lags: dict[str, int] = {}
     for key, value in info.items():
         if key.startswith("slave") and isinstance(value, dict) and "ip" in value:
-            lags[address(value["ip"], value.get("port", 0))] = int(value.get("lag", 0))
+            where = address(value["ip"], value.get("port", 0))
+            lag = int(value.get("lag", 0))
+            lags[where] = min(lag, lags.get(where, lag))
     return lags
 
 
@@ -210,7 +225,7 @@ async def _read_member(member: Member, access: RedisAccess) -> tuple[Member, dic
             "master_link_status": info.get("master_link_status"),
             "offset": int(offset if offset is not None else info.get("slave_repl_offset", 0)),
         }
-    ), _replica_lags(info)
+    ), replica_lags(info)
 
 
 async def replication_facts(group: SentinelGroup, access: RedisAccess) -> ReplicationFacts:

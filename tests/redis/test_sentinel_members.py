@@ -83,8 +83,6 @@ async def test_a_flush_goes_to_the_master_even_when_the_url_names_a_replica(
         assert master.dbsize() == 0
     for pod in ("redis-1", "redis-2"):
         with member(group, pod) as conn:
-            stats = conn.info("commandstats").get("cmdstat_flushdb", {})
-            assert (
-                int(stats.get("rejected_calls", 0)) == 0 and int(stats.get("failed_calls", 0)) == 0
-            )
+            stats = conn.info("commandstats").get("cmdstat_flushdb", {})  # replicated only
+            assert int(stats.get("rejected_calls", 0)) == int(stats.get("failed_calls", 0)) == 0
             assert "errorstat_READONLY" not in conn.info("errorstats")

@@ -143,3 +143,22 @@ def test_sentinels_short_of_quorum_with_everything_serving_is_for_a_person() -> 
     assert scenario is Scenario.SENTINELS_DEGRADED
     assert "2 of 3 Sentinels do not answer" in reason and "would not fail over" in reason
     assert {s.name for s in plan_for(scenario, d, Policy())} == {StepName.DIAGNOSE}
+
+
+def test_another_members_pod_down_does_not_corroborate_the_master_down() -> None:
+    """After a failover the old master's pod is not Ready: that says nothing of the new one."""
+    facts = group([sentinel()] * 3, [replica(R1), replica(R2)])
+    pods = [
+        PodFacts(name="redis-0", uid="a", phase="Running", ready=True),
+        PodFacts(name="redis-1", uid="b", phase="Running", ready=False),
+    ]
+    kube = KubernetesFacts(taken_at=NOW, reachable=True, members=PODS, pods=pods)
+    d = diag(reachable=False).model_copy(
+        update={
+            "replication": facts,
+            "kubernetes": kube,
+            "findings": [Finding(code="timeout", message="timed out")],
+        }
+    )
+    (scenario, _), *_ = explain(d, Policy().thresholds)
+    assert scenario is Scenario.UNREACHABLE_FROM_RUNBOOK

@@ -26,10 +26,11 @@ from tests.sandbox_checks import NS, until
 from worker.rbac import roles_for
 from worker.settings.runbook import Settings
 
-SENTINEL_CLUSTER: dict[str, Any] = {
-    "sentinel_down_after_ms": 1000,
-    "sentinel_failover_timeout_ms": 6000,
-}
+# Fast Sentinels for the cases that wait for a failover; the runbook's own 5 s for the
+# others, where a Sentinel starved on a busy machine must not move a healthy master.
+# (down-after, failover-timeout) in ms
+FAST = (1000, 6000)
+PRODUCTION = (5000, 10000)
 
 
 def route(cluster: SandboxCluster) -> dict[str, object]:
@@ -55,13 +56,17 @@ def settings(cluster: SandboxCluster, **overrides: Any) -> Settings:
 
 
 @contextmanager
-def sentinel_cluster(tmp_path: Path) -> Iterator[SandboxCluster]:
+def sentinel_cluster(tmp_path: Path, timings: tuple[int, int] = FAST) -> Iterator[SandboxCluster]:
     """The topology, with the worker held to the Role made for its target (three pods)."""
     role = tmp_path / "role.yaml"
     made = settings_for(targets=[target_route("redis://127.0.0.1:1/0", pods=3)])
     role.write_text(yaml.safe_dump_all(roles_for(made)))
     with SandboxCluster(
-        tmp_path / "sentinel", sentinel=True, role_file=role, **SENTINEL_CLUSTER
+        tmp_path / "sentinel",
+        sentinel=True,
+        role_file=role,
+        sentinel_down_after_ms=timings[0],
+        sentinel_failover_timeout_ms=timings[1],
     ) as cluster:
         yield cluster
 
@@ -128,7 +133,9 @@ async def test_master_killed_waits_for_the_failover_and_rejoins_the_old_master(
     assert wait.status == "succeeded" and wait.result is not None
     assert wait.result.after["promoted"] == 1
     assert verify.status == "succeeded" and "took a write" in (verify.detail or "")
-    assert rejoin.status == "succeeded" and "redis-0" in (rejoin.detail or "")
+    assert rejoin.status == "succeeded" and "restarted redis-0" in (rejoin.detail or ""), [
+        s.detail for s in report.steps
+    ]
     assert wait.finished_at is not None and rejoin.started_at is not None
     assert rejoin.started_at >= wait.finished_at  # nothing restarted while Sentinel worked
     assert report.outcome == "resolved", [s.detail for s in report.steps]
@@ -179,7 +186,7 @@ async def test_without_quorum_sentinel_failover_waits_for_a_person(
 async def test_a_lagging_replica_is_named_and_resynced_without_touching_the_master(
     temporal_env: WorkflowEnvironment, tmp_path: Path
 ) -> None:
-    with sentinel_cluster(tmp_path) as cluster:
+    with sentinel_cluster(tmp_path, PRODUCTION) as cluster:
         config = settings(cluster)
         master = member(cluster, "redis-0")
         run_id = master.info("server")["run_id"]
@@ -199,11 +206,11 @@ async def test_a_lagging_replica_is_named_and_resynced_without_touching_the_mast
     assert "redis-2" in reason and "lags" in reason and "behind the master" in reason
     acted = [s for s in report.steps if s.name.value not in ("diagnose",)]
     assert [s.name.value for s in acted] == ["restart_replica"]
-    assert acted[0].status == "succeeded" and "redis-2" in (acted[0].detail or "")
+    assert acted[0].status == "succeeded" and "restarted redis-2" in (acted[0].detail or "")
     assert still == run_id  # the master never restarted
     touched = {"cmdstat_flushdb", "cmdstat_config|set", "cmdstat_replicaof", "cmdstat_shutdown"}
     assert not touched & set(stats), stats
-    assert report.outcome == "resolved", report.escalations
+    assert report.outcome == "resolved", [s.detail for s in report.steps]
 
 
 def _lag(master: redis.Redis, port: int) -> int:
@@ -217,7 +224,7 @@ def _lag(master: redis.Redis, port: int) -> int:
 async def test_an_out_of_memory_master_is_flushed_alone(
     temporal_env: WorkflowEnvironment, tmp_path: Path
 ) -> None:
-    with sentinel_cluster(tmp_path) as cluster:
+    with sentinel_cluster(tmp_path, PRODUCTION) as cluster:
         config = settings(cluster)
         master = member(cluster, "redis-0")
         faults.fill_memory(master)
@@ -232,9 +239,9 @@ async def test_an_out_of_memory_master_is_flushed_alone(
     assert report.scenario is Scenario.OUT_OF_MEMORY
     assert ("flush", "succeeded") in steps(report)
     assert stats["redis-0"]["calls"] == 1  # sent once, to the master
-    for pod in ("redis-1", "redis-2"):  # the replicas ran it from the replication stream
+    for pod in ("redis-1", "redis-2"):  # it reached them only in the replication stream
         assert stats[pod]["rejected_calls"] == 0 and stats[pod]["failed_calls"] == 0
-        assert stats[pod]["readonly_errors"] == 0
+        assert stats[pod]["readonly_errors"] == 0  # none was sent one: it would be refused
 
 
 def _flushdb(conn: redis.Redis) -> dict[str, int]:

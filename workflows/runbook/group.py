@@ -40,13 +40,24 @@ def _master_gone(d: Diagnosis, corroborated: bool) -> str | None:
     said = next((f.message for f in d.findings if f.code in MASTER_GONE), None)
     if said is not None:
         return said
-    if not corroborated or facts.master is None:
+    if not (corroborated and master_pod_down(d)) or facts.master is None:
         return None
     first = next((f.message for f in d.findings), "no answer")
     return (
         f"the master {named(d, facts.master)} does not answer ({first}), and Kubernetes or "
         f"an alert agrees; the Sentinels do not flag it yet (down-after {facts.down_after_s:g} s)"
     )
+
+
+def master_pod_down(d: Diagnosis) -> bool:
+    """Kubernetes calls the master's own pod not Ready (another member's pod down, such as
+    an old master after a failover, says nothing of this one); True where Kubernetes cannot
+    say which pod it is, and the alert alone has to corroborate."""
+    facts, kube = d.replication, d.kubernetes
+    pod = pod_of(d, facts.master if facts else None)
+    if kube is None or pod is None:
+        return True
+    return any(p.name == pod and not p.ready for p in kube.pods)
 
 
 def _sentinel_moves_it(d: Diagnosis) -> bool:
@@ -77,7 +88,9 @@ def unreachable_from_runbook(d: Diagnosis, corroborated: bool) -> str | None:
     """The worker cannot reach the master, the Sentinels see it up, and nothing else says
     it is down."""
     facts = d.replication
-    if corroborated or facts is None or facts.master is None or facts.master_down:
+    if corroborated and master_pod_down(d):
+        return None
+    if facts is None or facts.master is None or facts.master_down:
         return None
     if not facts.sentinels_up:
         return None
