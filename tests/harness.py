@@ -26,6 +26,10 @@ from worker.settings.runbook import Settings, TemporalSettings
 # Tests have no traffic unless they bring it: watching the hit rate for the production
 # default of 10 minutes would only wait. Tests that watch for real override this.
 FAST_RECOVERY = {"watch_interval": "0.2s", "watch_deadline": "1s"}
+# make test runs two processes on a two-core machine (a browser, servers): a loopback PING's
+# p95 can pass the production 10 ms there, which a verification would call high latency.
+# Tests that judge latency set their own threshold.
+LOADED_MACHINE = {"ping_p95_ms": 250}
 
 
 def target_route(redis_url: str, **fields: object) -> dict[str, object]:
@@ -47,6 +51,9 @@ def settings_for(
     acts on configured targets only)."""
     queue = task_queue or f"runbooks-{uuid.uuid4().hex[:8]}"
     overrides.setdefault("recovery", FAST_RECOVERY)
+    thresholds = overrides.get("thresholds", {})
+    if isinstance(thresholds, dict):
+        overrides["thresholds"] = {**LOADED_MACHINE, **thresholds}
     if redis_url is not None:
         overrides.setdefault("targets", [target_route(redis_url)])
     return Settings(temporal=TemporalSettings(task_queue=queue), **overrides)  # type: ignore[arg-type]

@@ -30,8 +30,8 @@ from activities.kubernetes.client import (
 )
 from activities.kubernetes.inspect import endpoint_pods
 from activities.redis.errors import REFUSED_BY_POLICY
+from activities.redis.options import client_options, member_access, url_at
 from activities.redis.sentinel import (
-    MEMBER_TIMEOUT_S,
     MasterUnavailable,
     address,
     master_address_sync,
@@ -46,40 +46,36 @@ from contracts.target import RedisTarget
 POLL_SECONDS = 0.25
 
 
-def _replication(member: str, access: RedisAccess) -> dict[str, Any]:
-    """The member's INFO replication; {} when it does not answer."""
-    host, port = split(member)
+def _replication(target: RedisTarget, member: str, access: RedisAccess) -> dict[str, Any]:
+    """The member's INFO replication (over TLS for a rediss:// target); {} when it does not
+    answer."""
     try:
-        with redis.Redis(
-            host=host,
-            port=port,
-            username=access.username,
-            password=access.password.get_secret_value() if access.password else None,
-            socket_timeout=MEMBER_TIMEOUT_S,
-            socket_connect_timeout=MEMBER_TIMEOUT_S,
-            decode_responses=True,
+        with redis.Redis.from_url(
+            url_at(target, split(member)),
+            **client_options(target, member_access(access)),
             retry=Retry(NoBackoff(), 0),
+            decode_responses=True,
         ) as conn:
             return dict(conn.info("replication"))
     except (redis.RedisError, OSError):
         return {}
 
 
-def replica_of(member: str, master: str, access: RedisAccess) -> bool:
+def replica_of(target: RedisTarget, member: str, master: str, access: RedisAccess) -> bool:
     """The member answers, replicates from `master` with its link up, and the master has
     heard from it within the target's lag threshold."""
-    info = _replication(member, access)
+    info = _replication(target, member, access)
     at = address(info.get("master_host", ""), info.get("master_port", ""))
     if info.get("role") != "slave" or at != master or info.get("master_link_status") != "up":
         return False
-    lag = replica_lags(_replication(master, access)).get(member)
+    lag = replica_lags(_replication(target, master, access)).get(member)
     threshold = access.sentinel.lag_threshold_s if access.sentinel else 1.0
     return lag is not None and lag <= threshold
 
 
-def says_master(member: str, access: RedisAccess) -> bool:
+def says_master(target: RedisTarget, member: str, access: RedisAccess) -> bool:
     """The member itself answers that it is a master (a dead one does not)."""
-    return _replication(member, access).get("role") == "master"
+    return _replication(target, member, access).get("role") == "master"
 
 
 def _beat(detail: str) -> None:
@@ -113,7 +109,7 @@ class ReplicaRestart:
         pod = self._pod_behind(target, member)
         master = address(*master_address_sync(access.sentinel, access))  # none yet: retried
         if master == member:
-            if says_master(member, access):
+            if says_master(target, member, access):
                 return StepResult(
                     changed=False,
                     summary=f"{pod} ({member}) is the master now: not restarted (this step "
@@ -124,7 +120,7 @@ class ReplicaRestart:
                 f"the Sentinels still name {pod} ({member}) the master, and it does not say "
                 "so itself: waiting for them"
             )
-        if replica_of(member, master, access):
+        if replica_of(target, member, master, access):
             return StepResult(
                 changed=False,
                 summary=f"{pod} ({member}) already replicates from {master} with its link up",
@@ -254,7 +250,8 @@ class ReplicaRestart:
         group = access.sentinel
         assert group is not None
         while not (
-            replica_of(member, master, access) and sentinels_see_up_sync(group, access, member)
+            replica_of(target, member, master, access)
+            and sentinels_see_up_sync(group, access, member)
         ):
             if datetime.now(UTC) >= deadline:
                 raise ApplicationError(

@@ -3,50 +3,25 @@ configuration of that target (activities.targets), never from workflow input."""
 
 from __future__ import annotations
 
-from typing import Any
-from urllib.parse import urlsplit, urlunsplit
-
 import redis
 import redis.asyncio as aioredis
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 
+from activities.redis.options import client_options as _options
+from activities.redis.options import url_at
 from activities.redis.sentinel import master_address_sync
 from activities.targets import RedisAccess
 from contracts.target import RedisTarget
 
 
-def _options(target: RedisTarget, access: RedisAccess) -> dict[str, Any]:
-    extra: dict[str, Any] = {}
-    if target.redis_url.startswith("rediss://"):
-        if access.tls_ca_file:
-            extra["ssl_ca_certs"] = str(access.tls_ca_file)
-        if access.tls_cert_file and access.tls_key_file:  # mTLS: the server checks us too
-            extra["ssl_certfile"] = str(access.tls_cert_file)
-            extra["ssl_keyfile"] = str(access.tls_key_file)
-    return {
-        "username": access.username,
-        "password": access.password.get_secret_value() if access.password else None,
-        "socket_connect_timeout": access.connect_timeout.total_seconds(),
-        "socket_timeout": access.command_timeout.total_seconds(),
-        **extra,
-    }
-
-
-def url_at(target: RedisTarget, where: tuple[str, int] | None) -> str:
-    """The target's URL, at the master Sentinel named in place of its host (scheme and
-    database kept)."""
-    if where is None:
-        return target.redis_url
-    parts = urlsplit(target.redis_url)
-    user = f"{parts.username}@" if parts.username else ""
-    return urlunsplit(parts._replace(netloc=f"{user}{where[0]}:{where[1]}"))
-
-
-def open_sync_client(target: RedisTarget, access: RedisAccess) -> redis.Redis:
+def open_sync_client(
+    target: RedisTarget, access: RedisAccess, where: tuple[str, int] | None = None
+) -> redis.Redis:
     """For code on a thread (warmers, the readiness check between Kubernetes reads); a
-    Sentinel-managed target's master is looked up first."""
-    where = master_address_sync(access.sentinel, access) if access.sentinel else None
+    Sentinel-managed target's master is looked up first, unless `where` names the member."""
+    if where is None and access.sentinel is not None:
+        where = master_address_sync(access.sentinel, access)
     return redis.Redis.from_url(url_at(target, where), **_options(target, access))
 
 

@@ -228,7 +228,7 @@ async def diagnose(target: RedisTarget, access: RedisAccess, ping_samples: int) 
     if access.sentinel is None:
         return await diagnose_at(target, access, ping_samples)
     taken_at = datetime.now(UTC)
-    facts = await replication_facts(access.sentinel, access)
+    facts = await replication_facts(target, access.sentinel, access)
     group = group_findings(facts, access.sentinel.lag_threshold_s)
     master = usable_master(facts)
     if isinstance(master, Finding):

@@ -19,10 +19,10 @@ from redis.asyncio.retry import Retry as AsyncRetry
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
+from activities.redis.options import client_options, member_access, url_at
 from activities.targets import RedisAccess, SentinelGroup
 from contracts.replication import Member, ReplicationFacts, SentinelView, linked
-
-MEMBER_TIMEOUT_S = 2.0
+from contracts.target import RedisTarget
 
 
 class MasterUnavailable(rexc.ConnectionError):
@@ -61,20 +61,6 @@ def sentinel_options(
         "password": group.password.get_secret_value() if group.password else None,
         "socket_connect_timeout": access.connect_timeout.total_seconds(),
         "socket_timeout": access.command_timeout.total_seconds(),
-        "decode_responses": True,
-        "protocol": 2,
-    }
-
-
-def _member_options(access: RedisAccess) -> dict[str, Any]:
-    """A member that takes more than a couple of seconds to answer INFO is itself a finding:
-    triage does not wait the full command timeout on each one."""
-    return {
-        "retry": AsyncRetry(NoBackoff(), 0),
-        "username": access.username,
-        "password": access.password.get_secret_value() if access.password else None,
-        "socket_connect_timeout": access.connect_timeout.total_seconds(),
-        "socket_timeout": min(access.command_timeout.total_seconds(), MEMBER_TIMEOUT_S),
         "decode_responses": True,
         "protocol": 2,
     }
@@ -206,10 +192,18 @@ def replica_lags(info: dict[str, Any]) -> dict[str, int]:
     return lags
 
 
-async def _read_member(member: Member, access: RedisAccess) -> tuple[Member, dict[str, int]]:
-    """The member's own INFO replication, and (a master's) its replicas' lag."""
-    host, port = split(member.address)
-    client = aioredis.Redis(host=host, port=port, **_member_options(access))
+async def _read_member(
+    target: RedisTarget, member: Member, access: RedisAccess
+) -> tuple[Member, dict[str, int]]:
+    """The member's own INFO replication, and (a master's) its replicas' lag; over TLS with
+    the target's certificates when its URL is rediss://."""
+    client = aioredis.Redis.from_url(
+        url_at(target, split(member.address)),
+        **client_options(target, member_access(access)),
+        retry=AsyncRetry(NoBackoff(), 0),
+        decode_responses=True,
+        protocol=2,
+    )
     try:
         info = await client.info("replication")
     except (rexc.RedisError, OSError) as err:
@@ -228,7 +222,9 @@ async def _read_member(member: Member, access: RedisAccess) -> tuple[Member, dic
     ), replica_lags(info)
 
 
-async def replication_facts(group: SentinelGroup, access: RedisAccess) -> ReplicationFacts:
+async def replication_facts(
+    target: RedisTarget, group: SentinelGroup, access: RedisAccess
+) -> ReplicationFacts:
     """The Sentinels' views, then INFO replication on every member they know, at once."""
     views, replicas = await ask_sentinels(group, access)
     master = named_master(views)
@@ -238,7 +234,7 @@ async def replication_facts(group: SentinelGroup, access: RedisAccess) -> Replic
         Member(address=address(r.get("ip", "?"), r.get("port", "0")), flags=r.get("flags", ""))
         for r in replicas
     ]
-    read = await asyncio.gather(*(_read_member(m, access) for m in members))
+    read = await asyncio.gather(*(_read_member(target, m, access) for m in members))
     lags = next((lag for m, lag in read if m.named_master), {})
     members = [
         m.model_copy(update={"lag_s": None if m.named_master else lags.get(m.address)})

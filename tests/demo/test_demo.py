@@ -20,7 +20,8 @@ from sandbox.alerting import missing_binaries
 
 PYTHON = sys.executable
 REPO = Path(__file__).resolve().parents[2]
-ENV = dict(os.environ, PYTHONPATH=str(REPO))
+# The demo's worker, on a machine busy with the other tests: see tests/harness.LOADED_MACHINE.
+ENV = dict(os.environ, PYTHONPATH=str(REPO), RUNBOOK_THRESHOLDS__PING_P95_MS="250")
 ENV.pop("RUNBOOK_SLACK_WEBHOOK_URL", None)
 
 
