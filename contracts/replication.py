@@ -55,10 +55,6 @@ class Member(BaseModel):
     offset: int = 0
     lag_s: int | None = Field(default=None, description="seconds since its last ACK (master)")
 
-    @property
-    def label(self) -> str:
-        return f"{self.pod} ({self.address})" if self.pod else self.address
-
 
 class ReplicationFacts(BaseModel):
     """The group as triage found it. `master` is the address the reachable Sentinels name
@@ -110,6 +106,3 @@ class ReplicationFacts(BaseModel):
 
     def replicas(self) -> list[Member]:
         return [m for m in self.members if not m.named_master]
-
-    def member(self, address: str) -> Member | None:
-        return next((m for m in self.members if m.address == address), None)
