@@ -56,6 +56,17 @@ def judged(facts: ReplicationFacts) -> Diagnosis:
     return seen.model_copy(update={"findings": found, "replication": facts, "kubernetes": kube})
 
 
+def unanswered(ready: dict[str, bool]) -> Diagnosis:
+    """The worker cannot reach the master the Sentinels see up; the pods as `ready` says."""
+    pods = [PodFacts(name=n, uid=n, phase="Running", ready=r) for n, r in ready.items()]
+    kube = KubernetesFacts(taken_at=NOW, reachable=True, members=PODS, pods=pods)
+    facts = group([sentinel()] * 3, [replica(R1), replica(R2)])
+    refused = [Finding(code="connection_refused", message="refused")]
+    return diag(reachable=False).model_copy(
+        update={"replication": facts, "kubernetes": kube, "findings": refused}
+    )
+
+
 def test_a_master_sentinel_flags_down_is_waited_for_and_never_restarted() -> None:
     d = judged(group([sentinel(flags="master,s_down,o_down")] * 3, [replica(R1), replica(R2)]))
     (scenario, reason), *_ = explain(d, Policy().thresholds)
@@ -120,16 +131,7 @@ def test_the_worker_alone_not_reaching_a_master_sentinel_sees_up_restarts_nothin
 def test_before_down_after_a_master_kubernetes_calls_down_is_waited_for_too() -> None:
     """Sentinel flags a master only after down-after: the incident can open first. With
     Kubernetes agreeing it is down, the plan still waits for Sentinel and restarts nothing."""
-    facts = group([sentinel()] * 3, [replica(R1), replica(R2)])
-    pods = [PodFacts(name="redis-0", uid="u", phase="Running", ready=False)]
-    kube = KubernetesFacts(taken_at=NOW, reachable=True, members=PODS, pods=pods)
-    d = diag(reachable=False).model_copy(
-        update={
-            "replication": facts,
-            "kubernetes": kube,
-            "findings": [Finding(code="connection_refused", message="refused")],
-        }
-    )
+    d = unanswered({"redis-0": False})
     (scenario, reason), *_ = explain(d, Policy().thresholds)
     assert scenario is Scenario.FAILOVER
     assert "do not flag it yet (down-after 5 s)" in reason
@@ -147,18 +149,6 @@ def test_sentinels_short_of_quorum_with_everything_serving_is_for_a_person() -> 
 
 def test_another_members_pod_down_does_not_corroborate_the_master_down() -> None:
     """After a failover the old master's pod is not Ready: that says nothing of the new one."""
-    facts = group([sentinel()] * 3, [replica(R1), replica(R2)])
-    pods = [
-        PodFacts(name="redis-0", uid="a", phase="Running", ready=True),
-        PodFacts(name="redis-1", uid="b", phase="Running", ready=False),
-    ]
-    kube = KubernetesFacts(taken_at=NOW, reachable=True, members=PODS, pods=pods)
-    d = diag(reachable=False).model_copy(
-        update={
-            "replication": facts,
-            "kubernetes": kube,
-            "findings": [Finding(code="timeout", message="timed out")],
-        }
-    )
+    d = unanswered({"redis-0": True, "redis-1": False})
     (scenario, _), *_ = explain(d, Policy().thresholds)
     assert scenario is Scenario.UNREACHABLE_FROM_RUNBOOK
