@@ -119,7 +119,7 @@ class SentinelActivities:
         master the Sentinels name answers (it may have come back since the approval)."""
         access = self._targets.access(target)
         group = _group(access, "sentinel_failover")
-        views, _ = await ask_sentinels(group, access)
+        views, _ = await ask_sentinels(group, access, full=False)
         master = named_master(views)
         flagged = any(v.sees_master_down for v in views)
         if master is not None and not flagged and await _answers(target, access, master):

@@ -66,27 +66,11 @@ def sentinel_options(
     }
 
 
-async def _ask(
-    host: str, port: int, group: SentinelGroup, access: RedisAccess
-) -> tuple[SentinelView, list[dict[str, str]]]:
-    """One Sentinel's view of the master, and the replicas it knows."""
-    view = SentinelView(address=address(host, port), reachable=False)
-    client = aioredis.Redis(host=host, port=port, **sentinel_options(group, access))
-    try:
-        state = _pairs(await command(client, "SENTINEL", "MASTER", group.master_name))
-        replicas = await command(client, "SENTINEL", "REPLICAS", group.master_name)
-        try:
-            quorum = str(await command(client, "SENTINEL", "CKQUORUM", group.master_name))
-        except rexc.ResponseError as err:
-            quorum = str(err)
-    except (rexc.RedisError, OSError) as err:
-        view.error = f"{type(err).__name__}: {err}"
-        return view, []
-    finally:
-        await client.aclose()
+def _view(where: str, state: dict[str, str], quorum: str = "") -> SentinelView:
+    """A Sentinel's SENTINEL MASTER answer (and its CKQUORUM, when asked), typed."""
     flags = state.get("flags", "")
     return SentinelView(
-        address=view.address,
+        address=where,
         reachable=True,
         master=address(state.get("ip", "?"), state.get("port", "0")),
         flags=flags,
@@ -97,14 +81,39 @@ async def _ask(
         failover_state="in_progress" if "failover_in_progress" in flags else "",
         down_after_ms=int(state.get("down-after-milliseconds", 0)),
         failover_timeout_ms=int(state.get("failover-timeout", 0)),
-    ), [_pairs(r) for r in replicas or []]
+    )
+
+
+async def _ask(
+    host: str, port: int, group: SentinelGroup, access: RedisAccess, full: bool
+) -> tuple[SentinelView, list[dict[str, str]]]:
+    """One Sentinel's view of the master; `full`: with its quorum and the replicas it knows
+    (triage's look), else the master alone (finding where to send a command)."""
+    where = address(host, port)
+    client = aioredis.Redis(host=host, port=port, **sentinel_options(group, access))
+    replicas: list[Any] = []
+    quorum = ""
+    try:
+        state = _pairs(await command(client, "SENTINEL", "MASTER", group.master_name))
+        if full:
+            replicas = await command(client, "SENTINEL", "REPLICAS", group.master_name) or []
+            try:
+                quorum = str(await command(client, "SENTINEL", "CKQUORUM", group.master_name))
+            except rexc.ResponseError as err:
+                quorum = str(err)
+    except (rexc.RedisError, OSError) as err:
+        failed = SentinelView(address=where, reachable=False, error=f"{type(err).__name__}: {err}")
+        return failed, []
+    finally:
+        await client.aclose()
+    return _view(where, state, quorum), [_pairs(r) for r in replicas]
 
 
 async def ask_sentinels(
-    group: SentinelGroup, access: RedisAccess
+    group: SentinelGroup, access: RedisAccess, full: bool = True
 ) -> tuple[list[SentinelView], list[dict[str, str]]]:
     """Every Sentinel at once; the replicas as the first one that answered knows them."""
-    answers = await asyncio.gather(*(_ask(h, p, group, access) for h, p in group.addresses))
+    answers = await asyncio.gather(*(_ask(h, p, group, access, full) for h, p in group.addresses))
     views = [view for view, _ in answers]
     replicas = next((found for view, found in answers if view.reachable), [])
     return views, replicas
@@ -137,7 +146,7 @@ def _usable(group: SentinelGroup, views: list[SentinelView]) -> tuple[str, int]:
 
 async def master_address(group: SentinelGroup, access: RedisAccess) -> tuple[str, int]:
     """The master to send a command to, or MasterUnavailable saying why there is none."""
-    views, _ = await ask_sentinels(group, access)
+    views, _ = await ask_sentinels(group, access, full=False)
     return _usable(group, views)
 
 
@@ -145,18 +154,15 @@ def master_address_sync(group: SentinelGroup, access: RedisAccess) -> tuple[str,
     """The same, for code on a thread."""
     views = []
     for host, port in group.addresses:
-        view = SentinelView(address=address(host, port), reachable=False)
+        where = address(host, port)
         try:
             options = sentinel_options(group, access, sync=True)
             with redis.Redis(host=host, port=port, **options) as conn:
                 state = _pairs(conn.execute_command("SENTINEL", "MASTER", group.master_name))
         except (redis.RedisError, OSError) as err:
-            views.append(view.model_copy(update={"error": str(err)[:200]}))
+            views.append(SentinelView(address=where, reachable=False, error=str(err)[:200]))
             continue
-        master = address(state.get("ip", "?"), state.get("port", "0"))
-        views.append(
-            view.model_copy(update={"reachable": True, "master": master, "flags": state["flags"]})
-        )
+        views.append(_view(where, state))
     return _usable(group, views)
 
 
@@ -166,9 +172,8 @@ def sentinels_see_up_sync(group: SentinelGroup, access: RedisAccess, member: str
     seen = False
     for host, port in group.addresses:
         try:
-            with redis.Redis(
-                host=host, port=port, **sentinel_options(group, access, sync=True)
-            ) as conn:
+            options = sentinel_options(group, access, sync=True)
+            with redis.Redis(host=host, port=port, **options) as conn:
                 replicas = conn.execute_command("SENTINEL", "REPLICAS", group.master_name)
         except (redis.RedisError, OSError):
             continue

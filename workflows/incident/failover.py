@@ -1,6 +1,6 @@
 """Waiting for Sentinel's failover on durable timers, bounded by what the Sentinels themselves
-allow (down-after plus failover-timeout). Nothing is restarted while it runs: the wait only
-looks, every second, until a master the Sentinels name takes the place of the old one.
+allow (down-after plus twice failover-timeout). Nothing is restarted while it runs: the wait
+only looks, every second, until a master the Sentinels name answers.
 """
 
 from __future__ import annotations
@@ -11,7 +11,6 @@ from temporalio import workflow
 
 with workflow.unsafe.imports_passed_through():
     from contracts.steps import Step, StepResult
-    from workflows.incident.errors import ContinueAsNew
     from workflows.incident.memory import IncidentMemory
     from workflows.incident.probes import Probes
 
@@ -24,28 +23,22 @@ async def wait_failover(m: IncidentMemory, probes: Probes, step: Step) -> StepRe
     old = str(step.params.get("old_master", ""))
     bound = timedelta(seconds=float(step.params.get("timeout_s", 60)))
     began = workflow.now()
-    while True:
-        seen = await probes.diagnose()
-        master = seen.replication.master if seen.replication else None
-        waited = (workflow.now() - began).total_seconds()
-        if seen.reachable and master:
-            how = "the old master answers again" if master == old else "Sentinel promoted it"
-            return StepResult(
-                changed=False,
-                summary=f"master {master} answers after {waited:.0f} s ({how})",
-                before={"master": old},
-                after={"master": master, "promoted": 1, "waited_seconds": waited},
-            )
-        left = bound - (workflow.now() - began)
-        if left <= timedelta(0) or m.abort is not None:
-            return StepResult(
-                changed=False,
-                summary=f"no master answers after {waited:.0f} s (bound {bound.total_seconds():g}"
-                " s): the failover did not happen",
-                before={"master": old},
-                after={"promoted": 0, "waited_seconds": waited},
-            )
-        if m.history_too_long():
-            raise ContinueAsNew
-        m.note("waiting", f"waiting for Sentinel's failover ({waited:.0f} s of {bound})")
-        await workflow.sleep(min(LOOK_EVERY, left))
+    back = await probes.redis_back(bound, "waiting for Sentinel's failover", every=LOOK_EVERY)
+    waited = (workflow.now() - began).total_seconds()
+    seen = m.latest.replication if m.latest is not None else None
+    master = seen.master if seen is not None else None
+    if back and master:
+        how = "the old master answers again" if master == old else "Sentinel promoted it"
+        return StepResult(
+            changed=False,
+            summary=f"master {master} answers after {waited:.0f} s ({how})",
+            before={"master": old},
+            after={"master": master, "promoted": 1, "waited_seconds": waited},
+        )
+    return StepResult(
+        changed=False,
+        summary=f"no master answers after {waited:.0f} s (bound {bound.total_seconds():g} s): "
+        "the failover did not happen",
+        before={"master": old},
+        after={"promoted": 0, "waited_seconds": waited},
+    )

@@ -143,9 +143,9 @@ class Probes:
             return ratio > m.config.policy.thresholds.fragmentation_ratio
         return not diagnosis.reachable  # STILL_DOWN, RESTART_FAILED
 
-    async def redis_back(self, within: timedelta, why: str) -> bool:
-        """Check Redis until it answers or `within` passes (durable timers between checks);
-        an abort ends the wait early."""
+    async def redis_back(self, within: timedelta, why: str, every: timedelta | None = None) -> bool:
+        """Check Redis until it answers or `within` passes (durable timers between checks,
+        `every` apart, else outage.poll); an abort ends the wait early."""
         m = self._memory
         deadline = workflow.now() + within
         while True:
@@ -156,10 +156,11 @@ class Probes:
                 return False
             if m.history_too_long():
                 raise ContinueAsNew
-            m.note("waiting", f"Redis still down ({why}); next check in {self._poll(left)}")
+            pause = min(every, left) if every is not None else self._poll(left)
+            m.note("waiting", f"Redis still down ({why}); next check in {pause}")
             woken = self._woken_by(m.stand_down or m.legacy_judgement)
             with contextlib.suppress(TimeoutError):  # an abort or a stand-down: look at once
-                await workflow.wait_condition(woken, timeout=self._poll(left))
+                await workflow.wait_condition(woken, timeout=pause)
 
     def _woken_by(self, stood_down: bool) -> Callable[[], bool]:
         """An abort, or a stand-down that happened during this wait, ends it at once."""
