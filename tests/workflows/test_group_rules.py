@@ -4,6 +4,8 @@ behind approval; the master is never a step's subject."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from activities.policy import Policy
 from activities.redis.group import group_findings, usable_master
 from contracts.diagnosis import Diagnosis, Scenario
@@ -12,6 +14,7 @@ from contracts.kubernetes import KubernetesFacts, PodFacts
 from contracts.replication import Member, ReplicationFacts, SentinelView
 from contracts.steps import StepName
 from tests.workflows.test_classify import NOW, diag
+from worker.settings.loader import load_settings
 from workflows.runbook.classify import explain
 from workflows.runbook.plan import DESTRUCTIVE, plan_for
 
@@ -152,3 +155,21 @@ def test_another_members_pod_down_does_not_corroborate_the_master_down() -> None
     d = unanswered({"redis-0": True, "redis-1": False})
     (scenario, _), *_ = explain(d, Policy().thresholds)
     assert scenario is Scenario.UNREACHABLE_FROM_RUNBOOK
+
+
+def test_the_shipped_policy_puts_a_forced_failover_behind_a_proven_person() -> None:
+    """deploy/runbook.yaml lists its own required_for: a Sentinel step missing from it would
+    run unattended there, whatever the defaults say."""
+    shipped = load_settings(Path(__file__).resolve().parents[2] / "deploy" / "runbook.yaml")
+    assert shipped.approvals.needed(StepName.SENTINEL_FAILOVER) == 1
+    assert {StepName.SENTINEL_FAILOVER, StepName.RESTART_REPLICA} <= set(
+        shipped.approvals.verified_only
+    )
+    views = [
+        sentinel(flags="master,s_down", quorum_ok=False),
+        sentinel(up=False),
+        sentinel(up=False),
+    ]
+    d = judged(group(views, [replica(R1), replica(R2)]))
+    forced = plan_for(Scenario.NO_FAILOVER, d, shipped.policy)[1]
+    assert forced.name is StepName.SENTINEL_FAILOVER and forced.requires_approval
